@@ -1,0 +1,119 @@
+"""Shared entry point of the study's Hydra apps (`study.train`, `study.sweep`, `study.report`).
+
+`run_app(task)` composes the config from the command line and checks it *before* handing over to
+`hydra.main`, so a user error (unknown key, wrong type, value outside its allowed set, unknown
+config group option) ends the command at once with one line on stderr and exit status 2, never a
+traceback. Errors found later (missing data, unreachable storage) are raised as `UserError` and
+reported the same way. Without a GPU and without an explicit `budget=`, it selects `budget=quick`
+and says so, so that a plain `python -m study.sweep` cannot start a multi-day job on a laptop.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import hydra
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException, MissingConfigException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+from study.config import FACTORS, ConfigError, UserError, register_schema, validate
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+log = logging.getLogger("study")
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """Compose and validate the config as the apps see it; raise ConfigError with one line."""
+    register_schema()
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            cfg = compose("config", overrides=overrides)
+        OmegaConf.resolve(cfg)
+    except (HydraException, OmegaConfBaseException) as error:
+        raise ConfigError(_one_line(error, overrides)) from None
+    validate(cfg)
+    return cfg
+
+
+def _one_line(error: BaseException, overrides: list[str]) -> str:
+    if isinstance(error, MissingConfigException) and error.options is not None:
+        group = (error.missing_cfg_file or "").split("/")[0]
+        missing = (error.missing_cfg_file or "").split("/")[-1]
+        return f"{group}={missing} is not a config option; options: {', '.join(error.options)}"
+    cause = error.__cause__ or error.__context__
+    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and cause.full_key:
+        return _unknown_key(cause.full_key, overrides)
+    text = str(cause if isinstance(cause, OmegaConfBaseException) else error)
+    text = text.split("\n    full_key:")[0]  # OmegaConf appends object details we do not need
+    key = getattr(cause, "full_key", None)
+    message = " ".join(text.split())
+    return f"{key}: {message}" if key and key not in message else message
+
+
+def _unknown_key(full_key: str, overrides: list[str]) -> str:
+    groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir()}
+    group_choices = [o for o in overrides if o.partition("=")[0] in groups]
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        defaults = compose("config", overrides=group_choices)
+    parent = full_key.rpartition(".")[0]
+    node = OmegaConf.select(defaults, parent) if parent else defaults
+    keys = ", ".join(sorted(node.keys())) if isinstance(node, DictConfig) else ""
+    where = f"keys in {parent}" if parent else "top-level keys"
+    message = f"unknown key '{full_key}'; {where}: {keys}"
+    if parent == "sweep.levels":
+        message += f" (add a factor with +{full_key}=[...]; factors: {', '.join(FACTORS)})"
+    return message
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _is_multirun(args: list[str]) -> bool:
+    return any(a in ("-m", "--multirun") for a in args)
+
+
+def _user_overrides(args: list[str]) -> list[str]:
+    return [a for a in args if not a.startswith("-")]
+
+
+def _fail(error: Exception) -> None:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
+
+
+def run_app(task: Callable[[DictConfig], None], job_name: str) -> None:
+    """Check the command line, then run `task` as a Hydra app; user errors print one line."""
+    args = sys.argv[1:]
+    passes_through = any(a.startswith(("--help", "-h", "--cfg", "-c", "--info")) for a in args)
+    auto_quick = (not passes_through and not _has_gpu()
+                  and not any(re.match(r"\+*budget=", a) for a in args))
+    if auto_quick:
+        args.append("budget=quick")
+    if not passes_through and not _is_multirun(args):
+        try:
+            compose_config(_user_overrides(args))
+        except ConfigError as error:
+            _fail(error)
+    sys.argv[1:] = [*args, f"hydra.job.name={job_name}"]  # names the log file
+
+    def checked_task(cfg: DictConfig) -> None:
+        if auto_quick:
+            log.warning("No GPU found: running budget=quick (a training subset, fewer epochs, one"
+                        " seed); pass budget=full for the full study.")
+        try:
+            validate(cfg)
+            task(cfg)
+        except UserError as error:
+            _fail(error)
+
+    register_schema()
+    hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(checked_task)()

@@ -1,0 +1,199 @@
+"""The study's config schema (Hydra structured configs) and the value checks Hydra cannot express.
+
+Hydra composes `conf/config.yaml` onto `StudyConfig`, so an unknown key or a wrong type fails at
+composition; `validate` then checks every value against its allowed set or range. Both happen in
+`study.cli` before any training, which prints the problem as one line.
+
+Each studied factor is exactly one config key. `FACTORS` maps the factor's short name (the Optuna
+parameter name, used in reports and `sweep.levels`) to that key and to the rule its values obey.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid")
+POOLINGS = ("max", "avg", "stride")
+PREPROCESSINGS = ("none", "standardize", "gcn", "zca")
+DATA_SOURCES = ("cifar10", "synthetic")
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("onecycle", "cosine", "constant")
+DESIGNS = ("ofat", "grid", "optuna")
+SAMPLERS = ("random", "tpe", "qmc")
+BUDGETS = ("full", "quick", "smoke")
+
+
+class UserError(Exception):
+    """Something the user can fix (config, data, storage, study name); printed as one line."""
+
+
+class ConfigError(UserError):
+    """A config value is invalid; the message is one line naming the key and what is allowed."""
+
+
+@dataclass
+class DataConfig:
+    source: str = "cifar10"
+    path: str | None = None  # CIFAR-10 folder or .tar.gz; None: $CIFAR10_PATH, else ./data
+    cache_dir: str = ".cache/study"  # decoded uint8 arrays are cached here
+    preprocessing: str = "standardize"
+    zca_epsilon: float = 1e-2  # added to covariance eigenvalues; pixels scaled to [0, 1]
+    train_subset: int | None = None  # training images used (None: all)
+    test_subset: int | None = None  # test images used (None: all)
+    synthetic_train: int = 2000  # images per split of data=synthetic
+    synthetic_test: int = 1000
+
+
+@dataclass
+class ModelConfig:
+    channels: int = 32  # kernels in the first conv stage; each later stage doubles it
+    activation: str = "relu"
+    pooling: str = "max"
+    dropout: float = 0.5  # before the classifier
+    kernel_size: int = 3
+    stages: int = 3  # each stage halves the spatial size
+    convs_per_stage: int = 2
+    batch_norm: bool = True
+    fc_width: int = 256
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 128
+    lr: float = 0.05  # peak learning rate
+    optimizer: str = "sgd"
+    momentum: float = 0.9  # SGD momentum (Adam: beta1)
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"
+    warmup: float = 0.2  # fraction of all steps spent ramping up to lr (onecycle, cosine)
+    epochs: int = 15
+    augment: bool = True  # random crop (4 px padding) + horizontal flip
+    seed: int = 0
+    eval_batch_size: int = 1000
+
+
+@dataclass
+class SweepConfig:
+    design: str = "ofat"
+    seeds: int = 3  # replicates of every design point (ofat, grid)
+    levels: dict[str, list[Any]] = field(default_factory=dict)  # factor -> levels
+    n_trials: int = 50  # optuna design: trials in all
+    sampler: str = "tpe"  # optuna design
+
+
+@dataclass
+class StudyConfig:
+    name: str = "${sweep.design}-${budget}"  # Optuna study name
+    storage: str = "sqlite:///results/optuna.db"  # any SQLAlchemy URL
+    budget: str = "full"  # set by the budget group
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+
+
+def register_schema() -> None:
+    ConfigStore.instance().store(name="study_schema", node=StudyConfig)
+
+
+Check = Callable[[Any], str | None]
+
+
+def one_of(allowed: tuple[str, ...]) -> Check:
+    return lambda v: None if v in allowed else f"choose one of: {', '.join(allowed)}"
+
+
+def number(low: float, high: float | None = None, *, integer: bool = False,
+           low_open: bool = False, high_open: bool = True) -> Check:
+    def check(v: Any) -> str | None:
+        kind = "an integer" if integer else "a number"
+        if isinstance(v, bool) or not isinstance(v, int if integer else (int, float)):
+            return f"must be {kind}"
+        too_low = v <= low if low_open else v < low
+        too_high = high is not None and (v >= high if high_open else v > high)
+        if too_low or too_high:
+            lo = f"> {low}" if low_open else f">= {low}"
+            hi = "" if high is None else (f" and < {high}" if high_open else f" and <= {high}")
+            return f"must be {kind} {lo}{hi}"
+        return None
+
+    return check
+
+
+def optional(check: Check) -> Check:
+    return lambda v: None if v is None else check(v)
+
+
+@dataclass(frozen=True)
+class Factor:
+    key: str  # dotted config key
+    check: Check
+    kind: str  # categorical, int or float: how Optuna records it
+
+
+FACTORS: dict[str, Factor] = {
+    "channels": Factor("model.channels", number(1, integer=True), "int"),
+    "activation": Factor("model.activation", one_of(ACTIVATIONS), "categorical"),
+    "pooling": Factor("model.pooling", one_of(POOLINGS), "categorical"),
+    "dropout": Factor("model.dropout", number(0, 1), "float"),
+    "preprocessing": Factor("data.preprocessing", one_of(PREPROCESSINGS), "categorical"),
+    "batch_size": Factor("train.batch_size", number(1, integer=True), "int"),
+    "lr": Factor("train.lr", number(0, low_open=True), "float"),
+}
+
+OTHER_CHECKS: dict[str, Check] = {
+    "budget": one_of(BUDGETS),
+    "data.source": one_of(DATA_SOURCES),
+    "data.zca_epsilon": number(0, low_open=True),
+    "data.train_subset": optional(number(10, integer=True)),
+    "data.test_subset": optional(number(1, integer=True)),
+    "data.synthetic_train": number(10, integer=True),
+    "data.synthetic_test": number(1, integer=True),
+    "model.kernel_size": number(1, 15, integer=True, high_open=False),
+    "model.stages": number(1, 5, integer=True, high_open=False),
+    "model.convs_per_stage": number(1, integer=True),
+    "model.fc_width": number(1, integer=True),
+    "train.optimizer": one_of(OPTIMIZERS),
+    "train.momentum": number(0, 1),
+    "train.weight_decay": number(0),
+    "train.schedule": one_of(SCHEDULES),
+    "train.warmup": number(0, 1),
+    "train.epochs": number(1, integer=True),
+    "train.eval_batch_size": number(1, integer=True),
+    "sweep.design": one_of(DESIGNS),
+    "sweep.seeds": number(1, integer=True),
+    "sweep.n_trials": number(1, integer=True),
+    "sweep.sampler": one_of(SAMPLERS),
+}
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError (one line) for the first value outside its allowed set or range."""
+    checks = {f.key: f.check for f in FACTORS.values()} | OTHER_CHECKS
+    for key, check in checks.items():
+        value = OmegaConf.select(cfg, key)
+        problem = check(value)
+        if problem:
+            raise ConfigError(f"{key}={value!r} is not allowed: {problem}")
+    if cfg.model.kernel_size % 2 == 0:
+        raise ConfigError(f"model.kernel_size={cfg.model.kernel_size} is not allowed: must be odd")
+    if not cfg.name.strip():
+        raise ConfigError("name='' is not allowed: the study needs a name")
+    for name, levels in cfg.sweep.levels.items():
+        key = f"sweep.levels.{name}"
+        if name not in FACTORS:
+            raise ConfigError(f"{key}: unknown factor; factors: {', '.join(FACTORS)}")
+        if not isinstance(levels, ListConfig) or len(levels) == 0:
+            raise ConfigError(f"{key}={levels!r} is not allowed: give a non-empty list of levels")
+        for level in levels:
+            problem = FACTORS[name].check(level)
+            if problem:
+                raise ConfigError(f"{key} level {level!r} is not allowed: {problem}")
+    if cfg.sweep.design == "grid" and not cfg.sweep.levels:
+        raise ConfigError("sweep.levels is empty: the grid design needs at least one factor")

@@ -1,0 +1,58 @@
+import subprocess
+import sys
+
+import pytest
+
+from study.config import ACTIVATIONS, FACTORS, ConfigError
+from tests.conftest import compose
+
+
+def test_default_config_is_the_textbook_baseline() -> None:
+    cfg = compose("budget=full")
+    assert (cfg.model.channels, cfg.model.activation, cfg.model.pooling, cfg.model.dropout) == \
+        (32, "relu", "max", 0.5)
+    assert (cfg.data.preprocessing, cfg.train.batch_size, cfg.train.lr) == \
+        ("standardize", 128, 0.05)
+    assert (cfg.train.epochs, cfg.sweep.seeds, cfg.sweep.design) == (15, 3, "ofat")
+    assert cfg.name == "ofat-full" and cfg.storage.startswith("sqlite:///results/")
+    assert set(cfg.sweep.levels) == set(FACTORS)
+
+
+@pytest.mark.parametrize(("override", "expected"), [
+    ("model.activation=swish", ["model.activation", *ACTIVATIONS]),
+    ("model.pooling=median", ["model.pooling", "max, avg, stride"]),
+    ("data.preprocessing=pca", ["data.preprocessing", "none, standardize, gcn, zca"]),
+    ("model.dropout=1.0", ["model.dropout", "< 1"]),
+    ("model.dropout=-0.1", ["model.dropout", ">= 0"]),
+    ("train.batch_size=0", ["train.batch_size", ">= 1"]),
+    ("train.lr=-0.1", ["train.lr", "> 0"]),
+    ("train.lr=abc", ["train.lr", "Float"]),
+    ("model.channels=many", ["model.channels", "Integer"]),
+    ("model.colour=red", ["model.colour", "activation", "channels"]),
+    ("epochs=3", ["epochs", "train"]),
+    ("sweep=latin", ["sweep=latin", "grid, ofat, optuna"]),
+    ("budget=huge", ["budget=huge", "full, quick, smoke"]),
+    ("sweep.levels.lr=[]", ["sweep.levels.lr", "non-empty"]),
+    ("sweep.levels.activation=[relu,swish]", ["sweep.levels.activation", "swish", "relu"]),
+    ("+sweep.levels.momentum=[0.9]", ["sweep.levels.momentum", "unknown factor", "channels"]),
+    ("model.kernel_size=4", ["model.kernel_size", "odd"]),
+    ("train.optimizer=rmsprop", ["train.optimizer", "sgd, adam"]),
+])
+def test_bad_values_fail_with_one_line_naming_key_and_allowed(override: str,
+                                                              expected: list[str]) -> None:
+    with pytest.raises(ConfigError) as error:
+        compose(override)
+    message = str(error.value)
+    assert "\n" not in message
+    for part in expected:
+        assert part in message
+
+
+def test_cli_prints_one_line_and_writes_nothing(tmp_path) -> None:
+    run = subprocess.run([sys.executable, "-m", "study.sweep", "model.activation=swish"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.strip().count("\n") == 0, run.stderr
+    assert run.stderr.startswith("error: model.activation='swish' is not allowed")
+    assert "Traceback" not in run.stderr + run.stdout
+    assert list(tmp_path.iterdir()) == []  # no storage, no results, no Hydra output folder
