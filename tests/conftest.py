@@ -1,0 +1,33 @@
+"""Shared fixtures: the real configs composed with small overrides, and the shared CIFAR-10."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from omegaconf import DictConfig
+
+from study.cli import compose_config
+from study.data import Images, load_cifar10
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_CIFAR10 = REPO.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
+
+
+def compose(*overrides: str) -> DictConfig:
+    """The real config as the apps compose it, with a smoke budget unless overridden."""
+    return compose_config(["budget=smoke", *overrides])
+
+
+def cifar10_archive() -> Path:
+    path = Path(os.environ.get("CIFAR10_PATH", SHARED_CIFAR10))
+    if not path.exists():
+        pytest.skip(f"CIFAR-10 not found at {path}; set CIFAR10_PATH")
+    return path
+
+
+@pytest.fixture(scope="session")
+def cifar10(tmp_path_factory: pytest.TempPathFactory) -> Images:
+    """All of CIFAR-10, decoded once per test session into a fresh cache."""
+    return load_cifar10(str(cifar10_archive()), tmp_path_factory.mktemp("cache"))

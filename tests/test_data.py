@@ -1,0 +1,190 @@
+import io
+import pickle
+import tarfile
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from study.config import UserError
+from study.data import (
+    apply_zca,
+    crop_flip,
+    fit_zca,
+    global_contrast_normalize,
+    load_cifar10,
+    pad_for_crop,
+    synthetic_images,
+    take_subsets,
+    to_device,
+)
+from tests.conftest import cifar10_archive
+
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                   "truck"]
+CPU = torch.device("cpu")
+
+
+@pytest.mark.slow
+def test_archive_loader_yields_all_images_with_folder_labels(cifar10) -> None:
+    assert cifar10.x_train.shape == (50_000, 3, 32, 32) and cifar10.x_train.dtype == torch.uint8
+    assert cifar10.x_test.shape == (10_000, 3, 32, 32)
+    assert cifar10.classes == CIFAR10_CLASSES
+    assert cifar10.y_train.bincount().tolist() == [5000] * 10
+    assert cifar10.y_test.bincount().tolist() == [1000] * 10
+    # Labels come from the folder each image sits in: decode a few members directly and find them.
+    with tarfile.open(cifar10_archive()) as tar:
+        names = [n for n in tar.getnames() if n.endswith(".jpg")]
+        for name in [n for n in names if "/train/cat/" in f"/{n}"][:2] + \
+                    [n for n in names if "/test/ship/" in f"/{n}"][:2]:
+            pixels = torch.from_numpy(np.asarray(Image.open(tar.extractfile(name)).convert("RGB"))
+                                      .transpose(2, 0, 1).copy())
+            split_x, split_y = ((cifar10.x_train, cifar10.y_train) if "/train/" in f"/{name}"
+                                else (cifar10.x_test, cifar10.y_test))
+            matches = (split_x == pixels).flatten(1).all(dim=1).nonzero().flatten()
+            assert len(matches) >= 1
+            expected = CIFAR10_CLASSES.index(name.split("/")[-2])
+            assert set(split_y[matches].tolist()) == {expected}
+
+
+@pytest.mark.slow
+def test_second_load_comes_from_cache_in_under_two_seconds(cifar10, tmp_path) -> None:
+    load_cifar10(str(cifar10_archive()), tmp_path)  # fills this cache
+    start = time.perf_counter()
+    again = load_cifar10(str(cifar10_archive()), tmp_path)
+    assert time.perf_counter() - start < 2.0
+    assert torch.equal(again.x_train, cifar10.x_train) and torch.equal(again.y_test, cifar10.y_test)
+
+
+def _write_image_folder(root, images) -> None:
+    for split, xs, ys in (("train", images.x_train, images.y_train),
+                          ("test", images.x_test, images.y_test)):
+        for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
+            folder = root / split / f"class{int(y)}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(x.permute(1, 2, 0).numpy()).save(folder / f"{i:04d}.png")
+
+
+def test_image_folder_tree_and_its_tarball_load_losslessly(tmp_path) -> None:
+    images = synthetic_images(40, 20)
+    _write_image_folder(tmp_path / "tree", images)
+    with tarfile.open(tmp_path / "tree.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "tree", arcname="cifar")
+    for source in (tmp_path / "tree", tmp_path / "tree.tar.gz"):
+        loaded = load_cifar10(str(source), tmp_path / "cache")
+        assert loaded.classes == [f"class{i}" for i in range(10)]
+        for x, y in ((loaded.x_train, loaded.y_train), (loaded.x_test, loaded.y_test)):
+            # Each loaded image is one of the originals, with the original's label.
+            originals = torch.cat([images.x_train, images.x_test])
+            labels = torch.cat([images.y_train, images.y_test])
+            for xi, yi in zip(x, y, strict=True):
+                match = (originals == xi).flatten(1).all(dim=1).nonzero().flatten()
+                assert labels[match].tolist() == [int(yi)] * len(match) and len(match) >= 1
+        assert len(loaded.y_train) == 40 and len(loaded.y_test) == 20
+
+
+def test_pickled_batches_folder_loads(tmp_path) -> None:
+    batches = tmp_path / "cifar-10-batches-py"
+    batches.mkdir()
+    rng = np.random.default_rng(0)
+    for name, n in [*((f"data_batch_{i}", 4) for i in range(1, 6)), ("test_batch", 3)]:
+        with open(batches / name, "wb") as f:
+            pickle.dump({"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                         "labels": list(rng.integers(0, 10, n))}, f)
+    with open(batches / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": CIFAR10_CLASSES}, f)
+    loaded = load_cifar10(str(tmp_path), tmp_path / "cache")
+    assert loaded.x_train.shape == (20, 3, 32, 32) and loaded.x_test.shape == (3, 3, 32, 32)
+    assert loaded.classes == CIFAR10_CLASSES
+
+
+@pytest.mark.parametrize("make", ["missing", "not_gzip", "truncated", "wrong_layout", "wrong_size"])
+def test_bad_data_fails_with_one_clear_line(tmp_path, make) -> None:
+    path = tmp_path / "data.tar.gz"
+    if make == "not_gzip":
+        path.write_bytes(b"not an archive")
+    elif make in ("truncated", "wrong_layout", "wrong_size"):
+        side = 28 if make == "wrong_size" else 32
+        buffer = io.BytesIO()
+        Image.new("RGB", (side, side)).save(buffer, format="PNG")
+        with tarfile.open(path, "w:gz") as tar:
+            for split in ("train", "test"):
+                info = tarfile.TarInfo(f"{split}/cat/0.png" if make != "wrong_layout" else "x.png")
+                info.size = len(buffer.getvalue())
+                tar.addfile(info, io.BytesIO(buffer.getvalue()))
+        if make == "truncated":
+            path.write_bytes(path.read_bytes()[:60])
+    with pytest.raises(UserError) as error:
+        load_cifar10(str(path), tmp_path / "cache")
+    message = str(error.value)
+    assert "\n" not in message and len(message) < 400
+    if make in ("missing", "wrong_layout"):
+        assert "data.path=" in message and "CIFAR10_PATH" in message
+    if make == "wrong_size":
+        assert "28x28" in message
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_synthetic_set_is_deterministic_and_balanced_enough() -> None:
+    a, b = synthetic_images(300, 100), synthetic_images(300, 100)
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
+    assert a.x_train.shape == (300, 3, 32, 32) and set(a.y_train.tolist()) == set(range(10))
+
+
+def test_subsets_are_fixed_and_sized() -> None:
+    images = synthetic_images(300, 100)
+    s1, s2 = take_subsets(images, 50, 20), take_subsets(images, 50, 20)
+    assert len(s1.y_train) == 50 and len(s1.y_test) == 20
+    assert torch.equal(s1.x_train, s2.x_train)
+    assert "subset: 50 train / 20 test" in s1.source
+
+
+@pytest.mark.slow
+def test_standardize_gives_zero_mean_unit_std_per_channel_on_train(cifar10) -> None:
+    data = to_device(take_subsets(cifar10, 10_000, 1000), "standardize", CPU)
+    assert data.x_train.mean(dim=(0, 2, 3)).abs().max() < 1e-4
+    assert (data.x_train.std(dim=(0, 2, 3)) - 1).abs().max() < 1e-4
+    assert data.x_test.mean(dim=(0, 2, 3)).abs().max() < 0.1  # test uses train statistics
+
+
+@pytest.mark.slow
+def test_zca_whitens_to_identity_covariance(cifar10) -> None:
+    # 8x8 patches of real images: a well-conditioned covariance, so a tiny epsilon whitens fully.
+    x = cifar10.x_train[:20_000, :, 12:20, 12:20].float() / 255
+    mean, whiten = fit_zca(x, epsilon=1e-7)
+    z = apply_zca(x, mean, whiten).flatten(1).double()
+    cov = torch.cov(z.T)
+    assert (cov - torch.eye(len(cov), dtype=cov.dtype)).abs().max() < 0.02
+
+
+@pytest.mark.slow
+def test_zca_on_full_images_whitens_components_above_epsilon(cifar10) -> None:
+    x = cifar10.x_train[:5000].float() / 255
+    epsilon = 1e-2  # the default data.zca_epsilon
+    raw = torch.linalg.eigvalsh(torch.cov(x.flatten(1).T.double()))
+    data = to_device(take_subsets(cifar10, 5000, 100), "zca", CPU, zca_epsilon=epsilon)
+    whitened = torch.linalg.eigvalsh(torch.cov(data.x_train.flatten(1).T.double()))
+    strong = int((raw > 10 * epsilon).sum())  # components with variance well above epsilon
+    assert strong >= 10
+    assert ((whitened[-strong:] > 0.85) & (whitened[-strong:] < 1.01)).all()
+    assert whitened.max() < 1.01  # never amplified past unit variance
+
+
+def test_gcn_gives_each_image_zero_mean_unit_std() -> None:
+    x = synthetic_images(50, 10).x_train.float() / 255
+    flat = global_contrast_normalize(x).flatten(1)
+    assert flat.mean(dim=1).abs().max() < 1e-5
+    assert (flat.std(dim=1, unbiased=False) - 1).abs().max() < 0.01
+
+
+def test_crop_flip_returns_shifted_or_mirrored_windows() -> None:
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    padded = pad_for_crop(x, 2)
+    out = crop_flip(padded, 2, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    windows = [padded[:, :, dy:dy + 8, dx:dx + 8] for dy in range(5) for dx in range(5)]
+    for i in range(2):
+        assert any(torch.equal(out[i], w[i]) or torch.equal(out[i], w[i].flip(-1))
+                   for w in windows)
