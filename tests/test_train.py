@@ -1,0 +1,51 @@
+import itertools
+
+import pytest
+import torch
+
+from study.data import synthetic_images, to_device
+from study.train import CHANCE_ACCURACY, learning_rate, train_trial
+from tests.conftest import compose
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return to_device(synthetic_images(2000, 500), "standardize", CPU)
+
+
+def test_short_run_on_synthetic_data_learns_far_above_chance(synthetic) -> None:
+    cfg = compose("data=synthetic", "train.epochs=3", "model.channels=8")
+    result = train_trial(cfg, synthetic)
+    assert result.outcome == "complete"
+    assert result.test_accuracy > 4 * CHANCE_ACCURACY
+    assert len(result.train_loss) == len(result.train_accuracy) == 3
+    assert result.train_loss[-1] < result.train_loss[0]
+    assert result.wall_time_s > 0 and result.device == "cpu"
+
+
+def test_same_seed_gives_identical_results_on_cpu(synthetic) -> None:
+    cfg = compose("data=synthetic", "model.channels=8", "train.seed=7")
+    a, b = train_trial(cfg, synthetic), train_trial(cfg, synthetic)
+    assert a.test_accuracy == b.test_accuracy and a.train_loss == b.train_loss
+
+
+def test_diverging_trial_stops_and_is_a_result(synthetic) -> None:
+    cfg = compose("data=synthetic", "train.epochs=5", "model.channels=8", "train.lr=1e4",
+                  "train.schedule=constant", "model.batch_norm=false")
+    result = train_trial(cfg, synthetic)
+    assert result.outcome == "diverged"
+    assert result.test_accuracy == CHANCE_ACCURACY
+    assert result.epochs_run == 1  # stopped in the first epoch, not after all five
+    assert result.diverged_at_step is not None and result.diverged_at_step <= 50
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
+def test_schedules_warm_up_to_the_peak_then_decay_to_zero(schedule: str) -> None:
+    cfg = compose(f"train.schedule={schedule}", "train.lr=0.1", "train.warmup=0.2").train
+    lrs = [learning_rate(s, 100, cfg) for s in range(100)]
+    assert lrs[0] < 0.01 and max(lrs) == pytest.approx(0.1) and lrs.index(max(lrs)) == 19
+    assert lrs[-1] < 0.005 and all(a >= b for a, b in itertools.pairwise(lrs[19:]))
+    constant = compose("train.schedule=constant", "train.lr=0.1").train
+    assert {learning_rate(s, 100, constant) for s in range(100)} == {0.1}
