@@ -1,0 +1,127 @@
+import subprocess
+import sys
+from collections import Counter
+
+import optuna
+import pandas as pd
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from study.data import synthetic_images
+from study.design import fixed_points
+from study.sweep import enqueue_missing, mask_url, open_storage, open_study, run_worker
+from tests.conftest import compose
+
+CPU = torch.device("cpu")
+TWO_LEVELS = ("sweep.levels.channels=[8,16]", "sweep.levels.activation=[relu,tanh]",
+              "sweep.levels.pooling=[max,avg]", "sweep.levels.dropout=[0.5,0.0]",
+              "sweep.levels.preprocessing=[standardize,gcn]",
+              "sweep.levels.batch_size=[128,64]", "sweep.levels.lr=[0.05,0.1]")
+SMALL = ("data=synthetic", "model.channels=8", *TWO_LEVELS)  # 8 design points
+
+
+@pytest.mark.slow
+def test_sweep_app_records_every_trial_and_writes_the_report(tmp_path) -> None:
+    db = tmp_path / "study.db"
+    command = [sys.executable, "-m", "study.sweep", "budget=smoke", "sweep.seeds=2",
+               f"storage=sqlite:///{db}", "name=smoke", *SMALL]
+    run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{db}")
+    assert len(study.trials) == 8 * 2
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert Counter((t.user_attrs["design_point"], t.user_attrs["seed"]) for t in study.trials) == \
+        {(p, s): 1 for p in {t.user_attrs["design_point"] for t in study.trials} for s in (0, 1)}
+    trial = study.trials[0]
+    assert set(trial.params) == {"channels", "activation", "pooling", "dropout", "preprocessing",
+                                 "batch_size", "lr"}
+    assert {"seed", "design_point", "train_loss", "train_accuracy", "wall_time_s", "device",
+            "outcome"} <= set(trial.user_attrs)
+    assert f"optuna-dashboard --host 127.0.0.1 sqlite:///{db}" in run.stdout + run.stderr
+
+    report = (tmp_path / "reports" / "smoke" / "report.md").read_text()
+    table = [line for line in report.splitlines() if line.startswith("| ") and "|---" not in line]
+    assert sorted(row.split("|")[2].strip() for row in table[1:]) == sorted(trial.params)
+    assert "Budget `smoke`" in report
+    for factor in trial.params:
+        assert (tmp_path / "reports" / "smoke" / f"factor_{factor}.png").stat().st_size > 1000
+    csv = pd.read_csv(tmp_path / "reports" / "smoke" / "trials.csv")
+    assert len(csv) == 16 and csv["test_accuracy"].notna().all()
+
+    # Re-running the same command finds the design complete and trains nothing again.
+    rerun = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "0 trials enqueued" in rerun.stdout + rerun.stderr
+    assert len(optuna.load_study(study_name="smoke", storage=f"sqlite:///{db}").trials) == 16
+
+    report_command = [sys.executable, "-m", "study.report", f"storage=sqlite:///{db}"]
+    missing = subprocess.run([*report_command, "name=nope"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=120)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"error: no study named 'nope' in sqlite:///{db}; " \
+        "studies there: smoke"
+    (tmp_path / "reports" / "smoke" / "report.md").unlink()
+    again = subprocess.run([*report_command, "name=smoke"], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=120)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (tmp_path / "reports" / "smoke" / "report.md").read_text().count("\n| ") >= 8
+
+
+def _study(tmp_path, *overrides):
+    cfg = compose(*SMALL, f"storage=sqlite:///{tmp_path}/s.db", "name=t", *overrides)
+    storage = open_storage(cfg.storage)
+    return cfg, storage, open_study(cfg, storage)
+
+
+def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch) -> None:
+    cfg, storage, study = _study(tmp_path, "sweep.levels.lr=[0.05]")
+    enqueue_missing(study, cfg)
+    import study.sweep as sweep_module
+
+    real_train = sweep_module.train_trial
+
+    def train_or_fail(trial_cfg, data):
+        if trial_cfg.model.activation == "tanh":
+            raise RuntimeError("simulated CUDA error")
+        return real_train(trial_cfg, data)
+
+    monkeypatch.setattr(sweep_module, "train_trial", train_or_fail)
+    outcomes = run_worker(cfg, study, storage, synthetic_images(200, 50), CPU)
+    assert outcomes == Counter({"complete": 6, "failed": 1})
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert [t.user_attrs["design_point"] for t in failed] == ["activation=tanh"]
+    assert failed[0].user_attrs["reason"] == "RuntimeError: simulated CUDA error"
+    # The next run re-enqueues only the failed design point.
+    assert enqueue_missing(study, cfg) == 1
+
+
+def test_an_empty_queue_ends_the_worker_without_creating_trials(tmp_path) -> None:
+    cfg, storage, study = _study(tmp_path)
+    assert run_worker(cfg, study, storage, synthetic_images(100, 20), CPU) == Counter()
+    assert study.trials == []
+
+
+def test_optuna_design_runs_n_trials_from_the_sampler(tmp_path) -> None:
+    cfg, storage, study = _study(tmp_path, "sweep=optuna", "sweep.n_trials=3",
+                                 "sweep.sampler=random")
+    outcomes = run_worker(cfg, study, storage, synthetic_images(200, 50), CPU)
+    assert sum(outcomes.values()) == 3 and len(study.trials) == 3
+    params = study.trials[0].params
+    assert params["activation"] in ("relu", "tanh") and 8 <= params["channels"] <= 16
+    assert [t.user_attrs["seed"] for t in study.trials] == [0, 1, 2]
+
+
+def test_enqueue_is_idempotent(tmp_path) -> None:
+    cfg, _, study = _study(tmp_path, "sweep.seeds=2")
+    assert enqueue_missing(study, cfg) == len(fixed_points(cfg)) * 2 == 16
+    assert enqueue_missing(study, cfg) == 0
+
+
+def test_storage_errors_are_one_line_and_hide_the_password() -> None:
+    assert mask_url("postgresql://ann:s3cret@db.example/study") == \
+        "postgresql://ann:***@db.example/study"
+    for url in ("not a url", "postgresql://ann:s3cret@127.0.0.1:1/none"):
+        with pytest.raises(Exception) as error:
+            open_storage(url)
+        assert "s3cret" not in str(error.value) and "\n" not in str(error.value)
