@@ -66,7 +66,7 @@ def plot_factor(trials: pd.DataFrame, factor: str, base: dict[str, Any] | None,
                 path: Path) -> None:
     done = factor_slice(finished(trials), factor, base)
     done = done.assign(level=level_labels(done[factor]))
-    order = [str(v) for v in sorted(done["level"].unique(), key=_sort_key)]
+    order = [str(v) for v in sorted(done["level"].unique())]  # a factor's levels share a type
     done["level"] = done["level"].astype(str)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     sns.stripplot(data=done, x="level", y=ACCURACY, order=order, color="0.4", alpha=0.6, ax=ax)
@@ -80,10 +80,6 @@ def plot_factor(trials: pd.DataFrame, factor: str, base: dict[str, Any] | None,
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def _sort_key(value: Any) -> tuple:
-    return (0, value, "") if isinstance(value, int | float) else (1, 0, str(value))
 
 
 def git_commit() -> str:
@@ -173,7 +169,7 @@ def render_markdown(study: optuna.Study, trials: pd.DataFrame, ranking: pd.DataF
         "",
         "## Ranking", "",
         f"Seed-to-seed std of test accuracy at the baseline: {fmt(noise['baseline_std'], '.4f')}"
-        f" ({noise['baseline_seeds']} seeds); pooled over all design points: "
+        f" (seeds: {noise['baseline_seeds']}); pooled over all design points: "
         f"{fmt(noise['pooled_std'], '.4f')}. A diverged trial counts as chance accuracy (0.1).",
         *(["With one seed per design point the seed-to-seed noise cannot be measured, so no "
            "difference here can be told apart from it; run with sweep.seeds=2 or more."]
