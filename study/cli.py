@@ -15,6 +15,7 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 from hydra import compose, initialize_config_dir
@@ -85,7 +86,7 @@ def _user_overrides(args: list[str]) -> list[str]:
     return [a for a in args if not a.startswith("-")]
 
 
-def _fail(error: Exception) -> None:
+def _fail(error: Exception) -> NoReturn:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(2)
 
