@@ -117,9 +117,12 @@ def _images_from_arrays(arrays: dict[str, np.ndarray], source: str) -> Images:
 def _download_with_torchvision(root: Path) -> Path:
     from torchvision.datasets import CIFAR10
 
+    created = not root.exists()
     try:
         CIFAR10(str(root), train=True, download=True)
     except Exception as error:  # torchvision raises URLError, OSError, RuntimeError offline
+        if created and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()  # leave no trace of the failed download
         raise UserError(f"CIFAR-10 not found in ./data and download failed "
                         f"({type(error).__name__}); {HOW_TO_PROVIDE}") from None
     return root

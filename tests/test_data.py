@@ -188,3 +188,19 @@ def test_crop_flip_returns_shifted_or_mirrored_windows() -> None:
     for i in range(2):
         assert any(torch.equal(out[i], w[i]) or torch.equal(out[i], w[i].flip(-1))
                    for w in windows)
+
+
+def test_no_path_and_no_download_fails_with_the_ways_to_provide_data(tmp_path, monkeypatch) -> None:
+    import urllib.error
+
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError) as error:
+        load_cifar10(None, tmp_path / "cache")
+    assert "download failed (URLError)" in str(error.value) and "CIFAR10_PATH" in str(error.value)
+    assert list(tmp_path.iterdir()) == []  # no empty ./data left behind
