@@ -1,28 +1,8 @@
 import numpy as np
-import pandas as pd
 
 from study.analysis import ACCURACY, factor_ranking, level_means, seed_noise
 from study.config import FACTORS
-
-BASE = {"channels": 32, "activation": "relu", "pooling": "max", "dropout": 0.5,
-        "preprocessing": "standardize", "batch_size": 128, "lr": 0.05}
-LEVELS = {"channels": [16, 64], "activation": ["tanh"], "pooling": ["avg"], "dropout": [0.0],
-          "preprocessing": ["none"], "batch_size": [256], "lr": [0.1]}
-
-
-def ofat_table(effects: dict[str, float], noise: float, seeds: int = 5, seed: int = 0
-               ) -> pd.DataFrame:
-    """A synthetic OFAT results table: each non-baseline level shifts accuracy by effects[f]."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    points = [("baseline", BASE, 0.0)] + [
-        (f"{f}={v}", BASE | {f: v}, effects.get(f, 0.0)) for f, vs in LEVELS.items() for v in vs]
-    for point, params, shift in points:
-        for s in range(seeds):
-            rows.append({"number": len(rows), "state": "COMPLETE", "outcome": "complete",
-                         "design_point": point, "seed": s, **params,
-                         ACCURACY: 0.7 + shift + rng.normal(0, noise)})
-    return pd.DataFrame(rows)
+from tests.tables import BASE, ofat_table
 
 
 def test_planted_effect_ranks_first_and_noise_is_measured() -> None:
@@ -40,7 +20,7 @@ def test_ofat_slices_use_only_trials_at_baseline_for_other_factors() -> None:
     trials = ofat_table({"lr": 0.05}, noise=0.0)
     means = level_means(trials, BASE)
     channels = means[means["factor"] == "channels"]
-    assert channels["count"].tolist() == [5, 5, 5]  # 16, 32 (baseline), 64 - not the lr=0.1 runs
+    assert channels["count"].tolist() == [5, 5, 5, 5]  # 16, 32 (baseline), 64, 128 only
     assert np.allclose(channels["mean"], 0.7)
 
 

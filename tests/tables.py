@@ -1,0 +1,48 @@
+"""Synthetic results tables with known truth, shaped like study.analysis.trials_frame."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+
+from study.analysis import ACCURACY
+
+BASE = {"channels": 32, "activation": "relu", "pooling": "max", "dropout": 0.5,
+        "preprocessing": "standardize", "batch_size": 128, "lr": 0.05}
+LEVELS = {"channels": [16, 64, 128], "activation": ["tanh", "gelu"], "pooling": ["avg"],
+          "dropout": [0.0, 0.25], "preprocessing": ["none", "zca"], "batch_size": [64, 256],
+          "lr": [0.01, 0.1]}
+
+
+def _row(number: int, point: str, seed: int, params: dict, accuracy: float) -> dict:
+    return {"number": number, "state": "COMPLETE", "outcome": "complete", "design_point": point,
+            "seed": seed, **params, ACCURACY: accuracy}
+
+
+def ofat_table(shifts: dict[str, float], noise: float, seeds: int = 5,
+               rng: np.random.Generator | None = None) -> pd.DataFrame:
+    """OFAT trials: every non-baseline level of factor f shifts accuracy by shifts[f]."""
+    rng = rng or np.random.default_rng(0)
+    points = [("baseline", BASE, 0.0)] + [
+        (f"{f}={v}", BASE | {f: v}, shifts.get(f, 0.0)) for f, vs in LEVELS.items() for v in vs]
+    rows = [_row(len(points) * s + i, point, s, params, 0.7 + shift + rng.normal(0, noise))
+            for s in range(seeds) for i, (point, params, shift) in enumerate(points)]
+    return pd.DataFrame(rows)
+
+
+def grid_table(interaction: float, noise: float, seeds: int = 3,
+               rng: np.random.Generator | None = None) -> pd.DataFrame:
+    """A 2x2x2 grid over lr, batch_size and activation. activation has a main effect of 0.02;
+    lr and batch_size have none alone, but lr=0.1 with batch_size=256 adds `interaction`."""
+    rng = rng or np.random.default_rng(0)
+    rows = []
+    for lr, batch, act in itertools.product([0.01, 0.1], [64, 256], ["relu", "tanh"]):
+        params = BASE | {"lr": lr, "batch_size": batch, "activation": act}
+        mean = 0.7 + (0.02 if act == "tanh" else 0.0) + (interaction if (lr, batch) ==
+                                                         (0.1, 256) else 0.0)
+        point = f"lr={lr},batch_size={batch},activation={act}"
+        rows += [_row(len(rows) + s, point, s, params, mean + rng.normal(0, noise))
+                 for s in range(seeds)]
+    return pd.DataFrame(rows)
