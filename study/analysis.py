@@ -1,6 +1,7 @@
-"""Analysis as data: the trials of a study as a DataFrame, and each factor's influence.
+"""Analysis as data: a study's trials and training curves as DataFrames, the seed noise, and the
+slice of trials that compares each factor's levels (statistics: study.stats).
 
-Plotting and report writing (study.report) only consume what these functions return.
+Plotting and report writing (study.plots, study.report) only consume what these return.
 
 Rules, applied explicitly:
 - A diverged trial counts with test accuracy = chance (0.1): diverging is a result of its settings.
@@ -39,7 +40,22 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             "wall_time_s": attrs.get("wall_time_s"), "epochs_run": attrs.get("epochs_run"),
             "device": attrs.get("device"), "reason": attrs.get("reason"),
         })
-    return pd.DataFrame(rows, columns=COLUMNS)
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    ints = [f for f, factor in FACTORS.items() if factor.kind == "int"] + ["seed", "epochs_run"]
+    return frame.astype(dict.fromkeys(ints, "Int64"))  # waiting trials have no values yet
+
+
+def curves_frame(study: optuna.Study) -> pd.DataFrame:
+    """Tidy per-epoch training curves: one row per (trial, epoch) of the finished trials."""
+    rows = [{"number": t.number, "design_point": t.user_attrs.get("design_point"),
+             "seed": t.user_attrs.get("seed"), **{f: t.params.get(f) for f in FACTORS},
+             "epoch": epoch + 1, "train_loss": loss, "train_accuracy": accuracy}
+            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            for epoch, (loss, accuracy) in enumerate(zip(t.user_attrs.get("train_loss", []),
+                                                         t.user_attrs.get("train_accuracy", []),
+                                                         strict=False))]
+    return pd.DataFrame(rows, columns=["number", "design_point", "seed", *FACTORS, "epoch",
+                                       "train_loss", "train_accuracy"])
 
 
 def finished(trials: pd.DataFrame) -> pd.DataFrame:
@@ -56,25 +72,10 @@ def factor_slice(done: pd.DataFrame, factor: str, baseline: dict[str, Any] | Non
 
 
 def level_labels(values: pd.Series) -> pd.Series:
+    """The levels to compare: the values, or quartile bins for many distinct numeric values."""
     if values.nunique() <= MAX_LEVELS or not pd.api.types.is_numeric_dtype(values):
         return values
     return pd.qcut(values, 4, duplicates="drop").astype(str)
-
-
-def level_means(trials: pd.DataFrame, baseline: dict[str, Any] | None) -> pd.DataFrame:
-    """Mean, std and count of test accuracy per (factor, level)."""
-    done = finished(trials)
-    frames = []
-    for factor in FACTORS:
-        part = factor_slice(done, factor, baseline)
-        if part.empty:
-            continue
-        stats = (part.groupby(level_labels(part[factor]), sort=True)[ACCURACY]
-                 .agg(["mean", "std", "count"]).reset_index(names="level"))
-        stats.insert(0, "factor", factor)
-        frames.append(stats)
-    columns = ["factor", "level", "mean", "std", "count"]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
 def seed_noise(trials: pd.DataFrame) -> dict[str, float]:
@@ -88,29 +89,14 @@ def seed_noise(trials: pd.DataFrame) -> dict[str, float]:
             "baseline_seeds": len(base), "pooled_std": pooled_var ** 0.5}
 
 
-def factor_ranking(trials: pd.DataFrame, baseline: dict[str, Any] | None) -> pd.DataFrame:
-    """One row per factor, most influential first: effect = best minus worst level mean."""
-    means = level_means(trials, baseline)
-    noise = seed_noise(trials)["baseline_std"]
-    rows = []
-    for factor, part in means.groupby("factor", sort=False):
-        best, worst = part.loc[part["mean"].idxmax()], part.loc[part["mean"].idxmin()]
-        rows.append({
-            "factor": factor,
-            "levels": len(part),
-            "mean_by_level": dict(zip(part["level"].astype(str), part["mean"], strict=True)),
-            "best_level": str(best["level"]), "worst_level": str(worst["level"]),
-            "effect": best["mean"] - worst["mean"],
-            "baseline_seed_std": noise,
-            "trials": int(part["count"].sum()),
-        })
-    ranking = pd.DataFrame(rows)
-    if ranking.empty:
-        return ranking
-    ranking["effect_over_noise"] = ranking["effect"] / ranking["baseline_seed_std"]
-    ranking = ranking.sort_values("effect", ascending=False, ignore_index=True)
-    ranking.insert(0, "rank", range(1, len(ranking) + 1))
-    return ranking
+def design_table(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per design point: trials in the study, finished ones, mean and seed std of accuracy."""
+    done = finished(trials).groupby("design_point", sort=False)[ACCURACY]
+    table = pd.DataFrame({"trials": trials.groupby("design_point", sort=False).size(),
+                          "finished": done.count(), "mean": done.mean(), "std": done.std()})
+    table = table.reindex(trials["design_point"].unique())  # design order, not alphabetical
+    table["finished"] = table["finished"].fillna(0).astype(int)
+    return table.reset_index(names="design_point")
 
 
 def outcome_counts(trials: pd.DataFrame) -> dict[str, int]:

@@ -91,6 +91,7 @@ class SweepConfig:
 class StudyConfig:
     name: str = "${sweep.design}-${budget}"  # Optuna study name
     storage: str = "sqlite:///results/optuna.db"  # any SQLAlchemy URL
+    artifact_dir: str = "results/artifacts"  # report figures attached to the study
     budget: str = "full"  # set by the budget group
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

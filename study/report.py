@@ -1,4 +1,6 @@
-"""Write a study's report to `reports/<name>/`: report.md, trials.csv and seaborn plots (PNG).
+"""Write a study's report to `reports/<name>/`: report.md, report.html (self-contained: figures
+embedded, opens offline), trials.csv, curves.csv and the figures (PNG and SVG); and attach it to
+the Optuna study (a dashboard note, the figures as artifacts) so optuna-dashboard shows it.
 
 Works on any study in any storage, including one still running or interrupted: it uses the
 finished trials and says how many. Written automatically at the end of a sweep, or:
@@ -8,27 +10,25 @@ finished trials and says how many. Written automatically at the end of a sweep, 
 
 from __future__ import annotations
 
+import base64
+import html
 import logging
+import re
 import subprocess
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, no display
-
-import matplotlib.pyplot as plt
 import optuna
+import optuna_dashboard
 import pandas as pd
-import seaborn as sns
 from omegaconf import DictConfig, OmegaConf
 
+from study import plots, stats
 from study.analysis import (
-    ACCURACY,
-    factor_ranking,
-    factor_slice,
+    curves_frame,
+    design_table,
     finished,
-    level_labels,
     outcome_counts,
     seed_noise,
     trials_frame,
@@ -37,8 +37,9 @@ from study.config import UserError
 from study.design import baseline
 
 log = logging.getLogger("study.report")
-logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its INFO lines are noise here
-sns.set_theme(style="whitegrid", context="notebook")
+CLAIMED_MOST = ("channels", "activation", "preprocessing")  # the textbook: tune these first
+CLAIMED_LESS = ("dropout", "pooling", "batch_size", "lr")
+Block = tuple[str, Any]  # (kind, content): h2, p, list, table (DataFrame), img (stem)
 
 
 def study_baseline(study: optuna.Study) -> dict[str, Any] | None:
@@ -48,38 +49,8 @@ def study_baseline(study: optuna.Study) -> dict[str, Any] | None:
     return baseline(OmegaConf.create(study.user_attrs["config"]))
 
 
-def plot_influence(ranking: pd.DataFrame, noise_std: float, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 0.5 * len(ranking) + 1.5))
-    sns.barplot(data=ranking, x="effect", y="factor", color="tab:blue", ax=ax)
-    if noise_std == noise_std:  # not NaN
-        ax.axvline(noise_std, color="tab:red", linestyle="--",
-                   label=f"seed-to-seed std at baseline ({noise_std:.3f})")
-        ax.legend(loc="lower right")
-    ax.set(xlabel="effect on test accuracy (best minus worst level mean)", ylabel="",
-           title="Factor influence")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def plot_factor(trials: pd.DataFrame, factor: str, base: dict[str, Any] | None,
-                path: Path) -> None:
-    done = factor_slice(finished(trials), factor, base)
-    done = done.assign(level=level_labels(done[factor]))
-    order = [str(v) for v in sorted(done["level"].unique())]  # a factor's levels share a type
-    done["level"] = done["level"].astype(str)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    sns.stripplot(data=done, x="level", y=ACCURACY, order=order, color="0.4", alpha=0.6, ax=ax)
-    sns.pointplot(data=done, x="level", y=ACCURACY, order=order, color="tab:blue",
-                  linestyle="none", errorbar=None, marker="D", ax=ax)
-    if base is not None and str(base[factor]) in order:
-        ax.axvline(order.index(str(base[factor])), color="tab:green", alpha=0.3, linewidth=8,
-                   label="baseline")
-        ax.legend(loc="best")
-    ax.set(xlabel=factor, ylabel="test accuracy", title=f"Test accuracy by {factor}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def fmt(value: Any, spec: str = ".3f") -> str:
+    return "n/a" if value is None or pd.isna(value) else format(value, spec)
 
 
 def git_commit() -> str:
@@ -91,107 +62,248 @@ def git_commit() -> str:
         return "unknown"
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
-    def cell(value: Any) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
-
-    header = "| " + " | ".join(frame.columns) + " |"
-    rule = "|" + "---|" * len(frame.columns)
-    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *rows])
-
-
-def fmt(value: float, spec: str = ".3f") -> str:
-    return "n/a" if pd.isna(value) else format(value, spec)
-
-
 def ranking_table(ranking: pd.DataFrame) -> pd.DataFrame:
+    tied = ranking["tied_with_next"] | ranking["tied_with_next"].shift(1, fill_value=False)
     return pd.DataFrame({
-        "rank": ranking["rank"],
+        "rank": [f"{r}=" if t else str(r) for r, t in zip(ranking["rank"], tied, strict=True)],
         "factor": ranking["factor"],
-        "mean test accuracy by level": [
-            ", ".join(f"{lv}: {m:.3f}" for lv, m in means.items())
-            for means in ranking["mean_by_level"]],
-        "effect (best - worst)": ranking["effect"].map(fmt),
-        "seed std at baseline": ranking["baseline_seed_std"].map(fmt),
-        "effect / seed std": ranking["effect_over_noise"].map(lambda v: fmt(v, ".1f")),
+        "effect [95% CI]": [f"{fmt(e)} [{fmt(lo)}, {fmt(hi)}]" for e, lo, hi in zip(
+            ranking["effect"], ranking["effect_ci_low"], ranking["effect_ci_high"], strict=True)],
+        "eta²": ranking["eta_squared"].map(lambda v: fmt(v, ".2f")),
+        "ANOVA p (Holm)": ranking["anova_p_holm"].map(lambda v: fmt(v, ".2g")),
+        "Kruskal-Wallis p (Holm)": ranking["kruskal_p_holm"].map(lambda v: fmt(v, ".2g")),
+        "verdict": ranking["verdict"],
+        "best level": ranking["best_level"].astype(str),
+        "worst level": ranking["worst_level"].astype(str),
         "trials": ranking["trials"],
     })
 
 
-def write_report(study: optuna.Study, reports_root: Path) -> Path:
-    """Write report.md, trials.csv and the plots; return the report's folder."""
+def claim_table(ranking: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for _, r in ranking.iterrows():
+        claimed_most = r["factor"] in CLAIMED_MOST
+        if r["verdict"] == "not testable":
+            agrees = "cannot tell (no replicate seeds)"
+        elif (r["rank"] <= len(CLAIMED_MOST)) == claimed_most:
+            agrees = "agrees"
+        else:
+            agrees = "disagrees"
+        rows.append({"factor": r["factor"],
+                     "textbook": "matters most" if claimed_most else "matters less",
+                     "this study": f"rank {r['rank']}, {r['verdict']}, effect {fmt(r['effect'])}",
+                     "agreement": agrees})
+    return pd.DataFrame(rows)
+
+
+def recommendations(ranking: pd.DataFrame) -> list[str]:
+    influential = ranking[ranking["verdict"] == "influential"]
+    advice = [f"**{r['factor']}**: best level {r['best_level']}, worst {r['worst_level']}; "
+              f"choosing well is worth up to {100 * r['effect']:.1f} points of test accuracy."
+              for _, r in influential.iterrows()]
+    if not advice:
+        advice = ["No factor's effect stands out from seed noise in this study; run more seeds "
+                  "(sweep.seeds) or the full budget before tuning by it."]
+    quiet = ranking[ranking["verdict"].isin(["not distinguishable from seed noise", "small"])]
+    if not quiet.empty:
+        advice.append("Leave at the baseline for now (effect small or within seed noise): "
+                      + ", ".join(quiet["factor"]) + ".")
+    return advice
+
+
+def build_blocks(study: optuna.Study, trials: pd.DataFrame, ranking: pd.DataFrame,
+                 figures: dict[str, list[str]], pairs: pd.DataFrame,
+                 importances: pd.DataFrame) -> list[Block]:
+    attrs, cfg = study.user_attrs, study.user_attrs.get("config", {})
+    env, train, data = attrs.get("environment", {}), cfg.get("train", {}), cfg.get("data", {})
+    budget = attrs.get("budget", "?")
+    noise = seed_noise(trials)
+    blocks: list[Block] = []
+    if budget != "full":
+        blocks.append(("p", f"**Budget `{budget}`**: a reduced study (training subset, fewer "
+                       "epochs, fewer seeds), a preview, not the full result. With so few "
+                       "optimizer steps, large batches and small learning rates are penalised far "
+                       "more than in the full study. Run with `budget=full` for the real answer."))
+    counts = ", ".join(f"{k}: {v}" for k, v in outcome_counts(trials).items())
+    blocks += [("h2", "Setup"), ("list", [
+        f"Design: `{attrs.get('design', '?')}`; seeds per design point: "
+        f"{cfg.get('sweep', {}).get('seeds', '?')}",
+        f"Trials: {len(trials)} in the study, {len(finished(trials))} finished and used ({counts})",
+        f"Data: {attrs.get('data_source', '?')}; preprocessing statistics fitted on the training "
+        "split",
+        f"Training: {train.get('epochs', '?')} epochs, {train.get('optimizer', '?')} (momentum "
+        f"{train.get('momentum', '?')}), {train.get('schedule', '?')} schedule, weight decay "
+        f"{train.get('weight_decay', '?')}, augmentation {'on' if train.get('augment') else 'off'}"
+        f"; test subset: {data.get('test_subset') or 'all'}",
+        f"Device: {env.get('device', '?')}; torch {env.get('torch', '?')}, optuna "
+        f"{env.get('optuna', '?')}, python {env.get('python', '?')}; code {git_commit()}"]),
+        ("h2", "Ranking"),
+        ("p", f"Noise floor: the seed-to-seed std of test accuracy is {fmt(noise['baseline_std'])}"
+         f" at the baseline ({noise['baseline_seeds']} seeds) and {fmt(noise['pooled_std'])} "
+         "pooled over all design points. Each factor's levels are compared with a one-way ANOVA "
+         "(Kruskal-Wallis as a check), Holm-corrected over the factors at "
+         f"{stats.ALPHA:.0%}; a significant factor is *influential* when its effect (best minus "
+         f"worst level mean) is at least {100 * stats.PRACTICAL_EFFECT:.0f} point, else *small*. "
+         "Intervals are 95% bootstrap CIs over seeds; ranks whose effect intervals overlap are "
+         "ties (=).")]
+    if ranking.empty:
+        return [*blocks, ("p", "No finished trials yet.")]
+    blocks += [("table", ranking_table(ranking)), ("img", "influence"),
+               ("h2", "The textbook's claim vs this study"),
+               ("p", "The claim: the number of kernels, the activation type and the preprocessing "
+                "matter most; dropout, pooling, batch size and learning rate less. A factor "
+                "agrees when it ranks in this study's top three exactly when the textbook puts "
+                "it among the three that matter most."),
+               ("table", claim_table(ranking)),
+               ("h2", "What to tune first"), ("list", recommendations(ranking)),
+               ("h2", "Accuracy by level"), *[("img", s) for s in figures["factor"]],
+               ("h2", "Learning curves"), *[("img", s) for s in figures["curves"]]]
+    if not pairs.empty:
+        shown = pairs.assign(**{c: pairs[c].map(lambda v: fmt(v, ".2g"))
+                                for c in ("interaction_p", "interaction_p_holm",
+                                          "interaction_eta_squared")})
+        blocks += [("h2", "Interactions"), ("table", shown),
+                   *[("img", s) for s in figures["interaction"]]]
+    if not importances.empty:
+        blocks += [("h2", "Optuna importance evaluators"),
+                   ("p", "Shares of importance (they sum to one even for pure noise: read them "
+                    "with the tests above), mean and std over bootstrap resamples of the trials."),
+                   ("table", importances.assign(mean=importances["mean"].map(fmt),
+                                                std=importances["std"].map(fmt)))]
+    design = design_table(trials)
+    unusable = trials[trials["outcome"].isin(["diverged", "failed"])]
+    blocks += [("h2", "Accuracy vs training time"), ("img", "accuracy_vs_time"),
+               ("h2", "Design"), ("table", design.assign(
+                   mean=design["mean"].map(fmt), std=design["std"].map(fmt))),
+               ("h2", "Diverged and failed trials"),
+               ("p", "Rule: a diverged trial (loss NaN/inf) counts with chance accuracy (0.1), "
+                "since diverging is an effect of its settings; a failed trial (an exception or "
+                "an interruption) has no accuracy and is left out of the analysis, listed here.")]
+    if unusable.empty:
+        blocks.append(("p", "None."))
+    else:
+        blocks.append(("table", unusable[["number", "outcome", "design_point", "seed",
+                                          "reason"]].fillna("")))
+    blocks.append(("p", "All trials: `trials.csv`; per-epoch curves: `curves.csv`."))
+    return blocks
+
+
+def _md_table(frame: pd.DataFrame) -> str:
+    def cell(value: Any) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(map(cell, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def to_markdown(title: str, blocks: list[Block], image_note: bool = False) -> str:
+    """image_note: name figures instead of linking them (for the dashboard note)."""
+    parts = [f"# {title}"]
+    for kind, content in blocks:
+        if kind == "h2":
+            parts.append(f"## {content}")
+        elif kind == "p":
+            parts.append(content)
+        elif kind == "list":
+            parts.append("\n".join(f"- {item}" for item in content))
+        elif kind == "table":
+            parts.append(_md_table(content))
+        elif image_note:
+            parts.append(f"*Figure `{content}.png`: see this study's artifacts.*")
+        else:
+            parts.append(f"![{content}]({content}.png)")
+    return "\n\n".join(parts) + "\n"
+
+
+def _inline_html(text: str) -> str:
+    text = html.escape(text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    text = re.sub(r"\*(.+?)\*", r"<i>\1</i>", text)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#222;line-height:1.45}table{border-collapse:collapse;margin:1em 0;font-size:.9em}
+th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}th{background:#f0f3f7}
+img{max-width:100%;margin:.5em 0}code{background:#f3f3f3;padding:0 .2em}
+p.banner{background:#fff4d6;border-left:4px solid #e0a800;padding:.6em}"""
+
+
+def to_html(title: str, blocks: list[Block], figures_dir: Path) -> str:
+    parts = [f"<h1>{html.escape(title)}</h1>"]
+    for i, (kind, content) in enumerate(blocks):
+        if kind == "h2":
+            parts.append(f"<h2>{html.escape(content)}</h2>")
+        elif kind == "p":
+            banner = ' class="banner"' if i == 0 and content.startswith("**Budget") else ""
+            parts.append(f"<p{banner}>{_inline_html(content)}</p>")
+        elif kind == "list":
+            parts.append("<ul>" + "".join(f"<li>{_inline_html(x)}</li>" for x in content) + "</ul>")
+        elif kind == "table":
+            parts.append(content.to_html(index=False, escape=True, border=0))
+        else:
+            data = base64.b64encode((figures_dir / f"{content}.png").read_bytes()).decode()
+            parts.append(f'<img alt="{html.escape(content)}" src="data:image/png;base64,{data}">')
+    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}"
+            f"</title><style>{STYLE}</style></head><body>\n" + "\n".join(parts)
+            + "\n</body></html>\n")
+
+
+def draw_figures(trials: pd.DataFrame, curves: pd.DataFrame, ranking: pd.DataFrame,
+                 base: dict[str, Any] | None, tables: dict, out: Path) -> dict[str, list[str]]:
+    intervals = stats.level_intervals(trials, base)
+    factors = list(ranking["factor"])
+    return {
+        "influence": [plots.plot_influence(ranking, seed_noise(trials), out)],
+        "factor": [plots.plot_factor(trials, intervals, f, base, out) for f in factors],
+        "curves": [plots.plot_curves(curves, f, base, out) for f in factors],
+        "interaction": [plots.plot_interaction(t, a, b, out) for (a, b), t in tables.items()],
+        "time": [plots.plot_time(trials, out)],
+    }
+
+
+def write_report(study: optuna.Study, reports_root: Path, artifact_dir: Path | None = None
+                 ) -> Path:
+    """Write the report files; with artifact_dir, also attach the report to the study."""
     out = reports_root / study.study_name
     out.mkdir(parents=True, exist_ok=True)
-    trials = trials_frame(study)
+    trials, curves = trials_frame(study), curves_frame(study)
     trials.to_csv(out / "trials.csv", index=False)
+    curves.to_csv(out / "curves.csv", index=False)
     base = study_baseline(study)
-    ranking = factor_ranking(trials, base)
-    noise = seed_noise(trials)
-    if not ranking.empty:
-        plot_influence(ranking, noise["baseline_std"], out / "influence.png")
-        for factor in ranking["factor"]:
-            plot_factor(trials, factor, base, out / f"factor_{factor}.png")
-    (out / "report.md").write_text(render_markdown(study, trials, ranking, noise))
+    ranking = stats.influence(trials, base)
+    pairs, tables = stats.interactions(trials)
+    importances = (stats.optuna_importances(study) if base is None
+                   else pd.DataFrame(columns=["evaluator", "factor", "mean", "std", "repeats"]))
+    figures = (draw_figures(trials, curves, ranking, base, tables, out) if not ranking.empty
+               else {})
+    blocks = build_blocks(study, trials, ranking, figures, pairs, importances)
+    title = f"Sensitivity study: {study.study_name}"
+    (out / "report.md").write_text(to_markdown(title, blocks))
+    (out / "report.html").write_text(to_html(title, blocks, out))
+    if artifact_dir is not None:
+        attach_to_study(study, to_markdown(title, blocks, image_note=True), figures, out,
+                        artifact_dir)
     return out
 
 
-def render_markdown(study: optuna.Study, trials: pd.DataFrame, ranking: pd.DataFrame,
-                    noise: dict[str, float]) -> str:
-    attrs = study.user_attrs
-    cfg = attrs.get("config", {})
-    env = attrs.get("environment", {})
-    budget = attrs.get("budget", "?")
-    counts = outcome_counts(trials)
-    used = len(finished(trials))
-    lines = [f"# Sensitivity study `{study.study_name}`", ""]
-    if budget != "full":
-        lines += [f"> **Budget `{budget}`**: a reduced study (training subset, fewer epochs, "
-                  "fewer seeds), a preview, not the full result. With so few optimizer steps, "
-                  "large batches and small learning rates are penalised far more than in the full "
-                  "study. Run with `budget=full` for the real answer.", ""]
-    train = cfg.get("train", {})
-    data = cfg.get("data", {})
-    lines += [
-        "## Setup", "",
-        f"- Design: `{attrs.get('design', '?')}`; seeds per design point: "
-        f"{cfg.get('sweep', {}).get('seeds', '?')}",
-        f"- Trials: {len(trials)} in the study, {used} finished and used here "
-        f"({', '.join(f'{k}: {v}' for k, v in counts.items())})",
-        f"- Data: {attrs.get('data_source', '?')}; preprocessing statistics fitted on the "
-        "training split",
-        f"- Training: {train.get('epochs', '?')} epochs, {train.get('optimizer', '?')} "
-        f"(momentum {train.get('momentum', '?')}), {train.get('schedule', '?')} schedule, "
-        f"weight decay {train.get('weight_decay', '?')}, augmentation "
-        f"{'on' if train.get('augment') else 'off'}; test subset: {data.get('test_subset')}",
-        f"- Device: {env.get('device', '?')}; torch {env.get('torch', '?')}, optuna "
-        f"{env.get('optuna', '?')}, python {env.get('python', '?')}; code {git_commit()}",
-        "",
-        "## Ranking", "",
-        f"Seed-to-seed std of test accuracy at the baseline: {fmt(noise['baseline_std'], '.4f')}"
-        f" (seeds: {noise['baseline_seeds']}); pooled over all design points: "
-        f"{fmt(noise['pooled_std'], '.4f')}. A diverged trial counts as chance accuracy (0.1).",
-        *(["With one seed per design point the seed-to-seed noise cannot be measured, so no "
-           "difference here can be told apart from it; run with sweep.seeds=2 or more."]
-          if pd.isna(noise["pooled_std"]) else []),
-        "",
-    ]
-    if ranking.empty:
-        lines += ["No finished trials yet.", ""]
-    else:
-        lines += [markdown_table(ranking_table(ranking)), "", "![influence](influence.png)", "",
-                  "## Accuracy by level", ""]
-        lines += [f"![{f}](factor_{f}.png)" for f in ranking["factor"]]
-        lines += [""]
-    unusable = trials[trials["outcome"].isin(["diverged", "failed"])]
-    lines += ["## Diverged and failed trials", ""]
-    if unusable.empty:
-        lines += ["None.", ""]
-    else:
-        lines += [markdown_table(unusable[["number", "outcome", "design_point", "seed", "reason"]]
-                                 .fillna("")), ""]
-    lines += ["All trials: [trials.csv](trials.csv).", ""]
-    return "\n".join(lines)
+def attach_to_study(study: optuna.Study, note: str, figures: dict[str, list[str]], out: Path,
+                    artifact_dir: Path) -> None:
+    """The report as the study's dashboard note, each figure as an artifact (uploaded again only
+    when its content changed)."""
+    optuna_dashboard.save_note(study, note)
+    artifact_dir.mkdir(parents=True, exist_ok=True)
+    store = optuna.artifacts.FileSystemArtifactStore(str(artifact_dir))
+    existing = defaultdict(list)
+    for meta in optuna.artifacts.get_all_artifact_meta(study):
+        with store.open_reader(meta.artifact_id) as reader:
+            existing[meta.filename].append(reader.read())
+    for stem in (s for stems in figures.values() for s in stems):
+        path = out / f"{stem}.png"
+        if path.read_bytes() not in existing.get(path.name, []):
+            optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(path),
+                                             study_or_trial=study, mimetype="image/png")
 
 
 def run_report(cfg: DictConfig) -> None:
@@ -203,8 +315,9 @@ def run_report(cfg: DictConfig) -> None:
         raise UserError(f"no study named {cfg.name!r} in {mask_url(cfg.storage)}; studies there: "
                         f"{', '.join(names) or 'none'}")
     study = optuna.load_study(study_name=cfg.name, storage=storage)
-    out = write_report(study, Path("reports"))
-    log.info("report of %d trials written to %s", len(study.trials), out / "report.md")
+    out = write_report(study, Path("reports"), Path(cfg.artifact_dir))
+    log.info("report of %d finished trials (of %d) written to %s",
+             len(finished(trials_frame(study))), len(study.trials), out / "report.html")
 
 
 def main() -> None:

@@ -124,6 +124,7 @@ def influence(trials: pd.DataFrame, baseline: dict[str, Any] | None,
     if ranking.empty:
         return ranking
     ranking = ranking.sort_values("effect", ascending=False, ignore_index=True)
+    ranking[["levels", "trials"]] = ranking[["levels", "trials"]].astype(int)
     overlaps = ranking["effect_ci_high"].shift(-1).fillna(-np.inf) >= ranking["effect_ci_low"]
     ranking["tied_with_next"] = overlaps & (ranking.index < len(ranking) - 1)
     ranking.insert(0, "rank", _tied_ranks(ranking["tied_with_next"]))

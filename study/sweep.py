@@ -75,7 +75,8 @@ def open_study(cfg: DictConfig, storage: optuna.storages.BaseStorage) -> optuna.
                                 sampler=make_sampler(cfg), load_if_exists=True)
     study.set_user_attr("design", cfg.sweep.design)
     study.set_user_attr("budget", cfg.budget)
-    study.set_user_attr("config", OmegaConf.to_container(cfg) | {"storage": mask_url(cfg.storage)})
+    study.set_user_attr("config", OmegaConf.to_container(cfg, resolve=True)
+                        | {"storage": mask_url(cfg.storage)})
     return study
 
 
@@ -192,9 +193,10 @@ def run_sweep(cfg: DictConfig) -> None:
              cfg.budget, cfg.train.epochs)
     outcomes = run_worker(cfg, study, storage, images, device)
     log.info("this worker finished %s", dict(outcomes) or "no trials (nothing left to run)")
-    report_dir = write_report(study, Path("reports"))
-    log.info("report: %s", report_dir / "report.md")
-    log.info("see the study: optuna-dashboard --host 127.0.0.1 %s", mask_url(cfg.storage))
+    report_dir = write_report(study, Path("reports"), Path(cfg.artifact_dir))
+    log.info("report: %s (and report.md)", report_dir / "report.html")
+    log.info("see the study: optuna-dashboard --host 127.0.0.1 --artifact-dir %s %s",
+             cfg.artifact_dir, mask_url(cfg.storage))
 
 
 def main() -> None:

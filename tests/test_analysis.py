@@ -1,31 +1,38 @@
 import numpy as np
+import pandas as pd
 
-from study.analysis import ACCURACY, factor_ranking, level_means, seed_noise
-from study.config import FACTORS
+from study.analysis import ACCURACY, design_table, factor_slice, level_labels, seed_noise
 from tests.tables import BASE, ofat_table
 
 
-def test_planted_effect_ranks_first_and_noise_is_measured() -> None:
-    trials = ofat_table({"activation": -0.03}, noise=0.005)
-    ranking = factor_ranking(trials, BASE)
-    assert ranking.iloc[0]["factor"] == "activation"
-    assert abs(ranking.iloc[0]["effect"] - 0.03) < 0.01
-    assert set(ranking["factor"]) == set(FACTORS)
-    noise = seed_noise(trials)
-    assert 0.002 < noise["baseline_std"] < 0.01 and noise["baseline_seeds"] == 5
-    assert ranking.iloc[0]["effect_over_noise"] > 3
+def test_seed_noise_at_baseline_and_pooled() -> None:
+    noise = seed_noise(ofat_table({"activation": -0.03}, noise=0.005, seeds=20))
+    assert 0.003 < noise["baseline_std"] < 0.007 and noise["baseline_seeds"] == 20
+    assert abs(noise["pooled_std"] - 0.005) < 0.0005
 
 
-def test_ofat_slices_use_only_trials_at_baseline_for_other_factors() -> None:
-    trials = ofat_table({"lr": 0.05}, noise=0.0)
-    means = level_means(trials, BASE)
-    channels = means[means["factor"] == "channels"]
-    assert channels["count"].tolist() == [5, 5, 5, 5]  # 16, 32 (baseline), 64, 128 only
-    assert np.allclose(channels["mean"], 0.7)
+def test_one_seed_has_no_measurable_noise() -> None:
+    noise = seed_noise(ofat_table({}, noise=0.01, seeds=1))
+    assert np.isnan(noise["baseline_std"]) and np.isnan(noise["pooled_std"])
 
 
-def test_failed_trials_are_not_analysed() -> None:
-    trials = ofat_table({}, noise=0.0)
+def test_ofat_slice_keeps_only_trials_at_baseline_for_other_factors() -> None:
+    trials = ofat_table({}, noise=0.0, seeds=2)
+    part = factor_slice(trials, "channels", BASE)
+    assert sorted(part["channels"].unique()) == [16, 32, 64, 128] and len(part) == 8
+    assert (part.drop(columns="channels")[["lr", "activation"]] == [0.05, "relu"]).all().all()
+    assert len(factor_slice(trials, "channels", None)) == len(trials)  # marginal designs
+
+
+def test_many_numeric_values_are_binned_into_quartiles() -> None:
+    assert level_labels(pd.Series([1, 2, 3])).tolist() == [1, 2, 3]
+    binned = level_labels(pd.Series(np.linspace(0.001, 0.5, 40)))
+    assert binned.nunique() == 4
+
+
+def test_design_table_counts_finished_trials_and_ignores_failed_ones() -> None:
+    trials = ofat_table({}, noise=0.0, seeds=3)
     trials.loc[0, ["state", "outcome", ACCURACY]] = ["FAIL", "failed", None]
-    means = level_means(trials, BASE)
-    assert means.loc[(means["factor"] == "lr") & (means["level"] == 0.05), "count"].item() == 4
+    table = design_table(trials).set_index("design_point")
+    assert table.loc["baseline", "trials"] == 3 and table.loc["baseline", "finished"] == 2
+    assert table["finished"].sum() == len(trials) - 1

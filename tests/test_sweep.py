@@ -1,8 +1,12 @@
+import io
+import json
 import subprocess
 import sys
 from collections import Counter
+from wsgiref.util import setup_testing_defaults
 
 import optuna
+import optuna_dashboard
 import pandas as pd
 import pytest
 import torch
@@ -38,14 +42,31 @@ def test_sweep_app_records_every_trial_and_writes_the_report(tmp_path) -> None:
                                  "batch_size", "lr"}
     assert {"seed", "design_point", "train_loss", "train_accuracy", "wall_time_s", "device",
             "outcome"} <= set(trial.user_attrs)
-    assert f"optuna-dashboard --host 127.0.0.1 sqlite:///{db}" in run.stdout + run.stderr
+    assert f"optuna-dashboard --host 127.0.0.1 --artifact-dir results/artifacts sqlite:///{db}" \
+        in run.stdout + run.stderr
 
-    report = (tmp_path / "reports" / "smoke" / "report.md").read_text()
-    table = [line for line in report.splitlines() if line.startswith("| ") and "|---" not in line]
-    assert sorted(row.split("|")[2].strip() for row in table[1:]) == sorted(trial.params)
-    assert "Budget `smoke`" in report
+    out = tmp_path / "reports" / "smoke"
+    report = (out / "report.md").read_text()
+    ranking = report.split("## Ranking")[1].split("![influence]")[0]
+    rows = [line for line in ranking.splitlines() if line.startswith("| ") and "| rank" not in line]
+    assert sorted(row.split("|")[2].strip() for row in rows) == sorted(trial.params)
+    assert "Budget `smoke`" in report and "## The textbook's claim vs this study" in report
     for factor in trial.params:
-        assert (tmp_path / "reports" / "smoke" / f"factor_{factor}.png").stat().st_size > 1000
+        for stem in (f"factor_{factor}", f"curves_{factor}"):
+            assert (out / f"{stem}.png").stat().st_size > 1000 and (out / f"{stem}.svg").exists()
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 * 7 + 2 and "src=\"http" not in page
+
+    # The report is attached to the study: a dashboard note and the figures as artifacts.
+    app = optuna_dashboard.wsgi(f"sqlite:///{db}")
+    environ = {"PATH_INFO": "/api/studies/1", "REQUEST_METHOD": "GET", "wsgi.errors": io.StringIO()}
+    setup_testing_defaults(environ)
+    statuses = []
+    body = b"".join(app(environ, lambda status, headers, exc_info=None: statuses.append(status)))
+    assert statuses == ["200 OK"], environ["wsgi.errors"].getvalue()[-2000:]
+    assert "## Ranking" in json.loads(body)["note"]["body"]
+    artifacts = {m.filename for m in optuna.artifacts.get_all_artifact_meta(study)}
+    assert {"influence.png", "factor_lr.png", "curves_lr.png"} <= artifacts
     csv = pd.read_csv(tmp_path / "reports" / "smoke" / "trials.csv")
     assert len(csv) == 16 and csv["test_accuracy"].notna().all()
 

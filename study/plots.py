@@ -1,0 +1,119 @@
+"""The report's figures, in one seaborn style, each saved as PNG and SVG.
+
+Every function draws from DataFrames made by study.analysis / study.stats and returns the stem
+of the files it wrote (`<stem>.png`, `<stem>.svg`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+from matplotlib.ticker import MaxNLocator
+
+from study.analysis import ACCURACY, factor_slice, finished, level_labels
+
+logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its INFO lines are noise here
+sns.set_theme(style="whitegrid", context="notebook")
+VERDICT_COLOURS = {"influential": "tab:blue", "small": "tab:cyan",
+                   "not distinguishable from seed noise": "0.65", "not testable": "0.85"}
+
+
+def _save(fig: plt.Figure, out: Path, stem: str) -> str:
+    fig.tight_layout()
+    for suffix in ("png", "svg"):
+        fig.savefig(out / f"{stem}.{suffix}", dpi=120)
+    plt.close(fig)
+    return stem
+
+
+def plot_influence(ranking: pd.DataFrame, noise: dict[str, float], out: Path) -> str:
+    """Effect of each factor with its 95% CI, coloured by verdict, with the seed noise marked."""
+    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(ranking) + 1.8))
+    y = range(len(ranking))
+    errors = [ranking["effect"] - ranking["effect_ci_low"],
+              ranking["effect_ci_high"] - ranking["effect"]]
+    ax.barh(list(y), ranking["effect"], color=ranking["verdict"].map(VERDICT_COLOURS),
+            xerr=errors, capsize=4, error_kw={"elinewidth": 1})
+    ax.set_yticks(list(y), ranking["factor"])
+    ax.invert_yaxis()
+    for key, style, where in (("baseline_std", "--", "at baseline"),
+                              ("pooled_std", ":", "pooled over design points")):
+        if pd.notna(noise[key]):
+            ax.axvline(noise[key], color="tab:red", linestyle=style,
+                       label=f"seed-to-seed std {where} ({noise[key]:.3f})")
+    for verdict, colour in VERDICT_COLOURS.items():
+        if (ranking["verdict"] == verdict).any():
+            ax.barh([0], [0], color=colour, label=verdict)
+    ax.legend(loc="lower right", fontsize="small")
+    ax.set(xlabel="effect on test accuracy: best minus worst level mean (95% CI)", ylabel="",
+           title="Factor influence")
+    return _save(fig, out, "influence")
+
+
+def _factor_levels(frame: pd.DataFrame, factor: str, base: dict[str, Any] | None
+                   ) -> tuple[pd.DataFrame, list[str]]:
+    part = factor_slice(frame, factor, base)
+    labels = level_labels(part[factor])
+    order = [str(v) for v in sorted(labels.unique())]  # a factor's levels share a type
+    return part.assign(level=labels.astype(str)), order
+
+
+def plot_factor(trials: pd.DataFrame, intervals: pd.DataFrame, factor: str,
+                base: dict[str, Any] | None, out: Path) -> str:
+    """Every trial's test accuracy by level, the level means with 95% CIs, the baseline marked."""
+    part, order = _factor_levels(finished(trials), factor, base)
+    ci = intervals[intervals["factor"] == factor].assign(
+        level=lambda d: d["level"].astype(str)).set_index("level").reindex(order)
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    sns.stripplot(data=part, x="level", y=ACCURACY, order=order, color="0.45", alpha=0.7,
+                  jitter=0.12, ax=ax, label="one seed")
+    ax.errorbar(range(len(order)), ci["mean"], yerr=[ci["mean"] - ci["ci_low"],
+                ci["ci_high"] - ci["mean"]], fmt="D", color="tab:blue", capsize=5,
+                label="mean, 95% CI")
+    if base is not None and str(base[factor]) in order:
+        ax.axvspan(order.index(str(base[factor])) - 0.4, order.index(str(base[factor])) + 0.4,
+                   color="tab:green", alpha=0.12, label="baseline")
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    ax.legend(unique.values(), unique.keys(), fontsize="small", loc="best")
+    ax.set(xlabel=factor, ylabel="test accuracy", title=f"Test accuracy by {factor}")
+    return _save(fig, out, f"factor_{factor}")
+
+
+def plot_curves(curves: pd.DataFrame, factor: str, base: dict[str, Any] | None,
+                out: Path) -> str:
+    """Training accuracy per epoch for each level (mean over seeds, band: 95% CI)."""
+    part, order = _factor_levels(curves, factor, base)
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    sns.lineplot(data=part, x="epoch", y="train_accuracy", hue="level", hue_order=order,
+                 errorbar=("ci", 95), marker="o", ax=ax)
+    ax.set(ylabel="training accuracy", title=f"Learning curves by {factor}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(title=factor, fontsize="small")
+    return _save(fig, out, f"curves_{factor}")
+
+
+def plot_interaction(table: pd.DataFrame, a: str, b: str, out: Path) -> str:
+    fig, ax = plt.subplots(figsize=(1.1 * len(table.columns) + 3, 0.6 * len(table) + 1.8))
+    sns.heatmap(table, annot=True, fmt=".3f", cmap="viridis", ax=ax,
+                cbar_kws={"label": "mean test accuracy"})
+    ax.set(xlabel=b, ylabel=a, title=f"{a} x {b}")
+    return _save(fig, out, f"interaction_{a}_{b}")
+
+
+def plot_time(trials: pd.DataFrame, out: Path) -> str:
+    done = finished(trials)
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    sns.scatterplot(data=done, x="wall_time_s", y=ACCURACY, hue="outcome", ax=ax)
+    ax.set(xlabel="wall time per trial (s)", ylabel="test accuracy",
+           title="Accuracy vs training time")
+    return _save(fig, out, "accuracy_vs_time")
