@@ -152,17 +152,19 @@ def interactions(trials: pd.DataFrame) -> tuple[pd.DataFrame, dict[tuple[str, st
     done = finished(trials)
     rows, tables = [], {}
     for a, b in itertools.combinations(varied_factors(trials), 2):
-        frame = pd.DataFrame({"a": level_labels(done[a]).astype(str),
-                              "b": level_labels(done[b]).astype(str), "y": done[ACCURACY]})
+        frame = pd.DataFrame({"a": level_labels(done[a]), "b": level_labels(done[b]),
+                              "y": done[ACCURACY]})
         cells = frame.groupby(["a", "b"]).size()
         if (cells.groupby(level="a").size() >= 2).sum() < 2:
             continue  # not crossed: the pair is never varied jointly (e.g. OFAT's L shape)
-        tables[(a, b)] = frame.pivot_table(index="a", columns="b", values="y", aggfunc="mean")
+        table = frame.pivot_table(index="a", columns="b", values="y", aggfunc="mean")
+        tables[(a, b)] = table.rename(index=str, columns=str).rename_axis(index=a, columns=b)
         p, eta = np.nan, np.nan
         if len(frame) > len(cells) and frame["y"].var() > 0:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                table = anova_lm(ols("y ~ C(a) * C(b)", data=frame).fit(), typ=2)
+                labelled = frame.astype({"a": str, "b": str})  # patsy reads no nullable ints
+                table = anova_lm(ols("y ~ C(a) * C(b)", data=labelled).fit(), typ=2)
             p = table.loc["C(a):C(b)", "PR(>F)"]
             eta = table.loc["C(a):C(b)", "sum_sq"] / table["sum_sq"].sum()
         rows.append({"factor_a": a, "factor_b": b, "cells": len(cells),

@@ -21,6 +21,11 @@ def _row(number: int, point: str, seed: int, params: dict, accuracy: float) -> d
             "seed": seed, **params, ACCURACY: accuracy}
 
 
+def _like_trials_frame(rows: list[dict]) -> pd.DataFrame:
+    """The dtypes study.analysis.trials_frame gives: nullable ints for int factors and seeds."""
+    return pd.DataFrame(rows).astype({"channels": "Int64", "batch_size": "Int64", "seed": "Int64"})
+
+
 def ofat_table(shifts: dict[str, float], noise: float, seeds: int = 5,
                rng: np.random.Generator | None = None) -> pd.DataFrame:
     """OFAT trials: every non-baseline level of factor f shifts accuracy by shifts[f]."""
@@ -29,7 +34,7 @@ def ofat_table(shifts: dict[str, float], noise: float, seeds: int = 5,
         (f"{f}={v}", BASE | {f: v}, shifts.get(f, 0.0)) for f, vs in LEVELS.items() for v in vs]
     rows = [_row(len(points) * s + i, point, s, params, 0.7 + shift + rng.normal(0, noise))
             for s in range(seeds) for i, (point, params, shift) in enumerate(points)]
-    return pd.DataFrame(rows)
+    return _like_trials_frame(rows)
 
 
 def grid_table(interaction: float, noise: float, seeds: int = 3,
@@ -45,4 +50,4 @@ def grid_table(interaction: float, noise: float, seeds: int = 3,
         point = f"lr={lr},batch_size={batch},activation={act}"
         rows += [_row(len(rows) + s, point, s, params, mean + rng.normal(0, noise))
                  for s in range(seeds)]
-    return pd.DataFrame(rows)
+    return _like_trials_frame(rows)
