@@ -39,6 +39,7 @@ from study.design import baseline
 log = logging.getLogger("study.report")
 CLAIMED_MOST = ("channels", "activation", "preprocessing")  # the textbook: tune these first
 CLAIMED_LESS = ("dropout", "pooling", "batch_size", "lr")
+FEW_SEEDS = 5  # below this many seeds per design point, bootstrap intervals are unreliable
 Block = tuple[str, Any]  # (kind, content): h2, p, list, table (DataFrame), img (stem)
 
 
@@ -60,6 +61,15 @@ def git_commit() -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
+
+
+def few_seeds_caveat(trials: pd.DataFrame) -> str:
+    seeds = design_table(trials)["finished"]
+    if seeds.empty or seeds.min() >= FEW_SEEDS:
+        return ""
+    return (f" With {seeds.min()} seed(s) at some design points the bootstrap intervals are "
+            f"too narrow; treat them as rough, and run sweep.seeds={FEW_SEEDS} or more for "
+            "intervals to cite.")
 
 
 def ranking_table(ranking: pd.DataFrame) -> pd.DataFrame:
@@ -145,7 +155,7 @@ def build_blocks(study: optuna.Study, trials: pd.DataFrame, ranking: pd.DataFram
          f"{stats.ALPHA:.0%}; a significant factor is *influential* when its effect (best minus "
          f"worst level mean) is at least {100 * stats.PRACTICAL_EFFECT:.0f} point, else *small*. "
          "Intervals are 95% bootstrap CIs over seeds; ranks whose effect intervals overlap are "
-         "ties (=).")]
+         "ties (=)." + few_seeds_caveat(trials))]
     if ranking.empty:
         return [*blocks, ("p", "No finished trials yet.")]
     blocks += [("table", ranking_table(ranking)), ("img", "influence"),
