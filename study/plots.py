@@ -20,11 +20,11 @@ import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
 from study.analysis import ACCURACY, factor_slice, finished, level_labels
+from study.stats import VERDICTS
 
 logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its INFO lines are noise here
 sns.set_theme(style="whitegrid", context="notebook")
-VERDICT_COLOURS = {"influential": "tab:blue", "small": "tab:cyan",
-                   "not distinguishable from seed noise": "0.65", "not testable": "0.85"}
+VERDICT_COLOURS = dict(zip(VERDICTS, ("tab:blue", "tab:cyan", "0.65", "0.85"), strict=True))
 
 
 def _save(fig: plt.Figure, out: Path, stem: str) -> str:

@@ -37,8 +37,7 @@ from study.config import UserError
 from study.design import baseline
 
 log = logging.getLogger("study.report")
-CLAIMED_MOST = ("channels", "activation", "preprocessing")  # the textbook: tune these first
-CLAIMED_LESS = ("dropout", "pooling", "batch_size", "lr")
+CLAIMED_MOST = ("channels", "activation", "preprocessing")  # the textbook: the rest matter less
 FEW_SEEDS = 5  # below this many seeds per design point, bootstrap intervals are unreliable
 Block = tuple[str, Any]  # (kind, content): h2, p, list, table (DataFrame), img (stem)
 
