@@ -283,8 +283,8 @@ def write_report(study: optuna.Study, reports_root: Path, artifact_dir: Path | N
     base = study_baseline(study)
     ranking = stats.influence(trials, base)
     pairs, tables = stats.interactions(trials)
-    importances = (stats.optuna_importances(study) if base is None
-                   else pd.DataFrame(columns=["evaluator", "factor", "mean", "std", "repeats"]))
+    importances = (stats.optuna_importances(study) if base is None  # not for OFAT's L shape
+                   else pd.DataFrame(columns=stats.IMPORTANCE_COLUMNS))
     figures = (draw_figures(trials, curves, ranking, base, tables, out) if not ranking.empty
                else {})
     blocks = build_blocks(study, trials, ranking, figures, pairs, importances)

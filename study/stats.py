@@ -33,6 +33,7 @@ from study.config import FACTORS
 ALPHA = 0.05  # family-wise error rate over the factors (Holm)
 PRACTICAL_EFFECT = 0.01  # accuracy; a significant effect below one point is "small"
 N_BOOTSTRAP = 2000
+IMPORTANCE_COLUMNS = ["evaluator", "factor", "mean", "std", "repeats"]
 VERDICTS = ("influential", "small", "not distinguishable from seed noise", "not testable")
 
 
@@ -182,7 +183,7 @@ def optuna_importances(study: optuna.Study, repeats: int = 5) -> pd.DataFrame:
               if t.state == optuna.trial.TrialState.COMPLETE]
     params = [f for f in FACTORS if len({t.params.get(f) for t in trials}) > 1]
     if len(trials) < 10 or not params:
-        return pd.DataFrame(columns=["evaluator", "factor", "mean", "std", "repeats"])
+        return pd.DataFrame(columns=IMPORTANCE_COLUMNS)
     evaluators = {
         "fANOVA": lambda s: optuna.importance.FanovaImportanceEvaluator(seed=s),
         "PED-ANOVA": lambda s: optuna.importance.PedAnovaImportanceEvaluator(),
