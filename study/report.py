@@ -67,8 +67,8 @@ def few_seeds_caveat(trials: pd.DataFrame) -> str:
     if seeds.empty or seeds.min() >= FEW_SEEDS:
         return ""
     return (f" With {seeds.min()} seed(s) at some design points the bootstrap intervals are "
-            f"too narrow; treat them as rough, and run sweep.seeds={FEW_SEEDS} or more for "
-            "intervals to cite.")
+            f"missing (one seed) or too narrow (few seeds); run sweep.seeds={FEW_SEEDS} or more "
+            "for intervals to cite.")
 
 
 def ranking_table(ranking: pd.DataFrame) -> pd.DataFrame:
@@ -148,7 +148,7 @@ def build_blocks(study: optuna.Study, trials: pd.DataFrame, ranking: pd.DataFram
         f"{env.get('optuna', '?')}, python {env.get('python', '?')}; code {git_commit()}"]),
         ("h2", "Ranking"),
         ("p", f"Noise floor: the seed-to-seed std of test accuracy is {fmt(noise['baseline_std'])}"
-         f" at the baseline ({noise['baseline_seeds']} seeds) and {fmt(noise['pooled_std'])} "
+         f" at the baseline (seeds: {noise['baseline_seeds']}) and {fmt(noise['pooled_std'])} "
          "pooled over all design points. Each factor's levels are compared with a one-way ANOVA "
          "(Kruskal-Wallis as a check), Holm-corrected over the factors at "
          f"{stats.ALPHA:.0%}; a significant factor is *influential* when its effect (best minus "

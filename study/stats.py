@@ -43,6 +43,9 @@ def _groups(part: pd.DataFrame, factor: str) -> dict[Any, np.ndarray]:
 
 
 def _bootstrap_means(values: np.ndarray, rng: np.random.Generator, n_boot: int) -> np.ndarray:
+    """Bootstrap replicates of the mean; NaN for a single value, which has no interval."""
+    if len(values) < 2:
+        return np.full(n_boot, np.nan)
     return values[rng.integers(0, len(values), (n_boot, len(values)))].mean(axis=1)
 
 

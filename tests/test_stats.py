@@ -99,3 +99,11 @@ def test_optuna_importances_find_the_factor_that_matters() -> None:
         part = scores[scores["evaluator"] == evaluator]
         assert part.iloc[0]["factor"] == "lr" and part.iloc[0]["mean"] > 0.6
         assert part["repeats"].eq(3).all() and part["std"].notna().all()
+
+
+def test_single_seed_levels_get_no_interval() -> None:
+    trials = ofat_table({"lr": 0.05}, noise=0.01, seeds=1)
+    levels = level_intervals(trials, BASE, n_boot=100)
+    assert levels["ci_low"].isna().all() and levels["ci_high"].isna().all()
+    ranking = influence(trials, BASE, n_boot=100)
+    assert ranking["effect_ci_low"].isna().all() and not ranking["tied_with_next"].any()
