@@ -78,6 +78,13 @@ def level_labels(values: pd.Series) -> pd.Series:
     return pd.qcut(values, 4, duplicates="drop").astype(str)
 
 
+def level_slice(frame: pd.DataFrame, factor: str, baseline: dict[str, Any] | None
+                ) -> pd.DataFrame:
+    """The factor's slice with the level each trial is compared at, in a `level` column."""
+    part = factor_slice(frame, factor, baseline)
+    return part.assign(level=level_labels(part[factor]))
+
+
 def seed_noise(trials: pd.DataFrame) -> dict[str, float]:
     """Seed-to-seed std of test accuracy: at the baseline, and pooled over all design points."""
     done = finished(trials)

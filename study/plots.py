@@ -19,7 +19,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
-from study.analysis import ACCURACY, factor_slice, finished, level_labels
+from study.analysis import ACCURACY, finished, level_slice
 from study.stats import VERDICTS
 
 logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its INFO lines are noise here
@@ -61,10 +61,9 @@ def plot_influence(ranking: pd.DataFrame, noise: dict[str, float], out: Path) ->
 
 def _factor_levels(frame: pd.DataFrame, factor: str, base: dict[str, Any] | None
                    ) -> tuple[pd.DataFrame, list[str]]:
-    part = factor_slice(frame, factor, base)
-    labels = level_labels(part[factor])
-    order = [str(v) for v in sorted(labels.unique())]  # a factor's levels share a type
-    return part.assign(level=labels.astype(str)), order
+    part = level_slice(frame, factor, base)
+    order = [str(v) for v in sorted(part["level"].unique())]  # a factor's levels share a type
+    return part.assign(level=part["level"].astype(str)), order
 
 
 def plot_factor(trials: pd.DataFrame, intervals: pd.DataFrame, factor: str,

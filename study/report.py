@@ -62,8 +62,8 @@ def git_commit() -> str:
         return "unknown"
 
 
-def few_seeds_caveat(trials: pd.DataFrame) -> str:
-    seeds = design_table(trials)["finished"]
+def few_seeds_caveat(design: pd.DataFrame) -> str:
+    seeds = design["finished"]
     if seeds.empty or seeds.min() >= FEW_SEEDS:
         return ""
     return (f" With {seeds.min()} seed(s) at some design points the bootstrap intervals are "
@@ -126,7 +126,7 @@ def build_blocks(study: optuna.Study, trials: pd.DataFrame, ranking: pd.DataFram
     attrs, cfg = study.user_attrs, study.user_attrs.get("config", {})
     env, train, data = attrs.get("environment", {}), cfg.get("train", {}), cfg.get("data", {})
     budget = attrs.get("budget", "?")
-    noise = seed_noise(trials)
+    noise, design = seed_noise(trials), design_table(trials)
     blocks: list[Block] = []
     if budget != "full":
         blocks.append(("p", f"**Budget `{budget}`**: a reduced study (training subset, fewer "
@@ -154,7 +154,7 @@ def build_blocks(study: optuna.Study, trials: pd.DataFrame, ranking: pd.DataFram
          f"{stats.ALPHA:.0%}; a significant factor is *influential* when its effect (best minus "
          f"worst level mean) is at least {100 * stats.PRACTICAL_EFFECT:.0f} point, else *small*. "
          "Intervals are 95% bootstrap CIs over seeds; ranks whose effect intervals overlap are "
-         "ties (=)." + few_seeds_caveat(trials))]
+         "ties (=)." + few_seeds_caveat(design))]
     if ranking.empty:
         return [*blocks, ("p", "No finished trials yet.")]
     blocks += [("table", ranking_table(ranking)), ("img", "influence"),
@@ -179,7 +179,6 @@ def build_blocks(study: optuna.Study, trials: pd.DataFrame, ranking: pd.DataFram
                     "with the tests above), mean and std over bootstrap resamples of the trials."),
                    ("table", importances.assign(mean=importances["mean"].map(fmt),
                                                 std=importances["std"].map(fmt)))]
-    design = design_table(trials)
     unusable = trials[trials["outcome"].isin(["diverged", "failed"])]
     blocks += [("h2", "Accuracy vs training time"), ("img", "accuracy_vs_time"),
                ("h2", "Design"), ("table", design.assign(

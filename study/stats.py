@@ -27,7 +27,7 @@ from statsmodels.formula.api import ols
 from statsmodels.stats.anova import anova_lm
 from statsmodels.stats.multitest import multipletests
 
-from study.analysis import ACCURACY, factor_slice, finished, level_labels
+from study.analysis import ACCURACY, finished, level_labels, level_slice
 from study.config import FACTORS
 
 ALPHA = 0.05  # family-wise error rate over the factors (Holm)
@@ -37,9 +37,11 @@ IMPORTANCE_COLUMNS = ["evaluator", "factor", "mean", "std", "repeats"]
 VERDICTS = ("influential", "small", "not distinguishable from seed noise", "not testable")
 
 
-def _groups(part: pd.DataFrame, factor: str) -> dict[Any, np.ndarray]:
-    labels = level_labels(part[factor])
-    return {level: g[ACCURACY].to_numpy() for level, g in part.groupby(labels, sort=True)}
+def _groups(trials: pd.DataFrame, factor: str, baseline: dict[str, Any] | None
+            ) -> dict[Any, np.ndarray]:
+    """Test accuracies of the finished trials in the factor's slice, by level."""
+    part = level_slice(finished(trials), factor, baseline)
+    return {level: g[ACCURACY].to_numpy() for level, g in part.groupby("level", sort=True)}
 
 
 def _bootstrap_means(values: np.ndarray, rng: np.random.Generator, n_boot: int) -> np.ndarray:
@@ -55,8 +57,7 @@ def level_intervals(trials: pd.DataFrame, baseline: dict[str, Any] | None,
     rng = np.random.default_rng(seed)
     rows = []
     for factor in FACTORS:
-        for level, values in _groups(factor_slice(finished(trials), factor, baseline),
-                                     factor).items():
+        for level, values in _groups(trials, factor, baseline).items():
             boot = _bootstrap_means(values, rng, n_boot)
             rows.append({"factor": factor, "level": level, "n": len(values),
                          "mean": values.mean(), "ci_low": np.quantile(boot, 0.025),
@@ -68,7 +69,7 @@ def factor_tests(trials: pd.DataFrame, baseline: dict[str, Any] | None) -> pd.Da
     """Eta-squared, ANOVA and Kruskal-Wallis p per factor, Holm-corrected over the factors."""
     rows = []
     for factor in FACTORS:
-        groups = list(_groups(factor_slice(finished(trials), factor, baseline), factor).values())
+        groups = list(_groups(trials, factor, baseline).values())
         if len(groups) < 2:
             continue
         values = np.concatenate(groups)
@@ -112,7 +113,7 @@ def influence(trials: pd.DataFrame, baseline: dict[str, Any] | None,
     tests = factor_tests(trials, baseline).set_index("factor")
     rows = []
     for factor in tests.index:
-        groups = _groups(factor_slice(finished(trials), factor, baseline), factor)
+        groups = _groups(trials, factor, baseline)
         means = {level: v.mean() for level, v in groups.items()}
         boot = np.stack([_bootstrap_means(v, rng, n_boot) for v in groups.values()])
         boot_effect = boot.max(axis=0) - boot.min(axis=0)
