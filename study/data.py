@@ -252,8 +252,14 @@ def to_device(images: Images, preprocessing: str, device: torch.device,
         x_train, x_test = apply_zca(x_train, mean, whiten), apply_zca(x_test, mean, whiten)
     elif preprocessing != "none":
         raise ValueError(f"unknown preprocessing {preprocessing!r}")
-    return DeviceData(x_train.contiguous(), images.y_train.to(device), x_test.contiguous(),
-                      images.y_test.to(device))
+    memory_format = torch.contiguous_format
+    if device.type == "cuda":
+        # The model reads bf16 under autocast anyway: storing bf16 loses nothing and halves the
+        # bytes that every epoch's augmentation moves; channels_last is the convolutions' layout.
+        x_train, x_test = x_train.to(torch.bfloat16), x_test.to(torch.bfloat16)
+        memory_format = torch.channels_last
+    return DeviceData(x_train.contiguous(memory_format=memory_format), images.y_train.to(device),
+                      x_test.contiguous(memory_format=memory_format), images.y_test.to(device))
 
 
 def global_contrast_normalize(x: torch.Tensor) -> torch.Tensor:

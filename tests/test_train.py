@@ -3,8 +3,16 @@ import itertools
 import pytest
 import torch
 
+from study.config import UserError
 from study.data import synthetic_images, to_device
-from study.train import CHANCE_ACCURACY, learning_rate, train_trial
+from study.model import build_model
+from study.train import (
+    CHANCE_ACCURACY,
+    TrainStep,
+    learning_rate,
+    make_optimizer,
+    train_trial,
+)
 from tests.conftest import compose
 
 CPU = torch.device("cpu")
@@ -49,3 +57,32 @@ def test_schedules_warm_up_to_the_peak_then_decay_to_zero(schedule: str) -> None
     assert lrs[-1] < 0.005 and all(a >= b for a, b in itertools.pairwise(lrs[19:]))
     constant = compose("train.schedule=constant", "train.lr=0.1").train
     assert {learning_rate(s, 100, constant) for s in range(100)} == {0.1}
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_warm_up_before_graph_capture_leaves_no_trace(synthetic, optimizer: str) -> None:
+    """The steps that CUDA graph capture needs beforehand are undone: training afterwards is
+    bit-identical to training a fresh model with a fresh optimizer."""
+    cfg = compose("data=synthetic", "model.channels=8", f"train={optimizer}")
+    x, y = synthetic.x_train[:64], synthetic.y_train[:64]
+
+    def trained(warm_up: bool) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = build_model(cfg.model)
+        step = TrainStep(model, make_optimizer(model, cfg.train))
+        if warm_up:
+            step.warm_up(x, y)
+            assert step.loss_sum.item() == 0 and step.correct.item() == 0
+        torch.manual_seed(1)  # the same dropout masks from here on
+        for _ in range(3):
+            step(x, y)
+        return [*model.parameters(), *model.buffers(), step.loss_sum]
+
+    for fresh, warmed in zip(trained(False), trained(True), strict=True):
+        assert torch.equal(fresh, warmed)
+
+
+def test_graph_engine_on_the_cpu_is_a_user_error(synthetic) -> None:
+    cfg = compose("data=synthetic", "train.compile=graph")
+    with pytest.raises(UserError, match=r"train\.compile=graph needs a CUDA GPU"):
+        train_trial(cfg, synthetic)
