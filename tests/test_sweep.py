@@ -1,5 +1,6 @@
 import io
 import json
+import multiprocessing
 import subprocess
 import sys
 from collections import Counter
@@ -14,7 +15,16 @@ from optuna.trial import TrialState
 
 from study.data import synthetic_images
 from study.design import fixed_points
-from study.sweep import enqueue_missing, mask_url, open_storage, open_study, run_worker
+from study.sweep import (
+    WORKER_ID,
+    claim_waiting_trial,
+    enqueue_missing,
+    fail_trials_of,
+    mask_url,
+    open_storage,
+    open_study,
+    run_worker,
+)
 from tests.conftest import compose
 
 CPU = torch.device("cpu")
@@ -146,3 +156,61 @@ def test_storage_errors_are_one_line_and_hide_the_password() -> None:
         with pytest.raises(Exception) as error:
             open_storage(url)
         assert "s3cret" not in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.slow
+def test_two_worker_processes_finish_every_trial_exactly_once(tmp_path) -> None:
+    db = tmp_path / "study.db"
+    command = [sys.executable, "-m", "study.sweep", "budget=smoke", "sweep.seeds=2",
+               "sweep.workers=2", f"storage=sqlite:///{db}", "name=two", *SMALL]
+    run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "2 worker processes" in run.stdout + run.stderr
+    trials = optuna.load_study(study_name="two", storage=f"sqlite:///{db}").trials
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    done = Counter((t.user_attrs["design_point"], t.user_attrs["seed"]) for t in trials)
+    assert len(done) == 8 * 2 and set(done.values()) == {1}
+    workers = Counter(t.user_attrs["worker"] for t in trials)
+    assert len(workers) == 2 and all(n >= 2 for n in workers.values())  # both did real work
+
+
+def _claim_all(url: str, claimed: multiprocessing.Queue) -> None:
+    storage = open_storage(url)
+    study = optuna.load_study(study_name="race", storage=storage)
+    numbers = []
+    while (trial := claim_waiting_trial(study, storage)) is not None:
+        numbers.append(trial.number)
+    claimed.put(numbers)
+
+
+@pytest.mark.slow
+def test_concurrent_claims_on_sqlite_never_take_a_trial_twice(tmp_path) -> None:
+    """Optuna's claim reads the trial's state, then writes it; on SQLite without BEGIN IMMEDIATE
+    three processes claiming 60 trials took some twice (28 of 300 in a trial run with four)."""
+    url = f"sqlite:///{tmp_path}/race.db"
+    study = optuna.create_study(study_name="race", storage=open_storage(url))
+    for number in range(60):
+        study.enqueue_trial({"x": number})
+    context = multiprocessing.get_context("spawn")
+    claimed = context.Queue()
+    processes = [context.Process(target=_claim_all, args=(url, claimed)) for _ in range(3)]
+    for process in processes:
+        process.start()
+    numbers = [n for _ in processes for n in claimed.get(timeout=300)]
+    for process in processes:
+        process.join()
+    assert sorted(numbers) == list(range(60))
+
+
+def test_trials_of_a_dead_worker_are_failed_and_enqueued_again(tmp_path) -> None:
+    cfg, storage, study = _study(tmp_path)
+    enqueue_missing(study, cfg)
+    held = claim_waiting_trial(study, storage)
+    assert held.user_attrs["worker"] == WORKER_ID
+    fail_trials_of(study, storage, "another-host:1", "worker process 1 died (exit code -9)")
+    assert study.trials[held.number].state == TrialState.RUNNING  # not that worker's trial
+    fail_trials_of(study, storage, WORKER_ID, "worker process 7 died (exit code -9)")
+    failed = study.trials[held.number]
+    assert failed.state == TrialState.FAIL
+    assert failed.user_attrs["reason"] == "worker process 7 died (exit code -9)"
+    assert enqueue_missing(study, cfg) == 1
