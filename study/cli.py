@@ -91,14 +91,16 @@ def _fail(error: Exception) -> NoReturn:
     sys.exit(2)
 
 
-def run_app(task: Callable[[DictConfig], None], job_name: str) -> None:
-    """Check the command line, then run `task` as a Hydra app; user errors print one line."""
+def run_app(task: Callable[[DictConfig], None], job_name: str,
+            cpu_defaults: tuple[str, ...] = ("budget=quick",)) -> None:
+    """Check the command line, then run `task` as a Hydra app; user errors print one line.
+    Without a GPU, each of `cpu_defaults` (group=option) applies unless its group is given."""
     args = sys.argv[1:]
     passes_through = any(a.startswith(("--help", "-h", "--cfg", "-c", "--info")) for a in args)
-    auto_quick = (not passes_through and not _has_gpu()
-                  and not any(re.match(r"\+*budget=", a) for a in args))
-    if auto_quick:
-        args.append("budget=quick")
+    auto = [] if passes_through or _has_gpu() else [
+        choice for choice in cpu_defaults
+        if not any(re.match(rf"\+*{choice.partition('=')[0]}=", a) for a in args)]
+    args.extend(auto)
     if not passes_through and not _is_multirun(args):
         try:
             compose_config(_user_overrides(args))
@@ -107,9 +109,12 @@ def run_app(task: Callable[[DictConfig], None], job_name: str) -> None:
     sys.argv[1:] = [*args, f"hydra.job.name={job_name}"]  # names the log file
 
     def checked_task(cfg: DictConfig) -> None:
-        if auto_quick:
+        if "budget=quick" in auto:
             log.warning("No GPU found: running budget=quick (a training subset, fewer epochs, one"
                         " seed); pass budget=full for the full study.")
+        if "bench=cpu" in auto:
+            log.warning("No GPU found: running bench=cpu (small sizes; CPU ratios say little"
+                        " about a GPU).")
         try:
             validate(cfg)
             task(cfg)

@@ -26,6 +26,7 @@ SCHEDULES = ("onecycle", "cosine", "constant")
 DESIGNS = ("ofat", "grid", "optuna")
 SAMPLERS = ("random", "tpe", "qmc")
 BUDGETS = ("full", "quick", "smoke")
+ENGINES = ("auto", "none", "graph", "model")  # train.compile
 
 
 class UserError(Exception):
@@ -76,6 +77,7 @@ class TrainConfig:
     augment: bool = True  # random crop (4 px padding) + horizontal flip
     seed: int = 0
     eval_batch_size: int = 1000
+    compile: str = "auto"  # auto | none | graph (the whole step in a CUDA graph) | model
 
 
 @dataclass
@@ -85,6 +87,17 @@ class SweepConfig:
     levels: dict[str, list[Any]] = field(default_factory=dict)  # factor -> levels
     n_trials: int = 50  # optuna design: trials in all
     sampler: str = "tpe"  # optuna design
+    workers: int | None = None  # trial-worker processes on this machine; None: chosen per device
+
+
+@dataclass
+class BenchConfig:
+    images: int = 250_000  # training images per throughput run (one trial; each worker of (c))
+    tutorial_images: int = 25_000  # images the tutorial DataLoader loop trains on
+    engines: list[str] = field(default_factory=lambda: ["none", "graph"])  # train.compile, (b)
+    workers: list[int] = field(default_factory=lambda: [1, 2, 4])  # K for (c)
+    study: list[str] = field(default_factory=list)  # overrides that cut the study to the slice
+    output: str = "results/bench.json"
 
 
 @dataclass
@@ -97,6 +110,7 @@ class StudyConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
 
 
 def register_schema() -> None:
@@ -167,10 +181,14 @@ OTHER_CHECKS: dict[str, Check] = {
     "train.warmup": number(0, 1),
     "train.epochs": number(1, integer=True),
     "train.eval_batch_size": number(1, integer=True),
+    "train.compile": one_of(ENGINES),
     "sweep.design": one_of(DESIGNS),
     "sweep.seeds": number(1, integer=True),
     "sweep.n_trials": number(1, integer=True),
     "sweep.sampler": one_of(SAMPLERS),
+    "sweep.workers": optional(number(1, integer=True)),
+    "bench.images": number(1, integer=True),
+    "bench.tutorial_images": number(1, integer=True),
 }
 
 
@@ -196,5 +214,12 @@ def validate(cfg: DictConfig) -> None:
             problem = FACTORS[name].check(level)
             if problem:
                 raise ConfigError(f"{key} level {level!r} is not allowed: {problem}")
+    for engine in cfg.bench.engines:
+        if engine not in ENGINES[1:]:
+            raise ConfigError(f"bench.engines: {engine!r} is not allowed: choose from "
+                              f"{', '.join(ENGINES[1:])}")
+    for workers in cfg.bench.workers:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ConfigError(f"bench.workers: {workers!r} is not allowed: must be integers >= 1")
     if cfg.sweep.design == "grid" and not cfg.sweep.levels:
         raise ConfigError("sweep.levels is empty: the grid design needs at least one factor")

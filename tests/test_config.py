@@ -37,6 +37,10 @@ def test_default_config_is_the_textbook_baseline() -> None:
     ("+sweep.levels.momentum=[0.9]", ["sweep.levels.momentum", "unknown factor", "channels"]),
     ("model.kernel_size=4", ["model.kernel_size", "odd"]),
     ("train.optimizer=rmsprop", ["train.optimizer", "sgd, adam"]),
+    ("train.compile=jit", ["train.compile", "auto, none, graph, model"]),
+    ("sweep.workers=0", ["sweep.workers", ">= 1"]),
+    ("bench.workers=[1,0]", ["bench.workers", "0", ">= 1"]),
+    ("bench.engines=[graph,turbo]", ["bench.engines", "turbo", "none, graph, model"]),
 ])
 def test_bad_values_fail_with_one_line_naming_key_and_allowed(override: str,
                                                               expected: list[str]) -> None:

@@ -1,0 +1,332 @@
+"""How fast the study runs: `python -m study.bench` (writes results/bench.json).
+
+On one device, with the same data and the baseline net, it measures training throughput
+(images/s) of
+  (a) the usual tutorial loop: a torchvision-style dataset of PIL images, CPU transforms, a
+      DataLoader with 2 workers, fp32, batch 128, `loss.item()` every step;
+  (b) the project's engine, one trial at a time, for each `train.compile` mode in bench.engines;
+  (c) the engine in K concurrent worker processes, for each K in bench.workers (aggregate);
+and then (d) the wall time of `python -m study.sweep` on a slice of the default study (the
+overrides in bench.study; [] is the whole study), from the command to the written report, run
+with the K that was fastest in (c). (b) and (c) count each trial's whole wall time: model set-up,
+graph capture and the test-set evaluation included. Without a GPU it runs `bench=cpu`: small
+sizes, so that it ends in about a minute; its ratios say little about a GPU.
+
+    python -m study.bench                                  # on a GPU machine
+    python -m study.bench bench.workers=[1,2,4,8] 'bench.engines=[none,graph,model]'
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import queue
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import optuna
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+from study.data import DeviceData, Images, load_images, to_device
+from study.model import build_model
+from study.train import device_name, pick_device, train_trial
+
+log = logging.getLogger("study.bench")
+TUTORIAL_BATCH = 128
+TUTORIAL_LOADER_WORKERS = 2
+SLICE_STORAGE = Path("results/bench/study.db")  # the timed slice's own study, remade each run
+
+
+@dataclass
+class Throughput:
+    label: str
+    images_per_s: float
+    images: int
+    seconds: float
+    test_accuracy: list[float] = field(default_factory=list)  # per trial; empty for (a)
+    error: str | None = None  # why the measurement failed, if it did
+
+
+class TutorialCIFAR10(Dataset):
+    """What torchvision.datasets.CIFAR10 does per item: a PIL image through CPU transforms."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor,
+                 transform: transforms.Compose) -> None:
+        self.pixels = images.permute(0, 2, 3, 1).numpy()  # HWC uint8, as CIFAR10.data
+        self.labels = labels.tolist()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.transform(Image.fromarray(self.pixels[index])), self.labels[index]
+
+
+def tutorial_throughput(cfg: DictConfig, images: Images, device: torch.device,
+                        n_images: int) -> Throughput:
+    """(a): the PyTorch CIFAR-10 tutorial's loop, timed after its first batch (worker start-up)."""
+    pixels = images.x_train.float().div(255)
+    normalize = transforms.Normalize(pixels.mean(dim=(0, 2, 3)).tolist(),
+                                     pixels.std(dim=(0, 2, 3)).tolist())
+    transform = transforms.Compose([transforms.RandomCrop(32, padding=4),
+                                    transforms.RandomHorizontalFlip(), transforms.ToTensor(),
+                                    normalize])
+    loader = DataLoader(TutorialCIFAR10(images.x_train, images.y_train, transform),
+                        batch_size=TUTORIAL_BATCH, shuffle=True, drop_last=True,
+                        num_workers=TUTORIAL_LOADER_WORKERS)
+    model = build_model(cfg.model).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.train.lr, momentum=cfg.train.momentum,
+                                nesterov=True, weight_decay=cfg.train.weight_decay)
+    seen, running_loss, start = 0, 0.0, 0.0
+    while seen < n_images:
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            running_loss += loss.item()
+            if start == 0.0:
+                start = time.perf_counter()  # after the first batch: workers are up
+                continue
+            seen += len(y)
+            if seen >= n_images:
+                break
+    seconds = time.perf_counter() - start
+    return Throughput("(a) tutorial loop", seen / seconds, seen, seconds)
+
+
+def throughput_config(cfg: DictConfig, engine: str, n_train: int, seed: int = 0,
+                      epochs: int | None = None) -> DictConfig:
+    """The baseline trial sized to bench.images: one pass over n_train images per epoch."""
+    trial_cfg = cfg.copy()
+    trial_cfg.train.compile = engine
+    trial_cfg.train.epochs = epochs or max(1, cfg.bench.images // n_train)
+    trial_cfg.train.seed = seed
+    return trial_cfg
+
+
+def trained_images(cfg: DictConfig, n_train: int) -> int:
+    return cfg.train.epochs * (n_train // min(cfg.train.batch_size, n_train)) * min(
+        cfg.train.batch_size, n_train)
+
+
+def warm_up(cfg: DictConfig, data: DeviceData, engine: str) -> None:
+    """On CUDA, an untimed one-epoch trial on a slice of the data, which pays the process's
+    one-off CUDA and cuDNN start-up that a study pays once per worker, not per trial."""
+    if data.x_train.device.type == "cuda":
+        n = min(len(data.y_train), 10 * cfg.train.batch_size)
+        head = DeviceData(data.x_train[:n], data.y_train[:n], data.x_test, data.y_test)
+        train_trial(throughput_config(cfg, engine, n, epochs=1), head)
+
+
+def engine_throughput(cfg: DictConfig, images: Images, device: torch.device,
+                      engine: str) -> Throughput:
+    """(b): one trial of the baseline with train.compile=engine, after `warm_up`."""
+    data = to_device(images, cfg.data.preprocessing, device, cfg.data.zca_epsilon)
+    n_train = len(images.y_train)
+    warm_up(cfg, data, engine)
+    trial_cfg = throughput_config(cfg, engine, n_train)
+    result = train_trial(trial_cfg, data)
+    n = trained_images(trial_cfg, n_train)
+    return Throughput(f"(b) engine, compile={result.engine}", n / result.wall_time_s, n,
+                      result.wall_time_s, [result.test_accuracy])
+
+
+def _concurrent_worker(config: dict, index: int, count: int, engine: str,
+                       go: multiprocessing.synchronize.Event, messages: multiprocessing.Queue
+                       ) -> None:
+    """One of K processes in (c): set up, say ready, wait for the start, train one trial."""
+    try:
+        cfg = OmegaConf.create(config)
+        device = pick_device(index)
+        if device.type == "cpu":
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // count))
+        images = bench_images(cfg)
+        data = to_device(images, cfg.data.preprocessing, device, cfg.data.zca_epsilon)
+        n_train = len(images.y_train)
+        warm_up(cfg, data, engine)
+        messages.put(("ready", index))
+        go.wait()
+        trial_cfg = throughput_config(cfg, engine, n_train, seed=index)
+        result = train_trial(trial_cfg, data)
+        messages.put(("done", (trained_images(trial_cfg, n_train), time.monotonic(),
+                               result.test_accuracy)))
+    except Exception as error:
+        messages.put(("error", f"worker {index}: {type(error).__name__}: {error}"))
+
+
+def _collect(messages: multiprocessing.Queue, kind: str, processes: list) -> list:
+    """One `kind` message from every process; raise at the first error or dead process."""
+    collected = []
+    while len(collected) < len(processes):
+        try:
+            what, payload = messages.get(timeout=5)
+        except queue.Empty:
+            dead = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
+            if dead:
+                raise RuntimeError(f"a worker process died (exit codes {dead})") from None
+            continue
+        if what == "error":
+            raise RuntimeError(payload)
+        if what == kind:
+            collected.append(payload)
+    return collected
+
+
+def concurrent_throughput(cfg: DictConfig, count: int, engine: str) -> Throughput:
+    """(c): K worker processes on the device(s) train one baseline trial each, with different
+    seeds, started together; throughput = all their images / time until the last finishes."""
+    context = multiprocessing.get_context("spawn")
+    go, messages = context.Event(), context.Queue()
+    config = OmegaConf.to_container(cfg, resolve=True)
+    processes = [context.Process(target=_concurrent_worker,
+                                 args=(config, index, count, engine, go, messages))
+                 for index in range(count)]
+    for process in processes:
+        process.start()
+    try:
+        _collect(messages, "ready", processes)
+        start = time.monotonic()
+        go.set()
+        finished = _collect(messages, "done", processes)
+    finally:
+        go.set()
+        for process in processes:
+            process.join(timeout=60)
+            if process.is_alive():
+                process.kill()
+    n = sum(images for images, _, _ in finished)
+    seconds = max(end for _, end, _ in finished) - start
+    return Throughput(f"(c) {count} worker{'s' if count > 1 else ''}, compile={engine}",
+                      n / seconds, n, seconds, [accuracy for _, _, accuracy in finished])
+
+
+def time_study_slice(cfg: DictConfig, workers: int) -> dict:
+    """(d): run `python -m study.sweep` on the slice in a fresh study; wall time of the command."""
+    SLICE_STORAGE.parent.mkdir(parents=True, exist_ok=True)
+    SLICE_STORAGE.unlink(missing_ok=True)
+    storage = f"sqlite:///{SLICE_STORAGE}"
+    overrides = [*cfg.bench.study, "name=bench-slice", f"storage={storage}",
+                 f"data.cache_dir={cfg.data.cache_dir}"]
+    if cfg.data.path is not None:
+        overrides.append(f"data.path={cfg.data.path}")
+    if not any(o.startswith("sweep.workers=") for o in overrides):
+        overrides.append(f"sweep.workers={workers}")
+    command = [sys.executable, "-m", "study.sweep", *overrides]
+    log_path = SLICE_STORAGE.with_suffix(".log")
+    log.info("(d) timing: %s (its log: %s)", " ".join(command[1:]), log_path)
+    start = time.perf_counter()
+    with log_path.open("w") as log_file:
+        returncode = subprocess.run(command, stdout=log_file, stderr=subprocess.STDOUT).returncode
+    seconds = time.perf_counter() - start
+    if returncode != 0:
+        last_line = (log_path.read_text().strip().splitlines() or ["(no output)"])[-1]
+        return {"slice": list(cfg.bench.study), "overrides": overrides, "wall_time_s": seconds,
+                "error": last_line}
+    study = optuna.load_study(study_name="bench-slice", storage=storage)
+    trials = study.get_trials(deepcopy=False)
+    accuracy = {}
+    for trial in trials:
+        if trial.user_attrs.get("design_point") == "baseline" and trial.value is not None:
+            accuracy.setdefault("baseline", []).append(trial.value)
+    return {"slice": list(cfg.bench.study), "overrides": overrides, "wall_time_s": seconds,
+            "trials": len(trials),
+            "complete": sum(t.state.name == "COMPLETE" for t in trials),
+            "epochs_per_trial": study.user_attrs["config"]["train"]["epochs"],
+            "baseline_test_accuracy": accuracy.get("baseline", [])}
+
+
+def bench_images(cfg: DictConfig) -> Images:
+    """The data of the throughput runs: bench.images caps the training images."""
+    data_cfg = cfg.data.copy()
+    data_cfg.train_subset = min(cfg.bench.images, cfg.data.train_subset or cfg.bench.images)
+    return load_images(data_cfg)
+
+
+def measure(label: str, run: Callable[[], Throughput]) -> Throughput:
+    try:
+        result = run()
+    except Exception as error:  # one failed measurement must not lose the others
+        log.exception("%s failed", label)
+        return Throughput(label, float("nan"), 0, 0.0, error=f"{type(error).__name__}: {error}")
+    log.info("%s: %.0f images/s (%d images in %.1f s)", result.label, result.images_per_s,
+             result.images, result.seconds)
+    return result
+
+
+def table(report: dict) -> str:
+    tutorial = report["throughput"][0]["images_per_s"]
+    lines = [f"{'measurement':<34} {'images/s':>10} {'x tutorial':>10} {'test acc':>9}"]
+    for row in report["throughput"]:
+        accuracy = np.mean(row["test_accuracy"]) if row["test_accuracy"] else float("nan")
+        ratio = row["images_per_s"] / tutorial
+        lines.append(f"{row['label']:<34} {row['images_per_s']:>10.0f} {ratio:>10.1f} "
+                     f"{accuracy:>9.3f}" + (f"  FAILED: {row['error']}" if row["error"] else ""))
+    study = report.get("study")
+    if study:
+        lines.append(f"(d) study {' '.join(study['slice']) or '(the whole default study)'}: "
+                     f"{study['wall_time_s']:.1f} s wall, "
+                     f"{study.get('complete', 0)}/{study.get('trials', 0)} trials complete"
+                     + (f"  FAILED: {study['error']}" if "error" in study else ""))
+    return "\n".join(lines)
+
+
+def run_bench(cfg: DictConfig) -> None:
+    device = pick_device()
+    images = bench_images(cfg)
+    output = Path(cfg.bench.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    report = {"device": device_name(device), "torch": torch.__version__,
+              "cpu_count": os.cpu_count(), "data": images.source,
+              "train_images": len(images.y_train), "bench": OmegaConf.to_container(cfg.bench),
+              "throughput": []}
+
+    def record(result: Throughput) -> Throughput:
+        report["throughput"].append(asdict(result))
+        output.write_text(json.dumps(report, indent=2))  # after each part: a kill keeps the rest
+        return result
+
+    tutorial_images = min(cfg.bench.tutorial_images, len(images.y_train) * 4)
+    record(measure("(a) tutorial loop",
+                   lambda: tutorial_throughput(cfg, images, device, tutorial_images)))
+    for engine in cfg.bench.engines:
+        record(measure(f"(b) engine, compile={engine}",
+                       lambda e=engine: engine_throughput(cfg, images, device, e)))
+    best_engine = "graph" if device.type == "cuda" and "graph" in cfg.bench.engines else "none"
+    fastest = (1, 0.0)
+    for count in cfg.bench.workers:
+        result = record(measure(f"(c) {count} workers",
+                                lambda k=count: concurrent_throughput(cfg, k, best_engine)))
+        if result.images_per_s > fastest[1]:
+            fastest = (count, result.images_per_s)
+    report["study"] = time_study_slice(cfg, fastest[0])
+    tutorial = report["throughput"][0]["images_per_s"]
+    report["ratios_to_tutorial"] = {row["label"]: row["images_per_s"] / tutorial
+                                    for row in report["throughput"][1:]}
+    output.write_text(json.dumps(report, indent=2))
+    print(f"{report['device']}, torch {report['torch']}, {report['data']} "
+          f"({report['train_images']} training images)\n{table(report)}\nwritten: {output}")
+
+
+def main() -> None:
+    from study.cli import run_app
+
+    run_app(run_bench, "bench", cpu_defaults=("bench=cpu", "budget=quick"))
+
+
+if __name__ == "__main__":
+    main()
