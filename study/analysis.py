@@ -66,7 +66,7 @@ def factor_slice(done: pd.DataFrame, factor: str, baseline: dict[str, Any] | Non
     """The trials that compare this factor's levels (see the module's rules)."""
     if baseline is None:
         return done
-    others = [f for f in FACTORS if f != factor]
+    others = [f for f in baseline if f != factor]
     at_baseline = pd.concat([done[f] == baseline[f] for f in others], axis=1).all(axis=1)
     return done[at_baseline]
 

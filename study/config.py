@@ -52,15 +52,18 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    channels: int = 32  # kernels in the first conv stage; each later stage doubles it
+    """Keys a network does not have are null in its config file (see MODEL_KEYS)."""
+
+    arch: str = "cnn"  # cnn | lenet5 | alexnet
+    channels: int = 32  # kernels in the first conv layer; later layers scale with it
     activation: str = "relu"
     pooling: str = "max"
-    dropout: float = 0.5  # before the classifier
-    kernel_size: int = 3
-    stages: int = 3  # each stage halves the spatial size
-    convs_per_stage: int = 2
-    batch_norm: bool = True
-    fc_width: int = 256
+    dropout: float | None = 0.5  # before the classifier
+    kernel_size: int | None = 3
+    stages: int | None = 3  # each stage halves the spatial size
+    convs_per_stage: int | None = 2
+    batch_norm: bool | None = True
+    fc_width: int | None = 256
 
 
 @dataclass
@@ -162,6 +165,22 @@ FACTORS: dict[str, Factor] = {
     "lr": Factor("train.lr", number(0, low_open=True), "float"),
 }
 
+# The model.* keys each network has; any other model key must be null for it.
+MODEL_KEYS: dict[str, tuple[str, ...]] = {
+    "cnn": ("channels", "activation", "pooling", "dropout", "kernel_size", "stages",
+            "convs_per_stage", "batch_norm", "fc_width"),
+    "lenet5": ("channels", "activation", "pooling"),
+    "alexnet": ("channels", "activation", "pooling", "dropout", "batch_norm", "fc_width"),
+}
+
+
+def applicable_factors(cfg: DictConfig) -> dict[str, Factor]:
+    """The factors the configured network has (LeNet-5 has no dropout, for one)."""
+    keys = MODEL_KEYS[cfg.model.get("arch", "cnn")]  # studies recorded before arch existed
+    return {name: factor for name, factor in FACTORS.items()
+            if not factor.key.startswith("model.") or factor.key.split(".")[1] in keys}
+
+
 OTHER_CHECKS: dict[str, Check] = {
     "budget": one_of(BUDGETS),
     "data.source": one_of(DATA_SOURCES),
@@ -192,15 +211,33 @@ OTHER_CHECKS: dict[str, Check] = {
 }
 
 
+def validate_model_keys(cfg: DictConfig) -> None:
+    arch = cfg.model.arch
+    if arch not in MODEL_KEYS:
+        raise ConfigError(f"model.arch={arch!r} is not allowed: choose one of: "
+                          f"{', '.join(MODEL_KEYS)}")
+    for key, value in cfg.model.items():
+        if key == "arch":
+            continue
+        if key in MODEL_KEYS[arch] and value is None:
+            raise ConfigError(f"model.{key}=None is not allowed: model={arch} needs a value")
+        if key not in MODEL_KEYS[arch] and value is not None:
+            raise ConfigError(f"model.{key}={value!r} is not allowed: model={arch} has no "
+                              f"{key}; its keys: {', '.join(MODEL_KEYS[arch])}")
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError (one line) for the first value outside its allowed set or range."""
+    validate_model_keys(cfg)
     checks = {f.key: f.check for f in FACTORS.values()} | OTHER_CHECKS
     for key, check in checks.items():
         value = OmegaConf.select(cfg, key)
+        if value is None and key.startswith("model."):
+            continue  # a key this network does not have (validate_model_keys)
         problem = check(value)
         if problem:
             raise ConfigError(f"{key}={value!r} is not allowed: {problem}")
-    if cfg.model.kernel_size % 2 == 0:
+    if cfg.model.kernel_size is not None and cfg.model.kernel_size % 2 == 0:
         raise ConfigError(f"model.kernel_size={cfg.model.kernel_size} is not allowed: must be odd")
     if not cfg.name.strip():
         raise ConfigError("name='' is not allowed: the study needs a name")
@@ -208,6 +245,9 @@ def validate(cfg: DictConfig) -> None:
         key = f"sweep.levels.{name}"
         if name not in FACTORS:
             raise ConfigError(f"{key}: unknown factor; factors: {', '.join(FACTORS)}")
+        if name not in applicable_factors(cfg):
+            raise ConfigError(f"{key}: model={cfg.model.arch} has no {name}; leave the factor "
+                              f"out with '~{key}'")
         if not isinstance(levels, ListConfig) or len(levels) == 0:
             raise ConfigError(f"{key}={levels!r} is not allowed: give a non-empty list of levels")
         for level in levels:

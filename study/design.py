@@ -21,7 +21,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from study.config import FACTORS
+from study.config import FACTORS, applicable_factors
 
 LOG_SCALE = {"lr", "channels", "batch_size"}  # factors whose levels span orders of magnitude
 
@@ -33,14 +33,16 @@ class DesignPoint:
 
 
 def baseline(cfg: DictConfig) -> dict[str, Any]:
-    return {name: OmegaConf.select(cfg, factor.key) for name, factor in FACTORS.items()}
+    """The configured value of every factor the network has."""
+    return {name: OmegaConf.select(cfg, factor.key)
+            for name, factor in applicable_factors(cfg).items()}
 
 
 def levels(cfg: DictConfig) -> dict[str, list[Any]]:
     """Every factor's levels in config order, the baseline value included."""
     base = baseline(cfg)
     result = {}
-    for name in FACTORS:
+    for name in base:
         listed = list(cfg.sweep.levels.get(name, []))
         result[name] = list(dict.fromkeys([*listed, base[name]]))  # ordered, no repeats
     return result

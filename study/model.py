@@ -1,8 +1,12 @@
-"""The one configurable CNN of the study: conv stages -> pooling -> FC -> dropout -> 10 logits.
+"""The networks of the study, chosen by `model.arch` (the config group `model`):
 
-Stage s (0-based) has `channels * 2**s` kernels in each of its `convs_per_stage` convolutions and
-ends by halving the spatial size with max pooling, average pooling, or (pooling=stride) a stride-2
-convolution in place of the pooling layer. Every factor level of `model.*` is realised here.
+- `cnn` (the baseline): stage s (0-based) has `channels * 2**s` kernels in each of its
+  `convs_per_stage` convolutions and ends by halving the spatial size with max pooling, average
+  pooling, or (pooling=stride) a stride-2 convolution in place of the pooling layer; then FC,
+  dropout and the 10 logits.
+- `lenet5` and `alexnet`: the textbook's classics, adapted to 3x32x32 input (see their builders).
+Every factor level of `model.*` is realised here; which factors a network has is in
+study.config.MODEL_KEYS.
 """
 
 from __future__ import annotations
@@ -24,43 +28,93 @@ ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {
 
 
 def conv_block(c_in: int, c_out: int, kernel_size: int, stride: int, batch_norm: bool,
-               activation: str) -> list[nn.Module]:
-    conv = nn.Conv2d(c_in, c_out, kernel_size, stride=stride, padding=kernel_size // 2,
+               activation: str, padding: int | None = None) -> list[nn.Module]:
+    """Convolution (same padding unless given), optional batch norm, activation."""
+    padding = kernel_size // 2 if padding is None else padding
+    conv = nn.Conv2d(c_in, c_out, kernel_size, stride=stride, padding=padding,
                      bias=not batch_norm)
     norm = [nn.BatchNorm2d(c_out)] if batch_norm else []
     return [conv, *norm, ACTIVATION_LAYERS[activation]()]
 
 
-def downsample(pooling: str, width: int, model_cfg: DictConfig) -> list[nn.Module]:
+def downsample(pooling: str, width: int, size: int, stride: int, batch_norm: bool,
+               activation: str) -> list[nn.Module]:
+    """Pooling over size x size windows, or (pooling=stride) a convolution with that stride."""
     if pooling == "max":
-        return [nn.MaxPool2d(2)]
+        return [nn.MaxPool2d(size, stride)]
     if pooling == "avg":
-        return [nn.AvgPool2d(2)]
+        return [nn.AvgPool2d(size, stride)]
     if pooling == "stride":
-        return conv_block(width, width, model_cfg.kernel_size, 2, model_cfg.batch_norm,
-                          model_cfg.activation)
+        return conv_block(width, width, size, stride, batch_norm, activation, padding=0)
     raise ValueError(f"unknown pooling {pooling!r}")
 
 
-def build_model(model_cfg: DictConfig) -> nn.Sequential:
+def build_cnn(cfg: DictConfig) -> nn.Sequential:
+    """The study's baseline family: `stages` stages of `convs_per_stage` same-size convolutions,
+    each stage ending in a 2x downsampling."""
     layers: list[nn.Module] = []
     c_in = 3
-    for stage in range(model_cfg.stages):
-        width = model_cfg.channels * 2**stage
-        for _ in range(model_cfg.convs_per_stage):
-            layers += conv_block(c_in, width, model_cfg.kernel_size, 1, model_cfg.batch_norm,
-                                 model_cfg.activation)
+    for stage in range(cfg.stages):
+        width = cfg.channels * 2**stage
+        for _ in range(cfg.convs_per_stage):
+            layers += conv_block(c_in, width, cfg.kernel_size, 1, cfg.batch_norm, cfg.activation)
             c_in = width
-        layers += downsample(model_cfg.pooling, width, model_cfg)
-    side = SIDE // 2**model_cfg.stages
-    layers += [
-        nn.Flatten(),
-        nn.Linear(c_in * side * side, model_cfg.fc_width),
-        ACTIVATION_LAYERS[model_cfg.activation](),
-        nn.Dropout(model_cfg.dropout),
-        nn.Linear(model_cfg.fc_width, CLASSES),
+        if cfg.pooling == "stride":  # a same-padded strided conv, as in all-convolutional nets
+            layers += conv_block(width, width, cfg.kernel_size, 2, cfg.batch_norm,
+                                 cfg.activation)
+        else:
+            layers += downsample(cfg.pooling, width, 2, 2, cfg.batch_norm, cfg.activation)
+    side = SIDE // 2**cfg.stages
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * side * side, cfg.fc_width),
+                         ACTIVATION_LAYERS[cfg.activation](), nn.Dropout(cfg.dropout),
+                         nn.Linear(cfg.fc_width, CLASSES))
+
+
+def build_lenet5(cfg: DictConfig) -> nn.Sequential:
+    """LeNet-5 (LeCun et al. 1998) on 3x32x32: C1 5x5 conv (6 maps) -> S2 2x2 subsampling ->
+    C3 5x5 conv (16) -> S4 -> C5 5x5 conv (120) -> F6 (84) -> 10. `channels` sets C1's maps;
+    C3 and C5 keep the paper's ratios to it (16/6, 120/6). No dropout, no batch norm."""
+    c1, c3, c5 = cfg.channels, round(cfg.channels * 16 / 6), cfg.channels * 20
+    layers = [
+        *conv_block(3, c1, 5, 1, False, cfg.activation, padding=0),  # 32 -> 28
+        *downsample(cfg.pooling, c1, 2, 2, False, cfg.activation),  # -> 14
+        *conv_block(c1, c3, 5, 1, False, cfg.activation, padding=0),  # -> 10
+        *downsample(cfg.pooling, c3, 2, 2, False, cfg.activation),  # -> 5
+        *conv_block(c3, c5, 5, 1, False, cfg.activation, padding=0),  # -> 1
     ]
-    return nn.Sequential(*layers)
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c5, 84),
+                         ACTIVATION_LAYERS[cfg.activation](), nn.Linear(84, CLASSES))
+
+
+def build_alexnet(cfg: DictConfig) -> nn.Sequential:
+    """AlexNet's shape (Krizhevsky et al. 2012) sized for 32x32: five convolutions (5x5, 5x5,
+    3x3, 3x3, 3x3; widths 1, 3, 6, 4, 4 x `channels`, as 64-192-384-256-256), overlapping 3x3
+    stride-2 pooling after the 1st, 2nd and 5th, then three FC layers with dropout before the
+    first two."""
+    c, bn, act = cfg.channels, cfg.batch_norm, cfg.activation
+    widths = [c, 3 * c, 6 * c, 4 * c, 4 * c]
+    layers = [
+        *conv_block(3, widths[0], 5, 1, bn, act),
+        *downsample(cfg.pooling, widths[0], 3, 2, bn, act),  # 32 -> 15
+        *conv_block(widths[0], widths[1], 5, 1, bn, act),
+        *downsample(cfg.pooling, widths[1], 3, 2, bn, act),  # -> 7
+        *conv_block(widths[1], widths[2], 3, 1, bn, act),
+        *conv_block(widths[2], widths[3], 3, 1, bn, act),
+        *conv_block(widths[3], widths[4], 3, 1, bn, act),
+        *downsample(cfg.pooling, widths[4], 3, 2, bn, act),  # -> 3
+    ]
+    return nn.Sequential(*layers, nn.Flatten(),
+                         nn.Dropout(cfg.dropout), nn.Linear(widths[4] * 3 * 3, cfg.fc_width),
+                         ACTIVATION_LAYERS[act](),
+                         nn.Dropout(cfg.dropout), nn.Linear(cfg.fc_width, cfg.fc_width),
+                         ACTIVATION_LAYERS[act](), nn.Linear(cfg.fc_width, CLASSES))
+
+
+ARCHITECTURES = {"cnn": build_cnn, "lenet5": build_lenet5, "alexnet": build_alexnet}
+
+
+def build_model(model_cfg: DictConfig) -> nn.Sequential:
+    return ARCHITECTURES[model_cfg.arch](model_cfg)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -41,11 +41,15 @@ def test_default_config_is_the_textbook_baseline() -> None:
     ("sweep.workers=0", ["sweep.workers", ">= 1"]),
     ("bench.workers=[1,0]", ["bench.workers", "0", ">= 1"]),
     ("bench.engines=[graph,turbo]", ["bench.engines", "turbo", "none, graph, model"]),
+    ("model=lenet5", ["sweep.levels.dropout", "lenet5 has no dropout", "~sweep.levels.dropout"]),
+    ("model=resnet", ["model=resnet", "alexnet, cnn, lenet5"]),
+    ("model.arch=vgg", ["model.arch", "cnn, lenet5, alexnet"]),
+    ("model=alexnet model.stages=4", ["model.stages", "alexnet has no stages", "fc_width"]),
 ])
 def test_bad_values_fail_with_one_line_naming_key_and_allowed(override: str,
                                                               expected: list[str]) -> None:
     with pytest.raises(ConfigError) as error:
-        compose(override)
+        compose(*override.split())
     message = str(error.value)
     assert "\n" not in message
     for part in expected:

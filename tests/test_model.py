@@ -31,3 +31,38 @@ def test_factor_levels_change_the_network() -> None:
     dropout = [m for m in build_model(compose("model.dropout=0.25").model)
                if isinstance(m, torch.nn.Dropout)]
     assert [d.p for d in dropout] == [0.25]
+
+
+@pytest.mark.parametrize("arch", ["lenet5", "alexnet"])
+def test_textbook_networks_build_for_every_factor_level_they_have(arch: str) -> None:
+    chosen = [f"model={arch}", *(["~sweep.levels.dropout"] if arch == "lenet5" else [])]
+    model_levels = {f: vs for f, vs in levels(compose(*chosen)).items()
+                    if f in ("channels", "activation", "pooling", "dropout")}
+    assert ("dropout" in model_levels) == (arch == "alexnet")
+    for factor, values in model_levels.items():
+        for value in values:
+            cfg = compose(*chosen, f"model.{factor}={value}")
+            logits = build_model(cfg.model).eval()(torch.randn(2, 3, 32, 32))
+            assert logits.shape == (2, 10) and torch.isfinite(logits).all(), (factor, value)
+
+
+def test_lenet5_has_the_papers_layers() -> None:
+    model = build_model(compose("model=lenet5", "~sweep.levels.dropout").model)
+    convs = [m for m in model if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size) for c in convs] == [(6, (5, 5)), (16, (5, 5)),
+                                                                 (120, (5, 5))]
+    assert [(m.in_features, m.out_features) for m in model if isinstance(m, torch.nn.Linear)] == \
+        [(120, 84), (84, 10)]
+    assert sum(isinstance(m, torch.nn.AvgPool2d) for m in model) == 2
+    assert sum(isinstance(m, torch.nn.Tanh) for m in model) == 4
+    assert not any(isinstance(m, (torch.nn.Dropout, torch.nn.BatchNorm2d)) for m in model)
+
+
+def test_alexnet_has_five_convs_overlapping_pooling_and_three_fc_layers() -> None:
+    model = build_model(compose("model=alexnet").model)
+    convs = [m for m in model if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 192, 384, 256, 256]
+    pools = [m for m in model if isinstance(m, torch.nn.MaxPool2d)]
+    assert [(p.kernel_size, p.stride) for p in pools] == [(3, 2)] * 3  # overlapping
+    assert sum(isinstance(m, torch.nn.Linear) for m in model) == 3
+    assert [m.p for m in model if isinstance(m, torch.nn.Dropout)] == [0.5, 0.5]
