@@ -91,16 +91,21 @@ def _fail(error: Exception) -> NoReturn:
     sys.exit(2)
 
 
+def _not_given(overrides: tuple[str, ...], args: list[str]) -> list[str]:
+    return [o for o in overrides
+            if not any(re.match(rf"\+*{re.escape(o.partition('=')[0])}=", a) for a in args)]
+
+
 def run_app(task: Callable[[DictConfig], None], job_name: str,
-            cpu_defaults: tuple[str, ...] = ("budget=quick",)) -> None:
+            cpu_defaults: tuple[str, ...] = ("budget=quick",),
+            app_defaults: tuple[str, ...] = ()) -> None:
     """Check the command line, then run `task` as a Hydra app; user errors print one line.
-    Without a GPU, each of `cpu_defaults` (group=option) applies unless its group is given."""
+    Each of `app_defaults` (key=value) applies unless its key is given; without a GPU, so does
+    each of `cpu_defaults`."""
     args = sys.argv[1:]
     passes_through = any(a.startswith(("--help", "-h", "--cfg", "-c", "--info")) for a in args)
-    auto = [] if passes_through or _has_gpu() else [
-        choice for choice in cpu_defaults
-        if not any(re.match(rf"\+*{choice.partition('=')[0]}=", a) for a in args)]
-    args.extend(auto)
+    auto = [] if passes_through or _has_gpu() else _not_given(cpu_defaults, args)
+    args.extend([*auto, *_not_given(app_defaults, args)])
     if not passes_through and not _is_multirun(args):
         try:
             compose_config(_user_overrides(args))

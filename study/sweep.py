@@ -40,8 +40,14 @@ from optuna.trial import TrialState
 
 from study.config import UserError
 from study.data import DeviceData, Images, load_images, to_device
-from study.design import apply_params, distributions, fixed_points, replicate_seeds
-from study.train import device_name, pick_device, resolve_engine, train_trial
+from study.design import (
+    apply_params,
+    baseline,
+    distributions,
+    fixed_points,
+    replicate_seeds,
+)
+from study.train import TrialResult, device_name, pick_device, resolve_engine, train_trial
 
 log = logging.getLogger("study.sweep")
 CLAIMED = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
@@ -102,10 +108,20 @@ def make_sampler(cfg: DictConfig, worker: int = 0) -> optuna.samplers.BaseSample
     return optuna.samplers.TPESampler(seed=seed)
 
 
-def open_study(cfg: DictConfig, storage: optuna.storages.BaseStorage) -> optuna.Study:
+def open_study(cfg: DictConfig, storage: optuna.storages.BaseStorage,
+               design: str | None = None) -> optuna.Study:
+    """Create the study `name`, or continue it if it exists with the same design and budget
+    (the sweep's design, or `design` for studies written by other apps)."""
+    design = design or cfg.sweep.design
+    for existing in storage.get_all_studies():
+        was = (existing.user_attrs.get("design"), existing.user_attrs.get("budget"))
+        if existing.study_name == cfg.name and was != (design, cfg.budget):
+            raise UserError(f"study {cfg.name!r} in {mask_url(cfg.storage)} was run with design "
+                            f"{was[0]}, budget {was[1]}; this is design {design}, budget "
+                            f"{cfg.budget}: choose another name=...")
     study = optuna.create_study(study_name=cfg.name, storage=storage, direction="maximize",
                                 sampler=make_sampler(cfg), load_if_exists=True)
-    study.set_user_attr("design", cfg.sweep.design)
+    study.set_user_attr("design", design)
     study.set_user_attr("budget", cfg.budget)
     study.set_user_attr("config", OmegaConf.to_container(cfg, resolve=True)
                         | {"storage": mask_url(cfg.storage)})
@@ -201,6 +217,25 @@ def run_worker(cfg: DictConfig, study: optuna.Study, storage: optuna.storages.Ba
         log.info("%s: %s, test accuracy %.4f (%.1f s)", label, result.outcome,
                  result.test_accuracy, result.wall_time_s)
     return outcomes
+
+
+def record_job(study: optuna.Study, storage: optuna.storages.BaseStorage, cfg: DictConfig,
+               design_point: str, result: TrialResult | None, reason: str = "") -> int:
+    """Record one trained job (the train app) as a finished trial; return its number. Without
+    a result it is a failed trial with the reason."""
+    attrs = {"design_point": design_point, "seed": cfg.train.seed, "worker": WORKER_ID}
+    if result is None:
+        state, value, attrs = TrialState.FAIL, None, attrs | {"outcome": "failed",
+                                                                "reason": reason}
+    else:
+        state, value = TrialState.COMPLETE, result.test_accuracy
+        attrs |= {k: v for k, v in result.as_dict().items() if k != "test_accuracy"}
+    space = distributions(cfg)
+    frozen = optuna.trial.create_trial(state=state, value=value, params=baseline(cfg),
+                                       distributions=space, user_attrs=attrs)
+    trial_id = storage.create_new_trial(storage.get_study_id_from_name(study.study_name),
+                                        template_trial=frozen)
+    return storage.get_trial_number_from_id(trial_id)
 
 
 def record_failure(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:

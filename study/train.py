@@ -13,25 +13,30 @@ torch.compile on the model (python -m study.bench measures each). A diverged tri
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from study.config import UserError
+from study.config import FACTORS, UserError
 from study.data import DeviceData, crop_flip, load_images, pad_for_crop, to_device
 from study.model import CLASSES, build_model, count_parameters
 
 CROP_PAD = 4  # px of zero padding for random crops
 DIVERGENCE_CHECK_STEPS = 50  # steps between host-side checks that the loss is finite
 CHANCE_ACCURACY = 1 / CLASSES  # the test accuracy recorded for a diverged trial
+JOB_DESIGN = "hydra"  # the design of a study written by train-app jobs
+NOT_DESIGN_KEYS = {"train.seed", "name", "storage", "artifact_dir", "data.path", "data.cache_dir",
+                   "train.compile"}  # overrides that do not change what a job trains
 
 log = logging.getLogger("study.train")
 
@@ -266,21 +271,56 @@ def train_trial(cfg: DictConfig, data: DeviceData,
     return result
 
 
+def job_design_point(overrides: list[str]) -> str:
+    """A Hydra job's design point: its command-line overrides (factor keys by their short
+    names), without the seed and the keys that say where things are."""
+    short = {factor.key: name for name, factor in FACTORS.items()}
+    kept = []
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if key not in NOT_DESIGN_KEYS and not key.startswith("hydra"):
+            kept.append(f"{short.get(key, key)}={value}")
+    return ",".join(sorted(kept)) or "baseline"
+
+
 def run_one(cfg: DictConfig) -> None:
+    """The train app: train one trial and record it in the study `name` (by default
+    train-<budget>), so that every job of a Hydra multirun lands in one study that
+    `python -m study.report` analyses. The job's folder gets its resolved config and metrics."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from study.sweep import open_storage, open_study, record_job
+
     device = pick_device()
+    resolve_engine(cfg.train.compile, device)
     images = load_images(cfg.data)
+    storage = open_storage(cfg.storage)
+    study = open_study(cfg, storage, design=JOB_DESIGN)
+    hydra_cfg = HydraConfig.get()
+    point = job_design_point(list(hydra_cfg.overrides.task))
+    job_dir = Path(hydra_cfg.runtime.output_dir)
+    (job_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     data = to_device(images, cfg.data.preprocessing, device, cfg.data.zca_epsilon)
-    log.info("%s on %s; training %d epochs", images.source, device_name(device), cfg.train.epochs)
-    result = train_trial(cfg, data, on_epoch=lambda e, loss, acc: log.info(
-        "epoch %d: train loss %.4f, train accuracy %.4f", e + 1, loss, acc))
-    log.info("%s: test accuracy %.4f in %.1f s (%d parameters)", result.outcome,
-             result.test_accuracy, result.wall_time_s, result.parameters)
+    log.info("%s on %s; training %d epochs [%s, seed %d]", images.source, device_name(device),
+             cfg.train.epochs, point, cfg.train.seed)
+    try:
+        result = train_trial(cfg, data, on_epoch=lambda e, loss, acc: log.info(
+            "epoch %d: train loss %.4f, train accuracy %.4f", e + 1, loss, acc))
+    except Exception as error:  # recorded, then raised: Hydra reports the failed job
+        record_job(study, storage, cfg, point, None, f"{type(error).__name__}: {error}")
+        raise
+    number = record_job(study, storage, cfg, point, result)
+    metrics = {"study": cfg.name, "trial": number, "design_point": point} | result.as_dict()
+    (job_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    log.info("%s: test accuracy %.4f in %.1f s (%d parameters); trial %d of study %s",
+             result.outcome, result.test_accuracy, result.wall_time_s, result.parameters, number,
+             cfg.name)
 
 
 def main() -> None:
     from study.cli import run_app
 
-    run_app(run_one, "train")
+    run_app(run_one, "train", app_defaults=("name=train-${budget}",))
 
 
 if __name__ == "__main__":

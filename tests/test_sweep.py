@@ -13,6 +13,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from study.config import UserError
 from study.data import synthetic_images
 from study.design import fixed_points
 from study.sweep import (
@@ -214,3 +215,44 @@ def test_trials_of_a_dead_worker_are_failed_and_enqueued_again(tmp_path) -> None
     assert failed.state == TrialState.FAIL
     assert failed.user_attrs["reason"] == "worker process 7 died (exit code -9)"
     assert enqueue_missing(study, cfg) == 1
+
+
+@pytest.mark.slow
+def test_hydra_multirun_of_the_train_app_records_one_study(tmp_path) -> None:
+    db = f"sqlite:///{tmp_path}/study.db"
+    command = [sys.executable, "-m", "study.train", "-m", "model.activation=relu,tanh",
+               "train.lr=0.01,0.1", "budget=smoke", "data=synthetic", "model.channels=8",
+               f"storage={db}"]
+    run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    study = optuna.load_study(study_name="train-smoke", storage=db)
+    assert study.user_attrs["design"] == "hydra"
+    assert {(t.params["activation"], t.params["lr"]) for t in study.trials} == \
+        {("relu", 0.01), ("relu", 0.1), ("tanh", 0.01), ("tanh", 0.1)}
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    jobs = sorted((tmp_path / "results" / "hydra" / "multirun").glob("*/[0-9]"))
+    assert len(jobs) == 4
+    for job in jobs:
+        metrics = json.loads((job / "metrics.json").read_text())
+        trial = study.trials[metrics["trial"]]
+        assert metrics["test_accuracy"] == trial.value
+        assert metrics["design_point"] == trial.user_attrs["design_point"]
+        resolved = (job / "config.yaml").read_text()
+        assert f"activation: {trial.params['activation']}" in resolved and "${" not in resolved
+
+    report = subprocess.run([sys.executable, "-m", "study.report", "name=train-smoke",
+                             f"storage={db}"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    ranking = (tmp_path / "reports" / "train-smoke" / "report.md").read_text().split(
+        "## Ranking")[1].split("![influence]")[0]
+    assert "| lr |" in ranking and "| activation |" in ranking and "| dropout |" not in ranking
+
+
+def test_a_name_used_by_a_study_of_another_design_is_refused(tmp_path) -> None:
+    cfg, storage, _ = _study(tmp_path)
+    grid = compose("sweep=grid", f"storage=sqlite:///{tmp_path}/s.db", "name=t")
+    with pytest.raises(UserError, match="was run with design ofat, budget smoke; this is design "
+                                        "grid, budget smoke: choose another name"):
+        open_study(grid, storage)
+    assert open_study(cfg, storage).study_name == "t"  # the same design continues
