@@ -47,6 +47,7 @@ from study.design import (
     fixed_points,
     replicate_seeds,
 )
+from study.progress import SweepProgress
 from study.train import TrialResult, device_name, pick_device, resolve_engine, train_trial
 
 log = logging.getLogger("study.sweep")
@@ -200,7 +201,8 @@ def run_worker(cfg: DictConfig, study: optuna.Study, storage: optuna.storages.Ba
             if preprocessing not in prepared:
                 prepared[preprocessing] = to_device(images, preprocessing, device,
                                                     cfg.data.zca_epsilon)
-            result = train_trial(trial_cfg, prepared[preprocessing])
+            result = train_trial(trial_cfg, prepared[preprocessing], on_epoch=lambda epoch, *_:
+                                 trial.set_user_attr("epochs_done", epoch + 1))
         except KeyboardInterrupt:
             record_failure(study, trial, "interrupted")
             raise
@@ -252,10 +254,11 @@ def auto_workers(cfg: DictConfig, device: torch.device) -> int:
     return GPU_WORKERS * torch.cuda.device_count() if device.type == "cuda" else 1
 
 
-def worker_process(config: dict, index: int, count: int) -> None:
-    """Entry point of a spawned worker: load the data once, then train until the queue is dry."""
+def worker_process(config: dict, index: int, count: int, quiet: bool) -> None:
+    """Entry point of a spawned worker: load the data once, then train until the queue is dry.
+    `quiet`: log warnings only (a live progress display shows the rest)."""
     cfg = OmegaConf.create(config)
-    logging.basicConfig(level=logging.INFO,
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
                         format=f"[%(asctime)s][worker {index}][%(levelname)s] - %(message)s")
     device = pick_device(index)
     if device.type == "cpu":  # share the cores instead of every worker using all of them
@@ -270,12 +273,12 @@ def worker_process(config: dict, index: int, count: int) -> None:
 
 
 def run_workers(cfg: DictConfig, study: optuna.Study, storage: optuna.storages.BaseStorage,
-                count: int) -> None:
+                count: int, quiet: bool = False) -> None:
     """Run `count` worker processes and wait for all of them. Spawned, because CUDA does not
     survive fork. A worker that dies leaves the others running; its claimed trial is failed."""
     context = multiprocessing.get_context("spawn")
     config = OmegaConf.to_container(cfg, resolve=True)
-    processes = [context.Process(target=worker_process, args=(config, index, count),
+    processes = [context.Process(target=worker_process, args=(config, index, count, quiet),
                                  name=f"worker-{index}") for index in range(count)]
     for process in processes:
         process.start()
@@ -323,11 +326,14 @@ def run_sweep(cfg: DictConfig) -> None:
     log.info("%s on %s, budget %s: %d epochs per trial, %d worker process%s", images.source,
              device_name(device), cfg.budget, cfg.train.epochs, workers,
              "" if workers == 1 else "es")
-    if workers == 1:
-        run_worker(cfg, study, storage, images, device)
-    else:
-        del images  # each worker process loads its own copy from the cache
-        run_workers(cfg, study, storage, workers)
+    total = (cfg.sweep.n_trials if cfg.sweep.design == "optuna"
+             else len(fixed_points(cfg)) * cfg.sweep.seeds)
+    with SweepProgress(study, total, cfg.train.epochs) as progress:
+        if workers == 1:
+            run_worker(cfg, study, storage, images, device)
+        else:
+            del images  # each worker process loads its own copy from the cache
+            run_workers(cfg, study, storage, workers, quiet=progress.interactive)
     states = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
     log.info("study %s now holds %s", cfg.name, dict(states))
     report_dir = write_report(study, Path("reports"), Path(cfg.artifact_dir))

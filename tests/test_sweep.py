@@ -55,6 +55,8 @@ def test_sweep_app_records_every_trial_and_writes_the_report(tmp_path) -> None:
             "outcome"} <= set(trial.user_attrs)
     assert f"optuna-dashboard --host 127.0.0.1 --artifact-dir results/artifacts sqlite:///{db}" \
         in run.stdout + run.stderr
+    # Not a terminal: progress comes as plain log lines, the last one when all are done.
+    assert "progress: 16/16 trials done (0 failed), 0 running" in run.stdout + run.stderr
 
     out = tmp_path / "reports" / "smoke"
     report = (out / "report.md").read_text()
