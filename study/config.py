@@ -94,6 +94,12 @@ class SweepConfig:
 
 
 @dataclass
+class LoggerConfig:
+    kind: str = "none"  # none | tensorboard
+    dir: str = "results/tensorboard"  # TensorBoard runs: <dir>/<study>/trial-<number>
+
+
+@dataclass
 class BenchConfig:
     images: int = 250_000  # training images per throughput run (one trial; each worker of (c))
     tutorial_images: int = 25_000  # images the tutorial DataLoader loop trains on
@@ -113,6 +119,7 @@ class StudyConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
 
 
@@ -206,6 +213,7 @@ OTHER_CHECKS: dict[str, Check] = {
     "sweep.n_trials": number(1, integer=True),
     "sweep.sampler": one_of(SAMPLERS),
     "sweep.workers": optional(number(1, integer=True)),
+    "logger.kind": one_of(("none", "tensorboard")),
     "bench.images": number(1, integer=True),
     "bench.tutorial_images": number(1, integer=True),
 }

@@ -48,6 +48,7 @@ from study.design import (
     replicate_seeds,
 )
 from study.progress import SweepProgress
+from study.tensorboard_log import TrialLog
 from study.train import TrialResult, device_name, pick_device, resolve_engine, train_trial
 
 log = logging.getLogger("study.sweep")
@@ -196,13 +197,21 @@ def run_worker(cfg: DictConfig, study: optuna.Study, storage: optuna.storages.Ba
         seed = trial.user_attrs["seed"]
         trial_cfg = apply_params(cfg, trial.params, seed)
         label = f"trial {trial.number} [{trial.user_attrs['design_point']}, seed {seed}]"
+        board = (TrialLog(cfg.logger.dir, study.study_name, f"trial-{trial.number}")
+                 if cfg.logger.kind == "tensorboard" else None)
+
+        def on_epoch(epoch: int, loss: float, accuracy: float,
+                     trial: optuna.Trial = trial, board: TrialLog | None = board) -> None:
+            trial.set_user_attr("epochs_done", epoch + 1)  # for the progress display
+            if board:
+                board.epoch(epoch, loss, accuracy)
+
         try:
             preprocessing = trial_cfg.data.preprocessing
             if preprocessing not in prepared:
                 prepared[preprocessing] = to_device(images, preprocessing, device,
                                                     cfg.data.zca_epsilon)
-            result = train_trial(trial_cfg, prepared[preprocessing], on_epoch=lambda epoch, *_:
-                                 trial.set_user_attr("epochs_done", epoch + 1))
+            result = train_trial(trial_cfg, prepared[preprocessing], on_epoch=on_epoch)
         except KeyboardInterrupt:
             record_failure(study, trial, "interrupted")
             raise
@@ -215,6 +224,8 @@ def run_worker(cfg: DictConfig, study: optuna.Study, storage: optuna.storages.Ba
             if key != "test_accuracy":
                 trial.set_user_attr(key, value)
         study.tell(trial, result.test_accuracy)
+        if board:
+            board.finish(trial.params, seed, result.test_accuracy, result.outcome)
         outcomes[result.outcome] += 1
         log.info("%s: %s, test accuracy %.4f (%.1f s)", label, result.outcome,
                  result.test_accuracy, result.wall_time_s)

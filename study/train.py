@@ -289,7 +289,9 @@ def run_one(cfg: DictConfig) -> None:
     `python -m study.report` analyses. The job's folder gets its resolved config and metrics."""
     from hydra.core.hydra_config import HydraConfig
 
+    from study.design import baseline
     from study.sweep import open_storage, open_study, record_job
+    from study.tensorboard_log import TrialLog
 
     device = pick_device()
     resolve_engine(cfg.train.compile, device)
@@ -303,13 +305,22 @@ def run_one(cfg: DictConfig) -> None:
     data = to_device(images, cfg.data.preprocessing, device, cfg.data.zca_epsilon)
     log.info("%s on %s; training %d epochs [%s, seed %d]", images.source, device_name(device),
              cfg.train.epochs, point, cfg.train.seed)
+    board = (TrialLog(cfg.logger.dir, cfg.name, f"job-{job_dir.parent.name}-{job_dir.name}")
+             if cfg.logger.kind == "tensorboard" else None)
+
+    def on_epoch(epoch: int, loss: float, accuracy: float) -> None:
+        log.info("epoch %d: train loss %.4f, train accuracy %.4f", epoch + 1, loss, accuracy)
+        if board:
+            board.epoch(epoch, loss, accuracy)
+
     try:
-        result = train_trial(cfg, data, on_epoch=lambda e, loss, acc: log.info(
-            "epoch %d: train loss %.4f, train accuracy %.4f", e + 1, loss, acc))
+        result = train_trial(cfg, data, on_epoch=on_epoch)
     except Exception as error:  # recorded, then raised: Hydra reports the failed job
         record_job(study, storage, cfg, point, None, f"{type(error).__name__}: {error}")
         raise
     number = record_job(study, storage, cfg, point, result)
+    if board:
+        board.finish(baseline(cfg), cfg.train.seed, result.test_accuracy, result.outcome)
     metrics = {"study": cfg.name, "trial": number, "design_point": point} | result.as_dict()
     (job_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     log.info("%s: test accuracy %.4f in %.1f s (%d parameters); trial %d of study %s",

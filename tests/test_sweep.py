@@ -258,3 +258,20 @@ def test_a_name_used_by_a_study_of_another_design_is_refused(tmp_path) -> None:
                                         "grid, budget smoke: choose another name"):
         open_study(grid, storage)
     assert open_study(cfg, storage).study_name == "t"  # the same design continues
+
+
+def test_tensorboard_logger_writes_epochs_and_hparams_per_trial(tmp_path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg, storage, study = _study(tmp_path, "logger=tensorboard", f"logger.dir={tmp_path}/tb",
+                                 "train.epochs=2")
+    enqueue_missing(study, cfg)
+    run_worker(cfg, study, storage, synthetic_images(200, 50), CPU)
+    runs = sorted((tmp_path / "tb" / "t").iterdir())
+    assert [r.name for r in runs] == sorted(f"trial-{t.number}" for t in study.trials)
+    events = EventAccumulator(str(runs[0]))
+    events.Reload()
+    losses = [e.value for e in events.Scalars("train/loss")]
+    assert losses == pytest.approx(study.trials[int(runs[0].name[6:])].user_attrs["train_loss"])
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(
+        events.PluginTagToContent("hparams"))
