@@ -272,8 +272,9 @@ def draw_figures(trials: pd.DataFrame, curves: pd.DataFrame, ranking: pd.DataFra
 
 
 def write_report(study: optuna.Study, reports_root: Path, artifact_dir: Path | None = None
-                 ) -> Path:
-    """Write the report files; with artifact_dir, also attach the report to the study."""
+                 ) -> tuple[Path, pd.DataFrame]:
+    """Write the report files; with artifact_dir, also attach the report to the study. Returns
+    the report's folder and its ranking table."""
     out = reports_root / study.study_name
     out.mkdir(parents=True, exist_ok=True)
     trials, curves = trials_frame(study), curves_frame(study)
@@ -293,7 +294,7 @@ def write_report(study: optuna.Study, reports_root: Path, artifact_dir: Path | N
     if artifact_dir is not None:
         attach_to_study(study, to_markdown(title, blocks, image_note=True), figures, out,
                         artifact_dir)
-    return out
+    return out, ranking_table(ranking) if not ranking.empty else pd.DataFrame()
 
 
 def attach_to_study(study: optuna.Study, note: str, figures: dict[str, list[str]], out: Path,
@@ -323,9 +324,11 @@ def run_report(cfg: DictConfig) -> None:
         raise UserError(f"no study named {cfg.name!r} in {mask_url(cfg.storage)}; studies there: "
                         f"{', '.join(names) or 'none'}")
     study = optuna.load_study(study_name=cfg.name, storage=storage)
-    out = write_report(study, Path("reports"), Path(cfg.artifact_dir))
+    out, ranking = write_report(study, Path("reports"), Path(cfg.artifact_dir))
     log.info("report of %d finished trials (of %d) written to %s",
              len(finished(trials_frame(study))), len(study.trials), out / "report.html")
+    print(f"Ranking of study {study.study_name}:\n"
+          + (ranking.to_string(index=False) if not ranking.empty else "(no finished trials)"))
 
 
 def main() -> None:
