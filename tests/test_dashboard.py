@@ -1,0 +1,82 @@
+"""The study as optuna-dashboard shows it: the real server, read through its HTTP API."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+from study.data import synthetic_images
+from study.report import write_report
+from study.sweep import enqueue_missing, open_storage, open_study, run_worker
+from tests.conftest import compose
+
+FACTOR_TYPES = {"activation": "CategoricalDistribution", "pooling": "CategoricalDistribution",
+                "preprocessing": "CategoricalDistribution", "lr": "FloatDistribution",
+                "dropout": "FloatDistribution", "batch_size": "IntDistribution",
+                "channels": "IntDistribution"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.slow
+def test_dashboard_serves_the_study_its_trials_and_the_report_note(tmp_path: Path) -> None:
+    storage_url = f"sqlite:///{tmp_path}/study.db"
+    cfg = compose("data=synthetic", "model.channels=8", f"storage={storage_url}", "name=dash",
+                  "sweep=grid", "sweep.levels.lr=[0.01,0.1]", "sweep.levels.batch_size=[64,128]",
+                  "+sweep.levels.activation=[relu,tanh]")
+    storage = open_storage(cfg.storage)
+    study = open_study(cfg, storage)
+    enqueue_missing(study, cfg)
+    run_worker(cfg, study, storage, synthetic_images(256, 64), torch.device("cpu"))
+    write_report(study, tmp_path / "reports", tmp_path / "artifacts")
+
+    port = _free_port()
+    command = Path(sys.executable).parent / "optuna-dashboard"  # the CLI the README shows
+    server = subprocess.Popen([command, "--host", "127.0.0.1",
+                               "--port", str(port), "--artifact-dir", str(tmp_path / "artifacts"),
+                               storage_url], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        base = f"http://127.0.0.1:{port}/api"
+        for _ in range(120):
+            try:
+                summaries = _get(f"{base}/studies")["study_summaries"]
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+                time.sleep(0.5)
+        else:
+            pytest.fail("optuna-dashboard did not answer within a minute")
+        assert [s["study_name"] for s in summaries] == ["dash"]
+        shown = _get(f"{base}/studies/{summaries[0]['study_id']}")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    assert len(shown["trials"]) == len(study.trials) == 8
+    for trial, frozen in zip(shown["trials"], study.trials, strict=True):
+        assert trial["state"] == "Complete" and trial["values"] == [frozen.value]
+        params = {p["name"]: p for p in trial["params"]}
+        assert {name: p["distribution"]["type"] for name, p in params.items()} == FACTOR_TYPES
+        assert params["lr"]["distribution"]["log"] is True
+        assert params["batch_size"]["distribution"]["log"] is True
+        assert params["activation"]["param_external_value"] == frozen.params["activation"]
+        attrs = {a["key"]: a["value"] for a in trial["user_attrs"]}
+        assert {"seed", "design_point", "outcome", "train_loss", "wall_time_s"} <= set(attrs)
+        assert attrs["design_point"] == frozen.user_attrs["design_point"]
+    assert "## Ranking" in shown["note"]["body"]
+    assert "influence.png" in {a["filename"] for a in shown["artifacts"]}
