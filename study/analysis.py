@@ -22,6 +22,9 @@ from study.config import FACTORS
 
 ACCURACY = "test_accuracy"
 MAX_LEVELS = 8  # more distinct values than this (sampled numeric factors) are binned
+# Every failure this tool records has a reason; a failed trial without one was failed for its
+# missing heartbeat: the worker training it was killed or lost.
+NO_HEARTBEAT = "no heartbeat: the worker training it was killed or lost"
 COLUMNS = ["number", "state", "outcome", "design_point", "seed", *FACTORS, ACCURACY,
            "wall_time_s", "epochs_run", "device", "reason"]
 
@@ -38,7 +41,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             **{name: t.params.get(name) for name in FACTORS},
             ACCURACY: t.value if t.state == optuna.trial.TrialState.COMPLETE else None,
             "wall_time_s": attrs.get("wall_time_s"), "epochs_run": attrs.get("epochs_run"),
-            "device": attrs.get("device"), "reason": attrs.get("reason"),
+            "device": attrs.get("device"),
+            "reason": attrs.get("reason", NO_HEARTBEAT if t.state.name == "FAIL" else None),
         })
     frame = pd.DataFrame(rows, columns=COLUMNS)
     ints = [f for f, factor in FACTORS.items() if factor.kind == "int"] + ["seed", "epochs_run"]

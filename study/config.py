@@ -91,6 +91,8 @@ class SweepConfig:
     n_trials: int = 50  # optuna design: trials in all
     sampler: str = "tpe"  # optuna design
     workers: int | None = None  # trial-worker processes on this machine; None: chosen per device
+    heartbeat_s: int = 10  # a running trial's heartbeat; 3 missed ones mark its worker dead
+    max_failures: int = 10  # failed trials in one run before the sweep stops
 
 
 @dataclass
@@ -213,6 +215,8 @@ OTHER_CHECKS: dict[str, Check] = {
     "sweep.n_trials": number(1, integer=True),
     "sweep.sampler": one_of(SAMPLERS),
     "sweep.workers": optional(number(1, integer=True)),
+    "sweep.heartbeat_s": number(1, integer=True),
+    "sweep.max_failures": number(1, integer=True),
     "logger.kind": one_of(("none", "tensorboard")),
     "bench.images": number(1, integer=True),
     "bench.tutorial_images": number(1, integer=True),

@@ -28,7 +28,10 @@ import multiprocessing
 import os
 import platform
 import socket
+import threading
+import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import optuna
@@ -66,7 +69,9 @@ def mask_url(url: str) -> str:
         return "<invalid storage URL>"
 
 
-def open_storage(url: str) -> optuna.storages.RDBStorage:
+def open_storage(url: str, heartbeat_s: int | None = None) -> optuna.storages.RDBStorage:
+    """The study storage at `url`; with heartbeat_s, running trials whose heartbeat is older
+    than 3 x heartbeat_s count as stale (their worker died) for `fail_stale_trials`."""
     try:
         parsed = sqlalchemy.engine.make_url(url)
     except sqlalchemy.exc.ArgumentError:
@@ -77,7 +82,9 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     sqlite = parsed.get_backend_name() == "sqlite"
     engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}} if sqlite else {}
     try:
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        storage = optuna.storages.RDBStorage(
+            url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
+            grace_period=3 * heartbeat_s if heartbeat_s else None)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError) as error:
         reason = str(getattr(error, "orig", None) or error).splitlines()[0]
         raise UserError(f"cannot open storage {mask_url(url)}: {reason}") from None
@@ -187,49 +194,92 @@ def suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> N
         trial.suggest_float(name, distribution.low, distribution.high, log=distribution.log)
 
 
+class Heartbeat:
+    """Records the heartbeat of the trial this worker trains every `interval` seconds, so that a
+    later run tells a killed worker's trial (no heartbeat for the grace period) from a live one."""
+
+    def __init__(self, storage: optuna.storages.RDBStorage) -> None:
+        self.storage, self.trial_id = storage, None
+        self.interval = storage.get_heartbeat_interval()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+        if self.interval:
+            self.thread.start()
+
+    def follow(self, trial_id: int | None) -> None:
+        self.trial_id = trial_id
+        if trial_id is not None and self.interval:
+            self.storage.record_heartbeat(trial_id)
+
+    def _beat(self) -> None:
+        while not self.stop.wait(self.interval):
+            if (trial_id := self.trial_id) is not None:
+                try:
+                    self.storage.record_heartbeat(trial_id)
+                except Exception as error:  # a missed beat is retried; training goes on
+                    log.warning("heartbeat of trial id %d failed: %s", trial_id, error)
+
+
+def failures_since(study: optuna.Study, start: datetime) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+            if t.datetime_complete is not None and t.datetime_complete >= start]
+
+
 def run_worker(cfg: DictConfig, study: optuna.Study, storage: optuna.storages.BaseStorage,
                images: Images, device: torch.device) -> Counter:
-    """Train trials until the design is exhausted; return how many ended in each outcome."""
+    """Train trials until the design is exhausted, or until sweep.max_failures trials have
+    failed since this worker started; return how many ended in each outcome."""
     space = distributions(cfg)
     prepared: dict[str, DeviceData] = {}  # preprocessing -> data on the device, made once
     outcomes: Counter = Counter()
-    while (trial := next_trial(study, storage, cfg, space)) is not None:
-        seed = trial.user_attrs["seed"]
-        trial_cfg = apply_params(cfg, trial.params, seed)
-        label = f"trial {trial.number} [{trial.user_attrs['design_point']}, seed {seed}]"
-        board = (TrialLog(cfg.logger.dir, study.study_name, f"trial-{trial.number}")
-                 if cfg.logger.kind == "tensorboard" else None)
-
-        def on_epoch(epoch: int, loss: float, accuracy: float,
-                     trial: optuna.Trial = trial, board: TrialLog | None = board) -> None:
-            trial.set_user_attr("epochs_done", epoch + 1)  # for the progress display
-            if board:
-                board.epoch(epoch, loss, accuracy)
-
-        try:
-            preprocessing = trial_cfg.data.preprocessing
-            if preprocessing not in prepared:
-                prepared[preprocessing] = to_device(images, preprocessing, device,
-                                                    cfg.data.zca_epsilon)
-            result = train_trial(trial_cfg, prepared[preprocessing], on_epoch=on_epoch)
-        except KeyboardInterrupt:
-            record_failure(study, trial, "interrupted")
-            raise
-        except Exception as error:  # a failing trial is recorded and the sweep goes on
-            log.exception("%s failed", label)
-            record_failure(study, trial, f"{type(error).__name__}: {error}")
-            outcomes["failed"] += 1
-            continue
-        for key, value in result.as_dict().items():
-            if key != "test_accuracy":
-                trial.set_user_attr(key, value)
-        study.tell(trial, result.test_accuracy)
-        if board:
-            board.finish(trial.params, seed, result.test_accuracy, result.outcome)
-        outcomes[result.outcome] += 1
-        log.info("%s: %s, test accuracy %.4f (%.1f s)", label, result.outcome,
-                 result.test_accuracy, result.wall_time_s)
+    start, heartbeat = datetime.now(), Heartbeat(storage)
+    try:
+        while len(failures_since(study, start)) < cfg.sweep.max_failures and (
+                trial := next_trial(study, storage, cfg, space)) is not None:
+            heartbeat.follow(trial._trial_id)
+            outcomes[train_one(cfg, study, trial, images, device, prepared)] += 1
+            heartbeat.follow(None)
+    finally:
+        heartbeat.stop.set()
     return outcomes
+
+
+def train_one(cfg: DictConfig, study: optuna.Study, trial: optuna.Trial, images: Images,
+              device: torch.device, prepared: dict[str, DeviceData]) -> str:
+    """Train one claimed trial and tell the study its result; return its outcome."""
+    seed = trial.user_attrs["seed"]
+    trial_cfg = apply_params(cfg, trial.params, seed)
+    label = f"trial {trial.number} [{trial.user_attrs['design_point']}, seed {seed}]"
+    board = (TrialLog(cfg.logger.dir, study.study_name, f"trial-{trial.number}")
+             if cfg.logger.kind == "tensorboard" else None)
+
+    def on_epoch(epoch: int, loss: float, accuracy: float) -> None:
+        trial.set_user_attr("epochs_done", epoch + 1)  # for the progress display
+        if board:
+            board.epoch(epoch, loss, accuracy)
+
+    try:
+        preprocessing = trial_cfg.data.preprocessing
+        if preprocessing not in prepared:
+            prepared[preprocessing] = to_device(images, preprocessing, device,
+                                                cfg.data.zca_epsilon)
+        result = train_trial(trial_cfg, prepared[preprocessing], on_epoch=on_epoch)
+    except KeyboardInterrupt:
+        record_failure(study, trial, "interrupted")
+        raise
+    except Exception as error:  # a failing trial is recorded and the sweep goes on
+        log.exception("%s failed", label)
+        record_failure(study, trial, f"{type(error).__name__}: {error}")
+        return "failed"
+    for key, value in result.as_dict().items():
+        if key != "test_accuracy":
+            trial.set_user_attr(key, value)
+    study.tell(trial, result.test_accuracy)
+    if board:
+        board.finish(trial.params, seed, result.test_accuracy, result.outcome)
+    log.info("%s: %s, test accuracy %.4f (%.1f s)", label, result.outcome,
+             result.test_accuracy, result.wall_time_s)
+    return result.outcome
 
 
 def record_job(study: optuna.Study, storage: optuna.storages.BaseStorage, cfg: DictConfig,
@@ -274,7 +324,7 @@ def worker_process(config: dict, index: int, count: int, quiet: bool) -> None:
     device = pick_device(index)
     if device.type == "cpu":  # share the cores instead of every worker using all of them
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // count))
-    storage = open_storage(cfg.storage)
+    storage = open_storage(cfg.storage, cfg.sweep.heartbeat_s)
     study = optuna.load_study(study_name=cfg.name, storage=storage,
                               sampler=make_sampler(cfg, worker=index))
     try:
@@ -323,34 +373,59 @@ def run_sweep(cfg: DictConfig) -> None:
     device = pick_device()
     resolve_engine(cfg.train.compile, device)  # a mode this device lacks is an error now
     images = load_images(cfg.data)  # before the storage, so that bad data writes nothing
-    storage = open_storage(cfg.storage)
+    storage = open_storage(cfg.storage, cfg.sweep.heartbeat_s)
     study = open_study(cfg, storage)
     study.set_user_attr("data_source", images.source)
     study.set_user_attr("environment", {
         "device": device_name(device), "torch": torch.__version__, "optuna": optuna.__version__,
         "python": platform.python_version()})
-    if cfg.sweep.design != "optuna":
-        added = enqueue_missing(study, cfg)
-        log.info("study %s: %d trials enqueued (%d design points x %d seeds in the design)",
-                 cfg.name, added, len(fixed_points(cfg)), cfg.sweep.seeds)
     workers = auto_workers(cfg, device)
     log.info("%s on %s, budget %s: %d epochs per trial, %d worker process%s", images.source,
              device_name(device), cfg.budget, cfg.train.epochs, workers,
              "" if workers == 1 else "es")
     total = (cfg.sweep.n_trials if cfg.sweep.design == "optuna"
              else len(fixed_points(cfg)) * cfg.sweep.seeds)
+    start = datetime.now()
+    optuna.storages.fail_stale_trials(study)  # trials of workers killed in an earlier run
     with SweepProgress(study, total, cfg.train.epochs) as progress:
-        if workers == 1:
-            run_worker(cfg, study, storage, images, device)
-        else:
-            del images  # each worker process loads its own copy from the cache
-            run_workers(cfg, study, storage, workers, quiet=progress.interactive)
+        while True:
+            if cfg.sweep.design != "optuna":
+                added = enqueue_missing(study, cfg)
+                log.info("study %s: %d trials enqueued (%d design points x %d seeds in the "
+                         "design)", cfg.name, added, len(fixed_points(cfg)), cfg.sweep.seeds)
+            if workers == 1:
+                run_worker(cfg, study, storage, images, device)
+            else:
+                run_workers(cfg, study, storage, workers, quiet=progress.interactive)
+            failed = failures_since(study, start)
+            if len(failed) >= cfg.sweep.max_failures or not wait_for_stale_trials(study, cfg):
+                break
     states = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
     log.info("study %s now holds %s", cfg.name, dict(states))
     report_dir, _ = write_report(study, Path("reports"), Path(cfg.artifact_dir))
     log.info("report: %s (and report.md)", report_dir / "report.html")
     log.info("see the study: optuna-dashboard --host 127.0.0.1 --artifact-dir %s %s",
              cfg.artifact_dir, mask_url(cfg.storage))
+    if len(failed) >= cfg.sweep.max_failures:
+        reasons = Counter(t.user_attrs.get("reason", "no heartbeat") for t in failed)
+        raise UserError(f"stopped after {len(failed)} failed trials (sweep.max_failures="
+                        f"{cfg.sweep.max_failures}); most common reason: "
+                        f"{reasons.most_common(1)[0][0]}; the report lists them all")
+
+
+def wait_for_stale_trials(study: optuna.Study, cfg: DictConfig) -> bool:
+    """After this run's workers are done, wait while other trials are still running (on other
+    machines, or held by a worker killed in an earlier run), failing those whose heartbeat
+    stopped; True when some did, so that their design points are trained again."""
+    if cfg.sweep.design == "optuna":
+        return False
+    stale = False
+    while study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        time.sleep(cfg.sweep.heartbeat_s)
+        before = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+        optuna.storages.fail_stale_trials(study)
+        stale |= len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))) > before
+    return stale
 
 
 def main() -> None:

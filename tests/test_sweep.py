@@ -1,8 +1,11 @@
 import io
 import json
 import multiprocessing
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from wsgiref.util import setup_testing_defaults
 
@@ -280,3 +283,49 @@ def test_tensorboard_logger_writes_epochs_and_hparams_per_trial(tmp_path) -> Non
     assert losses == pytest.approx(study.trials[int(runs[0].name[6:])].user_attrs["train_loss"])
     assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(
         events.PluginTagToContent("hparams"))
+
+
+def _wait_for(db: str, complete: int, process: subprocess.Popen) -> None:
+    """Until the study has `complete` finished trials and one running (so a kill lands inside a
+    trial), or the sweep process ended."""
+    while process.poll() is None:
+        try:
+            trials = optuna.load_study(study_name="kill", storage=db).trials
+        except KeyError:  # not created yet
+            trials = []
+        states = Counter(t.state for t in trials)
+        if states[TrialState.COMPLETE] >= complete and states[TrialState.RUNNING]:
+            return
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(tmp_path) -> None:
+    db = f"sqlite:///{tmp_path}/study.db"
+    command = [sys.executable, "-m", "study.sweep", "budget=smoke", "train.epochs=3",
+               "sweep.heartbeat_s=1", f"storage={db}", "name=kill", *SMALL]
+    finished: dict[int, float] = {}
+    for complete_at_kill in (0, 2, 4):
+        process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+        _wait_for(db, complete_at_kill, process)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        trials = optuna.load_study(study_name="kill", storage=db).trials
+        assert any(t.state == TrialState.RUNNING for t in trials)  # killed inside a trial
+        for t in trials:  # what finished stays finished, with its value
+            if t.number in finished:
+                assert (t.state, t.value) == (TrialState.COMPLETE, finished[t.number])
+            elif t.state == TrialState.COMPLETE:
+                finished[t.number] = t.value
+    run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    trials = optuna.load_study(study_name="kill", storage=db).trials
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    points = Counter((t.user_attrs["design_point"], t.user_attrs["seed"]) for t in complete)
+    assert len(points) == 8 and set(points.values()) == {1}  # every point once, none twice
+    assert all(trials[n].value == v for n, v in finished.items())  # never trained again
+    killed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(killed) == 3 and all("reason" not in t.user_attrs for t in killed)
+    assert "no heartbeat" in pd.read_csv(tmp_path / "reports" / "kill" / "trials.csv").query(
+        "state == 'FAIL'")["reason"].iloc[0]
