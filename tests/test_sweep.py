@@ -329,3 +329,20 @@ def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(tmp_path) -> 
     assert len(killed) == 3 and all("reason" not in t.user_attrs for t in killed)
     assert "no heartbeat" in pd.read_csv(tmp_path / "reports" / "kill" / "trials.csv").query(
         "state == 'FAIL'")["reason"].iloc[0]
+
+
+def test_a_worker_stops_after_max_failures(tmp_path, monkeypatch) -> None:
+    import study.sweep as sweep_module
+
+    cfg, storage, study = _study(tmp_path, "sweep.max_failures=2")
+    enqueue_missing(study, cfg)
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(sweep_module, "train_trial", out_of_memory)
+    assert run_worker(cfg, study, storage, synthetic_images(100, 20), CPU) == \
+        Counter({"failed": 2})
+    states = Counter(t.state for t in study.trials)
+    assert states == {TrialState.FAIL: 2, TrialState.WAITING: 6}  # the rest is left queued
+    assert study.trials[0].user_attrs["reason"].startswith("OutOfMemoryError: CUDA out of")
