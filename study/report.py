@@ -300,14 +300,18 @@ def write_report(study: optuna.Study, reports_root: Path, artifact_dir: Path | N
 def attach_to_study(study: optuna.Study, note: str, figures: dict[str, list[str]], out: Path,
                     artifact_dir: Path) -> None:
     """The report as the study's dashboard note, each figure as an artifact (uploaded again only
-    when its content changed)."""
+    when its content changed). Artifacts that another machine stored in its own artifact_dir are
+    not readable here and count as absent."""
     optuna_dashboard.save_note(study, note)
     artifact_dir.mkdir(parents=True, exist_ok=True)
     store = optuna.artifacts.FileSystemArtifactStore(str(artifact_dir))
     existing = defaultdict(list)
     for meta in optuna.artifacts.get_all_artifact_meta(study):
-        with store.open_reader(meta.artifact_id) as reader:
-            existing[meta.filename].append(reader.read())
+        try:
+            with store.open_reader(meta.artifact_id) as reader:
+                existing[meta.filename].append(reader.read())
+        except optuna.artifacts.exceptions.ArtifactNotFound:
+            continue
     for stem in (s for stems in figures.values() for s in stems):
         path = out / f"{stem}.png"
         if path.read_bytes() not in existing.get(path.name, []):

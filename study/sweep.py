@@ -23,6 +23,8 @@ optuna-dashboard command.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import multiprocessing
 import os
@@ -30,7 +32,9 @@ import platform
 import socket
 import threading
 import time
+import zlib
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -135,6 +139,28 @@ def open_study(cfg: DictConfig, storage: optuna.storages.BaseStorage,
     study.set_user_attr("config", OmegaConf.to_container(cfg, resolve=True)
                         | {"storage": mask_url(cfg.storage)})
     return study
+
+
+@contextlib.contextmanager
+def enqueue_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator[None]:
+    """Hold a lock that only one process per study holds, so that two machines starting at
+    once do not both enqueue the whole design: a PostgreSQL advisory lock, a lock file next to
+    a SQLite database; other databases get none (start their first workers one at a time)."""
+    backend = storage.engine.url.get_backend_name()
+    if backend == "postgresql":
+        key = zlib.crc32(study_name.encode())
+        with storage.engine.connect() as connection:
+            connection.exec_driver_sql(f"SELECT pg_advisory_lock({key})")
+            try:
+                yield
+            finally:
+                connection.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
+    elif backend == "sqlite" and storage.engine.url.database:
+        with open(f"{storage.engine.url.database}.enqueue.lock", "w") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            yield
+    else:
+        yield
 
 
 def enqueue_missing(study: optuna.Study, cfg: DictConfig) -> int:
@@ -390,7 +416,8 @@ def run_sweep(cfg: DictConfig) -> None:
     with SweepProgress(study, total, cfg.train.epochs) as progress:
         while True:
             if cfg.sweep.design != "optuna":
-                added = enqueue_missing(study, cfg)
+                with enqueue_lock(storage, cfg.name):
+                    added = enqueue_missing(study, cfg)
                 log.info("study %s: %d trials enqueued (%d design points x %d seeds in the "
                          "design)", cfg.name, added, len(fixed_points(cfg)), cfg.sweep.seeds)
             if workers == 1:
