@@ -123,10 +123,10 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch
 
     real_train = sweep_module.train_trial
 
-    def train_or_fail(trial_cfg, data):
+    def train_or_fail(trial_cfg, data, on_epoch=None):
         if trial_cfg.model.activation == "tanh":
             raise RuntimeError("simulated CUDA error")
-        return real_train(trial_cfg, data)
+        return real_train(trial_cfg, data, on_epoch)
 
     monkeypatch.setattr(sweep_module, "train_trial", train_or_fail)
     outcomes = run_worker(cfg, study, storage, synthetic_images(200, 50), CPU)
