@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,14 @@ from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from study.config import FACTORS, ConfigError, UserError, register_schema, validate
+from study.config import (
+    FACTORS,
+    ConfigError,
+    StudyStopped,
+    UserError,
+    register_schema,
+    validate,
+)
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 log = logging.getLogger("study")
@@ -86,6 +94,20 @@ def _user_overrides(args: list[str]) -> list[str]:
     return [a for a in args if not a.startswith("-")]
 
 
+def _remove_run_dir() -> None:
+    """Remove the folder Hydra made for this run (its config copy and log), and the parents that
+    are left empty, so that a command stopped by a user error leaves nothing behind."""
+    from hydra.core.hydra_config import HydraConfig
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir).resolve()
+    shutil.rmtree(run_dir, ignore_errors=True)
+    cwd = Path.cwd().resolve()
+    for parent in run_dir.parents:
+        if parent == cwd or cwd not in parent.parents or any(parent.iterdir()):
+            break
+        parent.rmdir()
+
+
 def _fail(error: Exception) -> NoReturn:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(2)
@@ -124,6 +146,8 @@ def run_app(task: Callable[[DictConfig], None], job_name: str,
             validate(cfg)
             task(cfg)
         except UserError as error:
+            if not isinstance(error, StudyStopped):
+                _remove_run_dir()
             _fail(error)
 
     register_schema()

@@ -45,7 +45,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
-from study.config import UserError
+from study.config import StudyStopped, UserError
 from study.data import DeviceData, Images, load_images, to_device
 from study.design import (
     apply_params,
@@ -435,7 +435,7 @@ def run_sweep(cfg: DictConfig) -> None:
              cfg.artifact_dir, mask_url(cfg.storage))
     if len(failed) >= cfg.sweep.max_failures:
         reasons = Counter(t.user_attrs.get("reason", "no heartbeat") for t in failed)
-        raise UserError(f"stopped after {len(failed)} failed trials (sweep.max_failures="
+        raise StudyStopped(f"stopped after {len(failed)} failed trials (sweep.max_failures="
                         f"{cfg.sweep.max_failures}); most common reason: "
                         f"{reasons.most_common(1)[0][0]}; the report lists them all")
 
