@@ -184,6 +184,10 @@ def claim_waiting_trial(study: optuna.Study, storage: optuna.storages.BaseStorag
     study_id = storage.get_study_id_from_name(study.study_name)
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
+        if storage.get_heartbeat_interval():
+            # before the claim: Optuna never counts a running trial without a heartbeat as
+            # stale, so a worker killed between claim and first beat would hold it forever
+            storage.record_heartbeat(trial_id)
         try:
             if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
                 trial = optuna.Trial(study, trial_id)
@@ -446,9 +450,13 @@ def wait_for_stale_trials(study: optuna.Study, cfg: DictConfig) -> bool:
     stopped; True when some did, so that their design points are trained again."""
     if cfg.sweep.design == "optuna":
         return False
-    stale = False
-    while study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    stale, waited = False, 0
+    while running := study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if waited % 60 < cfg.sweep.heartbeat_s:
+            log.info("waiting for %d trial(s) running elsewhere: %s", len(running),
+                     ", ".join(str(t.number) for t in running))
         time.sleep(cfg.sweep.heartbeat_s)
+        waited += cfg.sweep.heartbeat_s
         before = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
         optuna.storages.fail_stale_trials(study)
         stale |= len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))) > before

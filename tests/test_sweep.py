@@ -170,19 +170,18 @@ def test_storage_errors_are_one_line_and_hide_the_password() -> None:
 
 
 @pytest.mark.slow
-def test_two_worker_processes_finish_every_trial_exactly_once(tmp_path) -> None:
+def test_four_worker_processes_finish_every_trial_exactly_once(tmp_path) -> None:
     db = tmp_path / "study.db"
     command = [sys.executable, "-m", "study.sweep", "budget=smoke", "sweep.seeds=2",
-               "sweep.workers=2", f"storage=sqlite:///{db}", "name=two", *SMALL]
+               "sweep.workers=4", f"storage=sqlite:///{db}", "name=two", *SMALL]
     run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "2 worker processes" in run.stdout + run.stderr
+    assert "4 worker processes" in run.stdout + run.stderr
     trials = optuna.load_study(study_name="two", storage=f"sqlite:///{db}").trials
     assert all(t.state == TrialState.COMPLETE for t in trials)
     done = Counter((t.user_attrs["design_point"], t.user_attrs["seed"]) for t in trials)
     assert len(done) == 8 * 2 and set(done.values()) == {1}
-    workers = Counter(t.user_attrs["worker"] for t in trials)
-    assert len(workers) == 2 and all(n >= 2 for n in workers.values())  # both did real work
+    assert len({t.user_attrs["worker"] for t in trials}) >= 2  # the work was shared
 
 
 def _claim_all(url: str, claimed: multiprocessing.Queue) -> None:
