@@ -61,6 +61,7 @@ from study.train import TrialResult, device_name, pick_device, resolve_engine, t
 log = logging.getLogger("study.sweep")
 CLAIMED = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"  # recorded on each trial a process claims
+SCHEMA_ATTEMPTS = 3  # tries to open a storage whose tables another process is creating
 SQLITE_BUSY_TIMEOUT_S = 300  # how long a worker waits for another's SQLite write lock
 GPU_WORKERS = 4  # worker processes per GPU by default (study.bench measures other counts)
 
@@ -85,13 +86,20 @@ def open_storage(url: str, heartbeat_s: int | None = None) -> optuna.storages.RD
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     sqlite = parsed.get_backend_name() == "sqlite"
     engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}} if sqlite else {}
-    try:
-        storage = optuna.storages.RDBStorage(
-            url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
-            grace_period=3 * heartbeat_s if heartbeat_s else None)
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as error:
-        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
-        raise UserError(f"cannot open storage {mask_url(url)}: {reason}") from None
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            storage = optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
+                grace_period=3 * heartbeat_s if heartbeat_s else None)
+            break
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            # another process is creating Optuna's tables in this empty database right now
+            if attempt == SCHEMA_ATTEMPTS - 1:
+                raise
+            time.sleep(1 + attempt)
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError) as error:
+            reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+            raise UserError(f"cannot open storage {mask_url(url)}: {reason}") from None
     if sqlite:
         lock_sqlite_transactions(storage.engine)
     return storage
