@@ -320,7 +320,7 @@ def attach_to_study(study: optuna.Study, note: str, figures: dict[str, list[str]
 
 
 def run_report(cfg: DictConfig) -> None:
-    from study.sweep import mask_url, open_storage
+    from study.storage import mask_url, open_storage
 
     storage = open_storage(cfg.storage)
     names = [s.study_name for s in storage.get_all_studies()]

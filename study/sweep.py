@@ -1,16 +1,12 @@
 """Run a design and record every trial in an Optuna study: `python -m study.sweep`.
 
-Fixed designs (ofat, grid) put every (design point, seed) into the study's queue with
-`enqueue_trial`; a worker takes the next waiting trial with Optuna's own atomic claim, trains it
-and tells the result. Because the queue lives in the storage, a second process or machine started
-with the same `name` and `storage` shares the work, and re-running the command enqueues only what
-is missing. The optuna design asks the configured sampler until `sweep.n_trials` trials exist.
-
-`sweep.workers` worker processes (default: `auto_workers`) each load the data onto the device
-once and then train trial after trial; a worker that crashes leaves the others running, and the
-trial it held is recorded as failed. On SQLite every transaction takes the write lock up front
-(BEGIN IMMEDIATE): Optuna's claim of a waiting trial reads, then writes, and without that lock two
-processes can both claim the same trial (seen here: 28 double claims in 300 with 4 processes).
+The design's trials wait in the study's queue (study.storage); `sweep.workers` worker processes
+(default: `auto_workers`) each load the data onto the device once and then take and train trial
+after trial. Because the queue lives in the storage, a second process or machine started with the
+same `name` and `storage` shares the work, and re-running the command trains only what is
+missing. The optuna design asks the configured sampler until `sweep.n_trials` trials exist. A
+worker that crashes leaves the others running; a trial whose worker died (no heartbeat for three
+`sweep.heartbeat_s`) is failed by the next run and trained again.
 
 Each trial records: params = the seven studied factors; user attributes = seed, design_point,
 outcome (complete | diverged | failed), per-epoch train_loss/train_accuracy, wall_time_s, device,
@@ -23,8 +19,6 @@ optuna-dashboard command.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import multiprocessing
 import os
@@ -32,178 +26,39 @@ import platform
 import socket
 import threading
 import time
-import zlib
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import optuna
-import sqlalchemy
 import torch
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
-from study.config import StudyStopped, UserError
+from study.config import StudyStopped
 from study.data import DeviceData, Images, load_images, to_device
-from study.design import (
-    apply_params,
-    baseline,
-    distributions,
-    fixed_points,
-    replicate_seeds,
-)
+from study.design import apply_params, distributions, fixed_points
 from study.progress import SweepProgress
+from study.storage import (
+    CLAIMED,
+    WORKER_ID,
+    claim_waiting_trial,
+    enqueue_lock,
+    enqueue_missing,
+    fail_trials_of,
+    failures_since,
+    make_sampler,
+    mask_url,
+    open_storage,
+    open_study,
+    record_failure,
+)
 from study.tensorboard_log import TrialLog
-from study.train import TrialResult, device_name, pick_device, resolve_engine, train_trial
+from study.train import device_name, pick_device, resolve_engine, train_trial
 
 log = logging.getLogger("study.sweep")
-CLAIMED = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
-WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"  # recorded on each trial a process claims
-SCHEMA_ATTEMPTS = 3  # tries to open a storage whose tables another process is creating
-SQLITE_BUSY_TIMEOUT_S = 300  # how long a worker waits for another's SQLite write lock
 GPU_WORKERS = 4  # worker processes per GPU by default (study.bench measures other counts)
-
-
-def mask_url(url: str) -> str:
-    """The storage URL with any password replaced by ***, for logs and reports."""
-    try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except sqlalchemy.exc.ArgumentError:
-        return "<invalid storage URL>"
-
-
-def open_storage(url: str, heartbeat_s: int | None = None) -> optuna.storages.RDBStorage:
-    """The study storage at `url`; with heartbeat_s, running trials whose heartbeat is older
-    than 3 x heartbeat_s count as stale (their worker died) for `fail_stale_trials`."""
-    try:
-        parsed = sqlalchemy.engine.make_url(url)
-    except sqlalchemy.exc.ArgumentError:
-        raise UserError(f"storage={mask_url(url)} is not a SQLAlchemy URL (e.g. "
-                        "sqlite:///results/optuna.db, postgresql://user@host/db)") from None
-    if parsed.get_backend_name() == "sqlite" and parsed.database:
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    sqlite = parsed.get_backend_name() == "sqlite"
-    engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}} if sqlite else {}
-    for attempt in range(SCHEMA_ATTEMPTS):
-        try:
-            storage = optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
-                grace_period=3 * heartbeat_s if heartbeat_s else None)
-            break
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
-            # another process is creating Optuna's tables in this empty database right now
-            if attempt == SCHEMA_ATTEMPTS - 1:
-                raise
-            time.sleep(1 + attempt)
-        except (sqlalchemy.exc.SQLAlchemyError, ImportError) as error:
-            reason = str(getattr(error, "orig", None) or error).splitlines()[0]
-            raise UserError(f"cannot open storage {mask_url(url)}: {reason}") from None
-    if sqlite:
-        lock_sqlite_transactions(storage.engine)
-    return storage
-
-
-def lock_sqlite_transactions(engine: sqlalchemy.engine.Engine) -> None:
-    """Make every transaction BEGIN IMMEDIATE (SQLAlchemy's recipe for pysqlite), so that a
-    read-then-write such as claiming a waiting trial is atomic across processes."""
-
-    @sqlalchemy.event.listens_for(engine, "connect")
-    def _no_implicit_begin(dbapi_connection, _record) -> None:
-        dbapi_connection.isolation_level = None
-
-    @sqlalchemy.event.listens_for(engine, "begin")
-    def _begin_immediate(connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    engine.dispose()  # connections opened before the listeners existed
-
-
-def make_sampler(cfg: DictConfig, worker: int = 0) -> optuna.samplers.BaseSampler:
-    seed = cfg.train.seed + worker  # same-seeded samplers in parallel workers would repeat points
-    if cfg.sweep.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if cfg.sweep.sampler == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
-
-
-def open_study(cfg: DictConfig, storage: optuna.storages.BaseStorage,
-               design: str | None = None) -> optuna.Study:
-    """Create the study `name`, or continue it if it exists with the same design and budget
-    (the sweep's design, or `design` for studies written by other apps)."""
-    design = design or cfg.sweep.design
-    for existing in storage.get_all_studies():
-        was = (existing.user_attrs.get("design"), existing.user_attrs.get("budget"))
-        if existing.study_name == cfg.name and was != (design, cfg.budget):
-            raise UserError(f"study {cfg.name!r} in {mask_url(cfg.storage)} was run with design "
-                            f"{was[0]}, budget {was[1]}; this is design {design}, budget "
-                            f"{cfg.budget}: choose another name=...")
-    study = optuna.create_study(study_name=cfg.name, storage=storage, direction="maximize",
-                                sampler=make_sampler(cfg), load_if_exists=True)
-    study.set_user_attr("design", design)
-    study.set_user_attr("budget", cfg.budget)
-    study.set_user_attr("config", OmegaConf.to_container(cfg, resolve=True)
-                        | {"storage": mask_url(cfg.storage)})
-    return study
-
-
-@contextlib.contextmanager
-def enqueue_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator[None]:
-    """Hold a lock that only one process per study holds, so that two machines starting at
-    once do not both enqueue the whole design: a PostgreSQL advisory lock, a lock file next to
-    a SQLite database; other databases get none (start their first workers one at a time)."""
-    backend = storage.engine.url.get_backend_name()
-    if backend == "postgresql":
-        key = zlib.crc32(study_name.encode())
-        with storage.engine.connect() as connection:
-            connection.exec_driver_sql(f"SELECT pg_advisory_lock({key})")
-            try:
-                yield
-            finally:
-                connection.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
-    elif backend == "sqlite" and storage.engine.url.database:
-        with open(f"{storage.engine.url.database}.enqueue.lock", "w") as lock_file:
-            fcntl.flock(lock_file, fcntl.LOCK_EX)
-            yield
-    else:
-        yield
-
-
-def enqueue_missing(study: optuna.Study, cfg: DictConfig) -> int:
-    """Enqueue every (design point, seed) that is not already done, running or waiting."""
-    claimed = Counter((t.user_attrs.get("design_point"), t.user_attrs.get("seed"))
-                      for t in study.get_trials(deepcopy=False, states=CLAIMED))
-    added = 0
-    for point in fixed_points(cfg):
-        for seed in replicate_seeds(cfg):
-            if claimed[(point.id, seed)] == 0:
-                study.enqueue_trial(point.params, user_attrs={"design_point": point.id,
-                                                              "seed": seed})
-                added += 1
-    return added
-
-
-def claim_waiting_trial(study: optuna.Study, storage: optuna.storages.BaseStorage
-                        ) -> optuna.Trial | None:
-    """Take the next enqueued trial, as Study.ask does, but never create a new one: a fixed
-    design must not grow sampler-made trials when its queue runs dry."""
-    study_id = storage.get_study_id_from_name(study.study_name)
-    for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
-        if storage.get_heartbeat_interval():
-            # before the claim: Optuna never counts a running trial without a heartbeat as
-            # stale, so a worker killed between claim and first beat would hold it forever
-            storage.record_heartbeat(trial_id)
-        try:
-            if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
-                trial = optuna.Trial(study, trial_id)
-                trial.set_user_attr("worker", WORKER_ID)
-                return trial
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-    return None
 
 
 def next_trial(study: optuna.Study, storage: optuna.storages.BaseStorage, cfg: DictConfig,
@@ -256,11 +111,6 @@ class Heartbeat:
                     self.storage.record_heartbeat(trial_id)
                 except Exception as error:  # a missed beat is retried; training goes on
                     log.warning("heartbeat of trial id %d failed: %s", trial_id, error)
-
-
-def failures_since(study: optuna.Study, start: datetime) -> list[optuna.trial.FrozenTrial]:
-    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-            if t.datetime_complete is not None and t.datetime_complete >= start]
 
 
 def run_worker(cfg: DictConfig, study: optuna.Study, storage: optuna.storages.BaseStorage,
@@ -320,31 +170,6 @@ def train_one(cfg: DictConfig, study: optuna.Study, trial: optuna.Trial, images:
     return result.outcome
 
 
-def record_job(study: optuna.Study, storage: optuna.storages.BaseStorage, cfg: DictConfig,
-               design_point: str, result: TrialResult | None, reason: str = "") -> int:
-    """Record one trained job (the train app) as a finished trial; return its number. Without
-    a result it is a failed trial with the reason."""
-    attrs = {"design_point": design_point, "seed": cfg.train.seed, "worker": WORKER_ID}
-    if result is None:
-        state, value, attrs = TrialState.FAIL, None, attrs | {"outcome": "failed",
-                                                                "reason": reason}
-    else:
-        state, value = TrialState.COMPLETE, result.test_accuracy
-        attrs |= {k: v for k, v in result.as_dict().items() if k != "test_accuracy"}
-    space = distributions(cfg)
-    frozen = optuna.trial.create_trial(state=state, value=value, params=baseline(cfg),
-                                       distributions=space, user_attrs=attrs)
-    trial_id = storage.create_new_trial(storage.get_study_id_from_name(study.study_name),
-                                        template_trial=frozen)
-    return storage.get_trial_number_from_id(trial_id)
-
-
-def record_failure(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
-    trial.set_user_attr("outcome", "failed")
-    trial.set_user_attr("reason", reason)
-    study.tell(trial, state=TrialState.FAIL)
-
-
 def auto_workers(cfg: DictConfig, device: torch.device) -> int:
     """sweep.workers, else one process on the CPU (it already uses every core) and GPU_WORKERS
     per GPU: a small CNN's trial leaves a GPU mostly idle between its kernels."""
@@ -393,16 +218,6 @@ def run_workers(cfg: DictConfig, study: optuna.Study, storage: optuna.storages.B
             reason = f"worker process {process.pid} died (exit code {process.exitcode})"
             log.error("%s", reason)
             fail_trials_of(study, storage, f"{socket.gethostname()}:{process.pid}", reason)
-
-
-def fail_trials_of(study: optuna.Study, storage: optuna.storages.BaseStorage, worker: str,
-                   reason: str) -> None:
-    """Record the trials a dead worker was running as failed, so a rerun trains them again."""
-    study_id = storage.get_study_id_from_name(study.study_name)
-    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if frozen.user_attrs.get("worker") == worker:
-            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
-            record_failure(study, optuna.Trial(study, trial_id), reason)
 
 
 def run_sweep(cfg: DictConfig) -> None:

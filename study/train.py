@@ -290,7 +290,7 @@ def run_one(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     from study.design import baseline
-    from study.sweep import open_storage, open_study, record_job
+    from study.storage import open_storage, open_study, record_job
     from study.tensorboard_log import TrialLog
 
     device = pick_device()

@@ -13,7 +13,8 @@ import torch
 
 from study.data import synthetic_images
 from study.report import write_report
-from study.sweep import enqueue_missing, open_storage, open_study, run_worker
+from study.storage import enqueue_missing, open_storage, open_study
+from study.sweep import run_worker
 from tests.conftest import compose
 
 FACTOR_TYPES = {"activation": "CategoricalDistribution", "pooling": "CategoricalDistribution",

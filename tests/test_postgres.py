@@ -13,7 +13,7 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from study.config import UserError
-from study.sweep import open_storage
+from study.storage import open_storage
 from tests.test_sweep import SMALL
 
 URL = os.environ.get("STUDY_POSTGRES_URL")

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from study.config import UserError
 from study.data import synthetic_images
 from study.design import fixed_points
-from study.sweep import (
+from study.storage import (
     WORKER_ID,
     claim_waiting_trial,
     enqueue_missing,
@@ -27,8 +27,8 @@ from study.sweep import (
     mask_url,
     open_storage,
     open_study,
-    run_worker,
 )
+from study.sweep import run_worker
 from tests.conftest import compose
 
 CPU = torch.device("cpu")
