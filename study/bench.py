@@ -41,7 +41,7 @@ from torchvision import transforms
 
 from study.data import DeviceData, Images, load_images, to_device
 from study.model import build_model
-from study.train import device_name, pick_device, train_trial
+from study.train import device_name, pick_device, train_trial, worker_device
 
 log = logging.getLogger("study.bench")
 TUTORIAL_BATCH = 128
@@ -120,8 +120,8 @@ def throughput_config(cfg: DictConfig, engine: str, n_train: int, seed: int = 0,
 
 
 def trained_images(cfg: DictConfig, n_train: int) -> int:
-    return cfg.train.epochs * (n_train // min(cfg.train.batch_size, n_train)) * min(
-        cfg.train.batch_size, n_train)
+    batch = min(cfg.train.batch_size, n_train)  # as train_trial: the partial batch is dropped
+    return cfg.train.epochs * (n_train // batch) * batch
 
 
 def warm_up(cfg: DictConfig, data: DeviceData, engine: str) -> None:
@@ -152,9 +152,7 @@ def _concurrent_worker(config: dict, index: int, count: int, engine: str,
     """One of K processes in (c): set up, say ready, wait for the start, train one trial."""
     try:
         cfg = OmegaConf.create(config)
-        device = pick_device(index)
-        if device.type == "cpu":
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // count))
+        device = worker_device(index, count)
         images = bench_images(cfg)
         data = to_device(images, cfg.data.preprocessing, device, cfg.data.zca_epsilon)
         n_train = len(images.y_train)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import platform
 import socket
 import threading
@@ -55,7 +54,13 @@ from study.storage import (
     record_failure,
 )
 from study.tensorboard_log import TrialLog
-from study.train import device_name, pick_device, resolve_engine, train_trial
+from study.train import (
+    device_name,
+    pick_device,
+    resolve_engine,
+    train_trial,
+    worker_device,
+)
 
 log = logging.getLogger("study.sweep")
 GPU_WORKERS = 4  # worker processes per GPU by default (study.bench measures other counts)
@@ -184,9 +189,7 @@ def worker_process(config: dict, index: int, count: int, quiet: bool) -> None:
     cfg = OmegaConf.create(config)
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
                         format=f"[%(asctime)s][worker {index}][%(levelname)s] - %(message)s")
-    device = pick_device(index)
-    if device.type == "cpu":  # share the cores instead of every worker using all of them
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // count))
+    device = worker_device(index, count)
     storage = open_storage(cfg.storage, cfg.sweep.heartbeat_s)
     study = optuna.load_study(study_name=cfg.name, storage=storage,
                               sampler=make_sampler(cfg, worker=index))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -63,6 +64,15 @@ def pick_device(worker: int = 0) -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda", worker % torch.cuda.device_count())
     return torch.device("cpu")
+
+
+def worker_device(index: int, count: int) -> torch.device:
+    """The device of worker `index` of `count` processes on this machine; on the CPU the
+    workers share the cores instead of each using all of them."""
+    device = pick_device(index)
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // count))
+    return device
 
 
 def device_name(device: torch.device) -> str:
