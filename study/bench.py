@@ -5,15 +5,19 @@ On one device, with the same data and the baseline net, it measures training thr
   (a) the usual tutorial loop: a torchvision-style dataset of PIL images, CPU transforms, a
       DataLoader with 2 workers, fp32, batch 128, `loss.item()` every step;
   (b) the project's engine, one trial at a time, for each `train.compile` mode in bench.engines;
-  (c) the engine in K concurrent worker processes, for each K in bench.workers (aggregate);
+  (c) the engine in K concurrent worker processes that each train S trials at once on S CUDA
+      streams (study.streams), for each K in bench.workers and S in bench.streams (aggregate);
 and then (d) the wall time of `python -m study.sweep` on a slice of the default study (the
 overrides in bench.study; [] is the whole study), from the command to the written report, run
-with the K that was fastest in (c). (b) and (c) count each trial's whole wall time: model set-up,
-graph capture and the test-set evaluation included. Without a GPU it runs `bench=cpu`: small
-sizes, so that it ends in about a minute; its ratios say little about a GPU.
+with the K and S that were fastest in (c); and (e) how far apart the test accuracies are of the
+trials in (b) and (c) that trained the same config with the same seed (determinism). (b) and (c)
+count each trial's whole wall time: model set-up, graph capture and the test-set evaluation
+included. Without a GPU it runs `bench=cpu`: small sizes, so that it ends in under 2 minutes; its
+ratios say little about a GPU.
 
     python -m study.bench                                  # on a GPU machine
-    python -m study.bench bench.workers=[1,2,4,8] 'bench.engines=[none,graph,model]'
+    python -m study.bench 'bench.workers=[1,2,4]' 'bench.streams=[1,2,4,8]' \
+        'bench.engines=[none,graph,model]'
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import queue
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,7 +46,8 @@ from torchvision import transforms
 
 from study.data import DeviceData, Images, load_images, to_device
 from study.model import build_model
-from study.train import device_name, pick_device, train_trial, worker_device
+from study.streams import TrialStreams
+from study.train import device_name, pick_device, train_trial, trial_steps, worker_device
 
 log = logging.getLogger("study.bench")
 TUTORIAL_BATCH = 128
@@ -56,6 +62,8 @@ class Throughput:
     images: int
     seconds: float
     test_accuracy: list[float] = field(default_factory=list)  # per trial; empty for (a)
+    seeds: list[int] = field(default_factory=list)  # of those trials
+    engine: str = ""  # train.compile as the trials resolved it
     error: str | None = None  # why the measurement failed, if it did
 
 
@@ -143,13 +151,14 @@ def engine_throughput(cfg: DictConfig, images: Images, device: torch.device,
     result = train_trial(trial_cfg, data)
     n = trained_images(trial_cfg, n_train)
     return Throughput(f"(b) engine, compile={result.engine}", n / result.wall_time_s, n,
-                      result.wall_time_s, [result.test_accuracy])
+                      result.wall_time_s, [result.test_accuracy], [0], result.engine)
 
 
-def _concurrent_worker(config: dict, index: int, count: int, engine: str,
+def _concurrent_worker(config: dict, index: int, count: int, streams: int, engine: str,
                        go: multiprocessing.synchronize.Event, messages: multiprocessing.Queue
                        ) -> None:
-    """One of K processes in (c): set up, say ready, wait for the start, train one trial."""
+    """One of K processes in (c): set up, say ready, wait for the start, train S trials at
+    once."""
     try:
         cfg = OmegaConf.create(config)
         device = worker_device(index, count)
@@ -159,10 +168,15 @@ def _concurrent_worker(config: dict, index: int, count: int, engine: str,
         warm_up(cfg, data, engine)
         messages.put(("ready", index))
         go.wait()
-        trial_cfg = throughput_config(cfg, engine, n_train, seed=index)
-        result = train_trial(trial_cfg, data)
-        messages.put(("done", (trained_images(trial_cfg, n_train), time.monotonic(),
-                               result.test_accuracy)))
+        trials = TrialStreams(streams, device)
+        for seed in range(index * streams, (index + 1) * streams):
+            trials.start(seed, trial_steps(throughput_config(cfg, engine, n_train, seed), data))
+        results = []
+        while trials.running:
+            results += trials.turn()
+        trial_cfg = throughput_config(cfg, engine, n_train)
+        messages.put(("done", (streams * trained_images(trial_cfg, n_train), time.monotonic(),
+                               [(seed, r.test_accuracy, r.engine) for seed, r in results])))
     except Exception as error:
         messages.put(("error", f"worker {index}: {type(error).__name__}: {error}"))
 
@@ -185,14 +199,14 @@ def _collect(messages: multiprocessing.Queue, kind: str, processes: list) -> lis
     return collected
 
 
-def concurrent_throughput(cfg: DictConfig, count: int, engine: str) -> Throughput:
-    """(c): K worker processes on the device(s) train one baseline trial each, with different
+def concurrent_throughput(cfg: DictConfig, count: int, streams: int, engine: str) -> Throughput:
+    """(c): K worker processes on the device(s) train S baseline trials each, all with different
     seeds, started together; throughput = all their images / time until the last finishes."""
     context = multiprocessing.get_context("spawn")
     go, messages = context.Event(), context.Queue()
     config = OmegaConf.to_container(cfg, resolve=True)
     processes = [context.Process(target=_concurrent_worker,
-                                 args=(config, index, count, engine, go, messages))
+                                 args=(config, index, count, streams, engine, go, messages))
                  for index in range(count)]
     for process in processes:
         process.start()
@@ -209,11 +223,15 @@ def concurrent_throughput(cfg: DictConfig, count: int, engine: str) -> Throughpu
                 process.kill()
     n = sum(images for images, _, _ in finished)
     seconds = max(end for _, end, _ in finished) - start
-    return Throughput(f"(c) {count} worker{'s' if count > 1 else ''}, compile={engine}",
-                      n / seconds, n, seconds, [accuracy for _, _, accuracy in finished])
+    trials = sorted(trial for _, _, per_worker in finished for trial in per_worker)
+    engines = {engine for _, _, engine in trials}
+    return Throughput(f"(c) {count} worker{'s' if count > 1 else ''} x {streams} stream"
+                      f"{'s' if streams > 1 else ''}, compile={engine}", n / seconds, n, seconds,
+                      [accuracy for _, accuracy, _ in trials], [seed for seed, _, _ in trials],
+                      engines.pop() if len(engines) == 1 else "mixed")
 
 
-def time_study_slice(cfg: DictConfig, workers: int) -> dict:
+def time_study_slice(cfg: DictConfig, workers: int, streams: int) -> dict:
     """(d): run `python -m study.sweep` on the slice in a fresh study; wall time of the command."""
     SLICE_STORAGE.parent.mkdir(parents=True, exist_ok=True)
     SLICE_STORAGE.unlink(missing_ok=True)
@@ -222,8 +240,9 @@ def time_study_slice(cfg: DictConfig, workers: int) -> dict:
                  f"data.cache_dir={cfg.data.cache_dir}"]
     if cfg.data.path is not None:
         overrides.append(f"data.path={cfg.data.path}")
-    if not any(o.startswith("sweep.workers=") for o in overrides):
-        overrides.append(f"sweep.workers={workers}")
+    for key, value in (("sweep.workers", workers), ("sweep.streams", streams)):
+        if not any(o.startswith(f"{key}=") for o in overrides):
+            overrides.append(f"{key}={value}")
     command = [sys.executable, "-m", "study.sweep", *overrides]
     log_path = SLICE_STORAGE.with_suffix(".log")
     log.info("(d) timing: %s (its log: %s)", " ".join(command[1:]), log_path)
@@ -268,19 +287,36 @@ def measure(label: str, run: Callable[[], Throughput]) -> Throughput:
 
 def table(report: dict) -> str:
     tutorial = report["throughput"][0]["images_per_s"]
-    lines = [f"{'measurement':<34} {'images/s':>10} {'x tutorial':>10} {'test acc':>9}"]
+    lines = [f"{'measurement':<40} {'images/s':>10} {'x tutorial':>10} {'test acc':>9}"]
     for row in report["throughput"]:
         accuracy = np.mean(row["test_accuracy"]) if row["test_accuracy"] else float("nan")
         ratio = row["images_per_s"] / tutorial
-        lines.append(f"{row['label']:<34} {row['images_per_s']:>10.0f} {ratio:>10.1f} "
+        lines.append(f"{row['label']:<40} {row['images_per_s']:>10.0f} {ratio:>10.1f} "
                      f"{accuracy:>9.3f}" + (f"  FAILED: {row['error']}" if row["error"] else ""))
     study = report.get("study")
     if study:
         lines.append(f"(d) study {' '.join(study['slice']) or '(the whole default study)'}: "
                      f"{study['wall_time_s']:.1f} s wall, "
-                     f"{study.get('complete', 0)}/{study.get('trials', 0)} trials complete"
+                     f"{study.get('complete', 0)}/{study.get('trials', 0)} trials complete, "
+                     f"baseline test accuracy {study.get('baseline_test_accuracy')}"
                      + (f"  FAILED: {study['error']}" if "error" in study else ""))
+    for repeat in report.get("repeatability", []):
+        lines.append(f"(e) compile={repeat['engine']}, seed {repeat['seed']} trained "
+                     f"{len(repeat['test_accuracy'])} times in (b) and (c): test accuracy "
+                     f"spread {repeat['spread']:.4f}")
     return "\n".join(lines)
+
+
+def repeatability(throughput: list[dict]) -> list[dict]:
+    """(e): trials of (b) and (c) that trained the same config with the same seed (alone, in
+    other processes, beside other trials): how far apart their test accuracies are."""
+    runs = defaultdict(list)
+    for row in throughput:
+        for seed, accuracy in zip(row["seeds"], row["test_accuracy"], strict=True):
+            runs[(row["engine"], seed)].append(accuracy)
+    return [{"engine": engine, "seed": seed, "test_accuracy": accuracy,
+             "spread": max(accuracy) - min(accuracy)}
+            for (engine, seed), accuracy in runs.items() if len(accuracy) > 1]
 
 
 def run_bench(cfg: DictConfig) -> None:
@@ -305,14 +341,17 @@ def run_bench(cfg: DictConfig) -> None:
         record(measure(f"(b) engine, compile={engine}",
                        lambda e=engine: engine_throughput(cfg, images, device, e)))
     best_engine = "graph" if device.type == "cuda" and "graph" in cfg.bench.engines else "none"
-    fastest = (1, 0.0)
+    fastest, best = (1, 1), 0.0
     for count in cfg.bench.workers:
-        result = record(measure(f"(c) {count} workers",
-                                lambda k=count: concurrent_throughput(cfg, k, best_engine)))
-        if result.images_per_s > fastest[1]:
-            fastest = (count, result.images_per_s)
-    report["study"] = time_study_slice(cfg, fastest[0])
+        for streams in cfg.bench.streams:
+            result = record(measure(f"(c) {count} workers x {streams} streams",
+                                    lambda k=count, s=streams:
+                                    concurrent_throughput(cfg, k, s, best_engine)))
+            if result.images_per_s > best:
+                fastest, best = (count, streams), result.images_per_s
+    report["study"] = time_study_slice(cfg, *fastest)
     tutorial = report["throughput"][0]["images_per_s"]
+    report["repeatability"] = repeatability(report["throughput"])
     report["ratios_to_tutorial"] = {row["label"]: row["images_per_s"] / tutorial
                                     for row in report["throughput"][1:]}
     output.write_text(json.dumps(report, indent=2))

@@ -96,6 +96,7 @@ class SweepConfig:
     n_trials: int = 50  # optuna design: trials in all
     sampler: str = "tpe"  # optuna design
     workers: int | None = None  # trial-worker processes on this machine; None: chosen per device
+    streams: int = 1  # trials each worker process trains at once, each on its own CUDA stream
     heartbeat_s: int = 10  # a running trial's heartbeat; 3 missed ones mark its worker dead
     max_failures: int = 10  # failed trials in one run before the sweep stops
 
@@ -112,6 +113,7 @@ class BenchConfig:
     tutorial_images: int = 25_000  # images the tutorial DataLoader loop trains on
     engines: list[str] = field(default_factory=lambda: ["none", "graph"])  # train.compile, (b)
     workers: list[int] = field(default_factory=lambda: [1, 2, 4])  # K for (c)
+    streams: list[int] = field(default_factory=lambda: [1])  # S for (c): trials per worker
     study: list[str] = field(default_factory=list)  # overrides that cut the study to the slice
     output: str = "results/bench.json"
 
@@ -220,6 +222,7 @@ OTHER_CHECKS: dict[str, Check] = {
     "sweep.n_trials": number(1, integer=True),
     "sweep.sampler": one_of(SAMPLERS),
     "sweep.workers": optional(number(1, integer=True)),
+    "sweep.streams": number(1, integer=True),
     "sweep.heartbeat_s": number(1, integer=True),
     "sweep.max_failures": number(1, integer=True),
     "logger.kind": one_of(("none", "tensorboard")),
@@ -275,8 +278,9 @@ def validate(cfg: DictConfig) -> None:
         if engine not in ENGINES[1:]:
             raise ConfigError(f"bench.engines: {engine!r} is not allowed: choose from "
                               f"{', '.join(ENGINES[1:])}")
-    for workers in cfg.bench.workers:
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ConfigError(f"bench.workers: {workers!r} is not allowed: must be integers >= 1")
+    for key in ("bench.workers", "bench.streams"):
+        for count in OmegaConf.select(cfg, key):
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise ConfigError(f"{key}: {count!r} is not allowed: must be integers >= 1")
     if cfg.sweep.design == "grid" and not cfg.sweep.levels:
         raise ConfigError("sweep.levels is empty: the grid design needs at least one factor")

@@ -2,11 +2,12 @@
 
 The design's trials wait in the study's queue (study.storage); `sweep.workers` worker processes
 (default: `auto_workers`) each load the data onto the device once and then take and train trial
-after trial. Because the queue lives in the storage, a second process or machine started with the
-same `name` and `storage` shares the work, and re-running the command trains only what is
-missing. The optuna design asks the configured sampler until `sweep.n_trials` trials exist. A
-worker that crashes leaves the others running; a trial whose worker died (no heartbeat for three
-`sweep.heartbeat_s`) is failed by the next run and trained again.
+after trial, `sweep.streams` of them at once (study.streams). Because the queue lives in the
+storage, a second process or machine started with the same `name` and `storage` shares the work,
+and re-running the command trains only what is missing. The optuna design asks the configured
+sampler until `sweep.n_trials` trials exist. A worker that crashes leaves the others running; a
+trial whose worker died (no heartbeat for three `sweep.heartbeat_s`) is failed by the next run
+and trained again.
 
 Each trial records: params = the seven studied factors; user attributes = seed, design_point,
 outcome (complete | diverged | failed), per-epoch train_loss/train_accuracy, wall_time_s, device,
@@ -26,6 +27,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Generator
 from datetime import datetime
 from pathlib import Path
 
@@ -53,12 +55,13 @@ from study.storage import (
     open_study,
     record_failure,
 )
+from study.streams import TrialStreams
 from study.tensorboard_log import TrialLog
 from study.train import (
     device_name,
     pick_device,
     resolve_engine,
-    train_trial,
+    trial_steps,
     worker_device,
 )
 
@@ -93,25 +96,28 @@ def suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> N
 
 
 class Heartbeat:
-    """Records the heartbeat of the trial this worker trains every `interval` seconds, so that a
+    """Records the heartbeat of the trials this worker trains every `interval` seconds, so that a
     later run tells a killed worker's trial (no heartbeat for the grace period) from a live one."""
 
     def __init__(self, storage: optuna.storages.RDBStorage) -> None:
-        self.storage, self.trial_id = storage, None
+        self.storage, self.trial_ids = storage, frozenset()
         self.interval = storage.get_heartbeat_interval()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         if self.interval:
             self.thread.start()
 
-    def follow(self, trial_id: int | None) -> None:
-        self.trial_id = trial_id
-        if trial_id is not None and self.interval:
+    def follow(self, trial_id: int) -> None:
+        self.trial_ids |= {trial_id}  # a new set: the beating thread reads it without a lock
+        if self.interval:
             self.storage.record_heartbeat(trial_id)
+
+    def unfollow(self, trial_id: int) -> None:
+        self.trial_ids -= {trial_id}
 
     def _beat(self) -> None:
         while not self.stop.wait(self.interval):
-            if (trial_id := self.trial_id) is not None:
+            for trial_id in self.trial_ids:
                 try:
                     self.storage.record_heartbeat(trial_id)
                 except Exception as error:  # a missed beat is retried; training goes on
@@ -120,26 +126,40 @@ class Heartbeat:
 
 def run_worker(cfg: DictConfig, study: optuna.Study, storage: optuna.storages.BaseStorage,
                images: Images, device: torch.device) -> Counter:
-    """Train trials until the design is exhausted, or until sweep.max_failures trials have
-    failed since this worker started; return how many ended in each outcome."""
+    """Train trials, sweep.streams at a time, until the design is exhausted or until
+    sweep.max_failures trials have failed since this worker started; return how many ended in
+    each outcome."""
     space = distributions(cfg)
     prepared: dict[str, DeviceData] = {}  # preprocessing -> data on the device, made once
     outcomes: Counter = Counter()
     start, heartbeat = datetime.now(), Heartbeat(storage)
+    trials, queue_dry = TrialStreams(cfg.sweep.streams, device), False
     try:
-        while len(failures_since(study, start)) < cfg.sweep.max_failures and (
-                trial := next_trial(study, storage, cfg, space)) is not None:
-            heartbeat.follow(trial._trial_id)
-            outcomes[train_one(cfg, study, trial, images, device, prepared)] += 1
-            heartbeat.follow(None)
+        while True:
+            while trials.has_room() and not queue_dry:
+                if len(failures_since(study, start)) >= cfg.sweep.max_failures or (
+                        trial := next_trial(study, storage, cfg, space)) is None:
+                    queue_dry = True
+                    break
+                heartbeat.follow(trial._trial_id)
+                trials.start(trial, train_one(cfg, study, trial, images, device, prepared))
+            if not trials.running:
+                return outcomes
+            for trial, outcome in trials.turn():
+                heartbeat.unfollow(trial._trial_id)
+                outcomes[outcome] += 1
+    except KeyboardInterrupt:
+        for other in trials.running:  # the interrupted one recorded itself
+            record_failure(study, other.key, "interrupted")
+        raise
     finally:
         heartbeat.stop.set()
-    return outcomes
 
 
 def train_one(cfg: DictConfig, study: optuna.Study, trial: optuna.Trial, images: Images,
-              device: torch.device, prepared: dict[str, DeviceData]) -> str:
-    """Train one claimed trial and tell the study its result; return its outcome."""
+              device: torch.device, prepared: dict[str, DeviceData]) -> Generator[None, None, str]:
+    """Train one claimed trial, a step per iteration, and tell the study its result; return
+    its outcome."""
     seed = trial.user_attrs["seed"]
     trial_cfg = apply_params(cfg, trial.params, seed)
     label = f"trial {trial.number} [{trial.user_attrs['design_point']}, seed {seed}]"
@@ -156,7 +176,9 @@ def train_one(cfg: DictConfig, study: optuna.Study, trial: optuna.Trial, images:
         if preprocessing not in prepared:
             prepared[preprocessing] = to_device(images, preprocessing, device,
                                                 cfg.data.zca_epsilon)
-        result = train_trial(trial_cfg, prepared[preprocessing], on_epoch=on_epoch)
+            if device.type == "cuda":  # trials on other streams will read it
+                torch.cuda.current_stream(device).synchronize()
+        result = yield from trial_steps(trial_cfg, prepared[preprocessing], on_epoch=on_epoch)
     except KeyboardInterrupt:
         record_failure(study, trial, "interrupted")
         raise
@@ -236,9 +258,9 @@ def run_sweep(cfg: DictConfig) -> None:
         "device": device_name(device), "torch": torch.__version__, "optuna": optuna.__version__,
         "python": platform.python_version()})
     workers = auto_workers(cfg, device)
-    log.info("%s on %s, budget %s: %d epochs per trial, %d worker process%s", images.source,
-             device_name(device), cfg.budget, cfg.train.epochs, workers,
-             "" if workers == 1 else "es")
+    log.info("%s on %s, budget %s: %d epochs per trial, %d worker process%s x %d trial%s at "
+             "once", images.source, device_name(device), cfg.budget, cfg.train.epochs, workers,
+             "" if workers == 1 else "es", cfg.sweep.streams, "" if cfg.sweep.streams == 1 else "s")
     total = (cfg.sweep.n_trials if cfg.sweep.design == "optuna"
              else len(fixed_points(cfg)) * cfg.sweep.seeds)
     start = datetime.now()

@@ -19,9 +19,10 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +41,7 @@ NOT_DESIGN_KEYS = {"train.seed", "name", "storage", "artifact_dir", "data.path",
                    "train.compile"}  # overrides that do not change what a job trains
 
 log = logging.getLogger("study.train")
+T = TypeVar("T")
 
 
 @dataclass
@@ -220,6 +222,23 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 def train_trial(cfg: DictConfig, data: DeviceData,
                 on_epoch: Callable[[int, float, float], None] | None = None) -> TrialResult:
     """Train cfg's model on data; on_epoch(epoch, train_loss, train_accuracy) after each epoch."""
+    return run_to_end(trial_steps(cfg, data, on_epoch))
+
+
+def run_to_end(steps: Generator[None, None, T]) -> T:
+    """Drive a generator to its end and return what it returns."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def trial_steps(cfg: DictConfig, data: DeviceData,
+                on_epoch: Callable[[int, float, float], None] | None = None
+                ) -> Generator[None, None, TrialResult]:
+    """`train_trial` as a generator that yields after every optimizer step, so that one process
+    can interleave several trials (study.streams); it returns the TrialResult."""
     start = time.perf_counter()
     device = data.x_train.device
     engine = resolve_engine(cfg.train.compile, device)
@@ -262,6 +281,7 @@ def train_trial(cfg: DictConfig, data: DeviceData,
             set_learning_rate(optimizer, learning_rate(step, total_steps, cfg.train))
             step_fn(x_epoch[batch], y_epoch[batch])
             step += 1
+            yield
             if step % DIVERGENCE_CHECK_STEPS == 0 and not torch.isfinite(step_fn.loss_sum):
                 break
         seen = (i + 1) * batch_size

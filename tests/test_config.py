@@ -39,6 +39,7 @@ def test_default_config_is_the_textbook_baseline() -> None:
     ("train.optimizer=rmsprop", ["train.optimizer", "sgd, adam"]),
     ("train.compile=jit", ["train.compile", "auto, none, graph, model"]),
     ("sweep.workers=0", ["sweep.workers", ">= 1"]),
+    ("sweep.streams=0", ["sweep.streams", ">= 1"]),
     ("bench.workers=[1,0]", ["bench.workers", "0", ">= 1"]),
     ("bench.engines=[graph,turbo]", ["bench.engines", "turbo", "none, graph, model"]),
     ("model=lenet5", ["sweep.levels.dropout", "lenet5 has no dropout", "~sweep.levels.dropout"]),

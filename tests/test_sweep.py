@@ -115,14 +115,14 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch
     enqueue_missing(study, cfg)
     import study.sweep as sweep_module
 
-    real_train = sweep_module.train_trial
+    real_steps = sweep_module.trial_steps
 
     def train_or_fail(trial_cfg, data, on_epoch=None):
         if trial_cfg.model.activation == "tanh":
             raise RuntimeError("simulated CUDA error")
-        return real_train(trial_cfg, data, on_epoch)
+        return real_steps(trial_cfg, data, on_epoch)
 
-    monkeypatch.setattr(sweep_module, "train_trial", train_or_fail)
+    monkeypatch.setattr(sweep_module, "trial_steps", train_or_fail)
     outcomes = run_worker(cfg, study, storage, synthetic_images(200, 50), CPU)
     assert outcomes == Counter({"complete": 6, "failed": 1})
     failed = study.get_trials(states=(TrialState.FAIL,))
@@ -130,6 +130,21 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch
     assert failed[0].user_attrs["reason"] == "RuntimeError: simulated CUDA error"
     # The next run re-enqueues only the failed design point.
     assert enqueue_missing(study, cfg) == 1
+
+
+def test_two_trials_at_once_give_the_results_of_one_at_a_time(tmp_path) -> None:
+    images, values = synthetic_images(200, 50), {}
+    for streams in (1, 2):
+        (tmp_path / str(streams)).mkdir()
+        cfg, storage, study = _study(tmp_path / str(streams), f"sweep.streams={streams}")
+        enqueue_missing(study, cfg)
+        assert run_worker(cfg, study, storage, images, CPU) == Counter({"complete": 8})
+        trials = study.get_trials()
+        values[streams] = {t.user_attrs["design_point"]: t.value for t in trials}
+        at_once = max(sum(t.datetime_start <= u.datetime_start < t.datetime_complete
+                          for t in trials) for u in trials)
+        assert at_once == streams
+    assert values[2] == values[1]
 
 
 def test_an_empty_queue_ends_the_worker_without_creating_trials(tmp_path) -> None:
@@ -333,7 +348,7 @@ def test_a_worker_stops_after_max_failures(tmp_path, monkeypatch) -> None:
     def out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(sweep_module, "train_trial", out_of_memory)
+    monkeypatch.setattr(sweep_module, "trial_steps", out_of_memory)
     assert run_worker(cfg, study, storage, synthetic_images(100, 20), CPU) == \
         Counter({"failed": 2})
     states = Counter(t.state for t in study.trials)
