@@ -10,11 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from torch.utils.tensorboard import SummaryWriter
-
 
 class TrialLog:
     def __init__(self, log_dir: str, study: str, run: str) -> None:
+        # imported here: the tensorboard package is needed only with logger=tensorboard, and a
+        # bare GPU node without it still runs the sweep
+        from torch.utils.tensorboard import SummaryWriter
+
         self.writer = SummaryWriter(str(Path(log_dir) / study / run))
 
     def epoch(self, epoch: int, loss: float, accuracy: float) -> None:
