@@ -39,14 +39,21 @@ TWO_LEVELS = ("sweep.levels.channels=[8,16]", "sweep.levels.activation=[relu,tan
 SMALL = ("data=synthetic", "model.channels=8", *TWO_LEVELS)  # 8 design points
 
 
+def _run_sweep(tmp_path, name: str, *overrides: str):
+    """`python -m study.sweep` of the small design at the smoke budget, in tmp_path with its
+    storage in tmp_path/study.db; the finished run and its study."""
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    command = [sys.executable, "-m", "study.sweep", "budget=smoke", f"storage={storage}",
+               f"name={name}", *SMALL, *overrides]
+    run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run, optuna.load_study(study_name=name, storage=storage)
+
+
 @pytest.mark.slow
 def test_sweep_app_records_every_trial_and_writes_the_report(tmp_path) -> None:
     db = tmp_path / "study.db"
-    command = [sys.executable, "-m", "study.sweep", "budget=smoke", "sweep.seeds=2",
-               f"storage=sqlite:///{db}", "name=smoke", *SMALL]
-    run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{db}")
+    run, study = _run_sweep(tmp_path, "smoke", "sweep.seeds=2")
     assert len(study.trials) == 8 * 2
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     assert Counter((t.user_attrs["design_point"], t.user_attrs["seed"]) for t in study.trials) == \
@@ -180,13 +187,9 @@ def test_storage_errors_are_one_line_and_hide_the_password() -> None:
 
 @pytest.mark.slow
 def test_four_worker_processes_finish_every_trial_exactly_once(tmp_path) -> None:
-    db = tmp_path / "study.db"
-    command = [sys.executable, "-m", "study.sweep", "budget=smoke", "sweep.workers=4",
-               f"storage=sqlite:///{db}", "name=four", *SMALL]
-    run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
+    run, study = _run_sweep(tmp_path, "four", "sweep.workers=4")
     assert "4 worker processes" in run.stdout + run.stderr
-    trials = optuna.load_study(study_name="four", storage=f"sqlite:///{db}").trials
+    trials = study.trials
     assert all(t.state == TrialState.COMPLETE for t in trials)
     done = Counter((t.user_attrs["design_point"], t.user_attrs["seed"]) for t in trials)
     assert len(done) == 8 and set(done.values()) == {1}
