@@ -168,14 +168,16 @@ def _concurrent_worker(config: dict, index: int, count: int, streams: int, engin
         warm_up(cfg, data, engine)
         messages.put(("ready", index))
         go.wait()
+        configs = {seed: throughput_config(cfg, engine, n_train, seed)
+                   for seed in range(index * streams, (index + 1) * streams)}
         trials = TrialStreams(streams, device)
-        for seed in range(index * streams, (index + 1) * streams):
-            trials.start(seed, trial_steps(throughput_config(cfg, engine, n_train, seed), data))
+        for seed, trial_cfg in configs.items():
+            trials.start(seed, trial_steps(trial_cfg, data))
         results = []
         while trials.running:
             results += trials.turn()
-        trial_cfg = throughput_config(cfg, engine, n_train)
-        messages.put(("done", (streams * trained_images(trial_cfg, n_train), time.monotonic(),
+        trained = sum(trained_images(trial_cfg, n_train) for trial_cfg in configs.values())
+        messages.put(("done", (trained, time.monotonic(),
                                [(seed, r.test_accuracy, r.engine) for seed, r in results])))
     except Exception as error:
         messages.put(("error", f"worker {index}: {type(error).__name__}: {error}"))
