@@ -54,9 +54,9 @@ def open_storage(url: str, heartbeat_s: int | None = None) -> optuna.storages.RD
     except sqlalchemy.exc.ArgumentError:
         raise UserError(f"storage={mask_url(url)} is not a SQLAlchemy URL (e.g. "
                         "sqlite:///results/optuna.db, postgresql://user@host/db)") from None
-    if parsed.get_backend_name() == "sqlite" and parsed.database:
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite and parsed.database:
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}} if sqlite else {}
     for attempt in range(SCHEMA_ATTEMPTS):
         try:
