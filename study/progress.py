@@ -3,7 +3,8 @@
 `snapshot` returns plain data (trials done/total, running, failed, best so far, each running
 trial's epochs); `format_line` and `eta_seconds` turn it into words. `SweepProgress` polls the
 storage in a thread while the workers train: on a terminal it draws rich progress bars (the
-trials, and one bar of epochs per running trial); otherwise (CI, a log file) it logs one plain
+trials, and one bar of epochs per running trial, with log lines shown above them through rich's
+own log handler); otherwise (CI, a log file) it logs one plain
 line whenever a trial finishes, at most every LOG_EVERY_S seconds, and a last one at the end.
 """
 
@@ -19,6 +20,7 @@ import optuna
 from optuna.trial import TrialState
 from rich.console import Group
 from rich.live import Live
+from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 log = logging.getLogger("study.progress")
@@ -91,10 +93,9 @@ class SweepProgress:
             self.trials_task = self.trials_bar.add_task("trials", total=self.total, info="")
             self.epoch_bars = Progress(TextColumn("  {task.description}"), BarColumn(),
                                        MofNCompleteColumn(), TextColumn("epochs"))
-            self.live = Live(Group(self.trials_bar, self.epoch_bars), refresh_per_second=2,
-                             redirect_stdout=True)
+            self.live = Live(Group(self.trials_bar, self.epoch_bars), refresh_per_second=2)
             self.live.__enter__()
-            self._log_through(sys.stdout)  # log lines print above the bars
+            self._log_through_live(True)
         self.thread.start()
         return self
 
@@ -103,7 +104,7 @@ class SweepProgress:
         self.thread.join()
         final = self._update(force_log=True)
         if self.interactive:
-            self._log_through(None)
+            self._log_through_live(False)
             self.live.__exit__(None, None, None)
             log.info("%s", format_line(final, 0.0))
 
@@ -139,14 +140,18 @@ class SweepProgress:
         for label, done in state.epochs:
             self.epoch_bars.add_task(label, total=self.epochs, completed=done)
 
-    def _log_through(self, stream: object | None) -> None:
-        """Point the console log handlers at `stream` (the live display's stdout), or (None)
-        give them their own streams back."""
-        if stream is None:
-            for handler, own in self.saved_streams:
-                handler.setStream(own)
-            return
-        handlers = [h for h in logging.getLogger().handlers if type(h) is logging.StreamHandler]
-        self.saved_streams = [(h, h.stream) for h in handlers]
-        for handler in handlers:
-            handler.setStream(stream)
+    def _log_through_live(self, on: bool) -> None:
+        """While the bars show, the console's log lines go through a RichHandler on the live
+        display's console (above the bars) instead of the plain console handlers."""
+        root = logging.getLogger()
+        if on:
+            self.console_handlers = [h for h in root.handlers
+                                     if type(h) is logging.StreamHandler]
+            for handler in self.console_handlers:
+                root.removeHandler(handler)
+            self.rich_handler = RichHandler(console=self.live.console, show_path=False)
+            root.addHandler(self.rich_handler)
+        else:
+            root.removeHandler(self.rich_handler)
+            for handler in self.console_handlers:
+                root.addHandler(handler)
