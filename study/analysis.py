@@ -1,12 +1,14 @@
 """Analysis as data: a study's trials and training curves as DataFrames, the seed noise, and the
 slice of trials that compares each factor's levels (statistics: study.stats).
 
-Plotting and report writing (study.plots, study.report) only consume what these return.
+Factors, levels, their order and the baseline come from the study's spec (study.spec), never
+from the code's factor registry, which may have changed since the study ran. Plotting and report
+writing (study.plots, study.report) only consume what these return.
 
 Rules, applied explicitly:
 - A diverged trial counts with test accuracy = chance (0.1): diverging is a result of its settings.
 - A failed trial (an exception, an interruption) has no accuracy; it is listed, not analysed.
-- In an OFAT study a factor's levels are compared on its own slice: the trials whose other six
+- In an OFAT study a factor's levels are compared on its own slice: the trials whose other
   factors are all at the baseline. In grid and optuna studies they are marginal means over all
   finished trials (numeric factors with many distinct values are binned into quartiles).
 """
@@ -18,19 +20,17 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from study.config import FACTORS
+from study.spec import StudySpec
 
 ACCURACY = "test_accuracy"
 MAX_LEVELS = 8  # more distinct values than this (sampled numeric factors) are binned
 # Every failure this tool records has a reason; a failed trial without one was failed for its
 # missing heartbeat: the worker training it was killed or lost.
 NO_HEARTBEAT = "no heartbeat: the worker training it was killed or lost"
-COLUMNS = ["number", "state", "outcome", "design_point", "seed", *FACTORS, ACCURACY,
-           "wall_time_s", "epochs_run", "device", "reason"]
 
 
-def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial of the study, whatever its state."""
+def trials_frame(study: optuna.Study, spec: StudySpec) -> pd.DataFrame:
+    """One row per trial of the study, whatever its state: a column per factor of the spec."""
     rows = []
     for t in study.get_trials(deepcopy=False):
         attrs = t.user_attrs
@@ -38,39 +38,50 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             "number": t.number, "state": t.state.name,
             "outcome": attrs.get("outcome", t.state.name.lower()),
             "design_point": attrs.get("design_point"), "seed": attrs.get("seed"),
-            **{name: t.params.get(name) for name in FACTORS},
+            **{name: t.params.get(name) for name in spec.factors},
             ACCURACY: t.value if t.state == optuna.trial.TrialState.COMPLETE else None,
             "wall_time_s": attrs.get("wall_time_s"), "epochs_run": attrs.get("epochs_run"),
-            "device": attrs.get("device"),
+            "device": attrs.get("device"), "code": attrs.get("code"),
             "reason": attrs.get("reason", NO_HEARTBEAT if t.state.name == "FAIL" else None),
         })
-    frame = pd.DataFrame(rows, columns=COLUMNS)
-    ints = [f for f, factor in FACTORS.items() if factor.kind == "int"] + ["seed", "epochs_run"]
-    return frame.astype(dict.fromkeys(ints, "Int64"))  # waiting trials have no values yet
+    frame = pd.DataFrame(rows, columns=["number", "state", "outcome", "design_point", "seed",
+                                        *spec.factors, ACCURACY, "wall_time_s", "epochs_run",
+                                        "device", "code", "reason"])
+    return frame.astype(_int_columns(spec, "seed", "epochs_run"))
 
 
-def curves_frame(study: optuna.Study) -> pd.DataFrame:
+def _int_columns(spec: StudySpec, *others: str) -> dict[str, str]:
+    """Nullable integers for int factors and counts: waiting trials have no values yet."""
+    ints = [name for name, factor in spec.factors.items() if factor.kind == "int"]
+    return dict.fromkeys([*ints, *others], "Int64")
+
+
+def curves_frame(study: optuna.Study, spec: StudySpec) -> pd.DataFrame:
     """Tidy per-epoch training curves: one row per (trial, epoch) of the finished trials."""
     rows = [{"number": t.number, "design_point": t.user_attrs.get("design_point"),
-             "seed": t.user_attrs.get("seed"), **{f: t.params.get(f) for f in FACTORS},
+             "seed": t.user_attrs.get("seed"), **{f: t.params.get(f) for f in spec.factors},
              "epoch": epoch + 1, "train_loss": loss, "train_accuracy": accuracy}
             for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
             for epoch, (loss, accuracy) in enumerate(zip(t.user_attrs.get("train_loss", []),
                                                          t.user_attrs.get("train_accuracy", []),
                                                          strict=False))]
-    return pd.DataFrame(rows, columns=["number", "design_point", "seed", *FACTORS, "epoch",
-                                       "train_loss", "train_accuracy"])
+    frame = pd.DataFrame(rows, columns=["number", "design_point", "seed", *spec.factors, "epoch",
+                                        "train_loss", "train_accuracy"])
+    return frame.astype(_int_columns(spec))
 
 
 def finished(trials: pd.DataFrame) -> pd.DataFrame:
     return trials[trials["state"] == "COMPLETE"]
 
 
-def factor_slice(done: pd.DataFrame, factor: str, baseline: dict[str, Any] | None) -> pd.DataFrame:
+def factor_slice(done: pd.DataFrame, factor: str, spec: StudySpec) -> pd.DataFrame:
     """The trials that compare this factor's levels (see the module's rules)."""
-    if baseline is None:
+    if not spec.kind.on_slices:
         return done
-    others = [f for f in baseline if f != factor]
+    others = [f for f in spec.factors if f != factor]
+    if not others:
+        return done
+    baseline = spec.baseline
     at_baseline = pd.concat([done[f] == baseline[f] for f in others], axis=1).all(axis=1)
     return done[at_baseline]
 
@@ -82,11 +93,17 @@ def level_labels(values: pd.Series) -> pd.Series:
     return pd.qcut(values, 4, duplicates="drop").astype(str)
 
 
-def level_slice(frame: pd.DataFrame, factor: str, baseline: dict[str, Any] | None
-                ) -> pd.DataFrame:
+def level_slice(frame: pd.DataFrame, factor: str, spec: StudySpec) -> pd.DataFrame:
     """The factor's slice with the level each trial is compared at, in a `level` column."""
-    part = factor_slice(frame, factor, baseline)
+    part = factor_slice(frame, factor, spec)
     return part.assign(level=level_labels(part[factor]))
+
+
+def level_order(spec: StudySpec, factor: str, present: list[Any]) -> list[Any]:
+    """The levels present, in the spec's design order; others (bins of sampled values, levels
+    the spec does not list) after them, sorted."""
+    listed = [level for level in spec.factors[factor].levels if level in present]
+    return listed + sorted(level for level in present if level not in listed)
 
 
 def seed_noise(trials: pd.DataFrame) -> dict[str, float]:

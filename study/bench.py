@@ -44,10 +44,12 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
+from study.cli import run_app
 from study.data import DeviceData, Images, load_images, to_device
+from study.engine import device_name, pick_device, train_trial, trial_steps, worker_device
 from study.model import build_model
+from study.spec import study_spec
 from study.streams import TrialStreams
-from study.train import device_name, pick_device, train_trial, trial_steps, worker_device
 
 log = logging.getLogger("study.bench")
 TUTORIAL_BATCH = 128
@@ -265,7 +267,7 @@ def time_study_slice(cfg: DictConfig, workers: int, streams: int) -> dict:
     return {"slice": list(cfg.bench.study), "overrides": overrides, "wall_time_s": seconds,
             "trials": len(trials),
             "complete": sum(t.state.name == "COMPLETE" for t in trials),
-            "epochs_per_trial": study.user_attrs["config"]["train"]["epochs"],
+            "epochs_per_trial": study_spec(study).setup["train.epochs"],
             "baseline_test_accuracy": accuracy.get("baseline", [])}
 
 
@@ -362,8 +364,6 @@ def run_bench(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    from study.cli import run_app
-
     run_app(run_bench, "bench", cpu_defaults=("bench=cpu", "budget=quick"))
 
 

@@ -1,11 +1,15 @@
-"""Shared entry point of the study's Hydra apps (`study.train`, `study.sweep`, `study.report`).
+"""Shared entry point of the study's Hydra apps (`study.train`, `study.sweep`, `study.report`,
+`study.bench`).
 
-`run_app(task)` composes the config from the command line and checks it *before* handing over to
-`hydra.main`, so a user error (unknown key, wrong type, value outside its allowed set, unknown
-config group option) ends the command at once with one line on stderr and exit status 2, never a
-traceback. Errors found later (missing data, unreachable storage) are raised as `UserError` and
-reported the same way. Without a GPU and without an explicit `budget=`, it selects `budget=quick`
-and says so, so that a plain `python -m study.sweep` cannot start a multi-day job on a laptop.
+`run_app(task)` composes the config from the command line once, checks it (`validate`), and only
+then runs `task` as a Hydra job (its run folder, config copy and log file), so a user error
+(unknown key, wrong type, value outside its allowed set, unknown config group option) ends the
+command at once with one line on stderr and exit status 2, never a traceback. Errors found later
+(missing data, unreachable storage, a study of another identity) are raised as `UserError` and
+reported the same way, and the run folder is removed again. A multirun (`-m`) and Hydra's own
+flags (`--help`, `--cfg`, `--info`) go through `hydra.main`, which composes each job itself.
+Without a GPU and without an explicit `budget=`, it selects `budget=quick` and says so, so that a
+plain `python -m study.sweep` cannot start a multi-day job on a laptop.
 """
 
 from __future__ import annotations
@@ -20,34 +24,42 @@ from typing import NoReturn
 
 import hydra
 from hydra import compose, initialize_config_dir
+from hydra._internal.callbacks import Callbacks
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import run_job
 from hydra.errors import HydraException, MissingConfigException
+from hydra.types import HydraContext, RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from study.config import (
-    FACTORS,
-    ConfigError,
-    StudyStopped,
-    UserError,
-    register_schema,
-    validate,
-)
+from study.config import StudyConfig, register_schema, validate
+from study.errors import ConfigError, StudyStopped, UserError
+from study.factors import FACTORS
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 log = logging.getLogger("study")
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
-    """Compose and validate the config as the apps see it; raise ConfigError with one line."""
+    """The study's config as the apps see it, resolved and validated; ConfigError with one
+    line."""
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return _compose(overrides)[1]
+
+
+def _compose(overrides: list[str]) -> tuple[DictConfig, DictConfig]:
+    """One composition (inside `initialize_config_dir`): the config with Hydra's node, and the
+    study's part of it, resolved and validated."""
     register_schema()
     try:
-        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            cfg = compose("config", overrides=overrides)
-        OmegaConf.resolve(cfg)
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+        task = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+        OmegaConf.resolve(task)
     except (HydraException, OmegaConfBaseException) as error:
         raise ConfigError(_one_line(error, overrides)) from None
-    validate(cfg)
-    return cfg
+    validate(task)
+    return cfg, task
 
 
 def _one_line(error: BaseException, overrides: list[str]) -> str:
@@ -57,7 +69,7 @@ def _one_line(error: BaseException, overrides: list[str]) -> str:
         return f"{group}={missing} is not a config option; options: {', '.join(error.options)}"
     cause = error.__cause__ or error.__context__
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and cause.full_key:
-        return _unknown_key(cause.full_key, overrides)
+        return _unknown_key(cause.full_key)
     text = str(cause if isinstance(cause, OmegaConfBaseException) else error)
     text = text.split("\n    full_key:")[0]  # OmegaConf appends object details we do not need
     key = getattr(cause, "full_key", None)
@@ -65,13 +77,11 @@ def _one_line(error: BaseException, overrides: list[str]) -> str:
     return f"{key}: {message}" if key and key not in message else message
 
 
-def _unknown_key(full_key: str, overrides: list[str]) -> str:
-    groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir()}
-    group_choices = [o for o in overrides if o.partition("=")[0] in groups]
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        defaults = compose("config", overrides=group_choices)
+def _unknown_key(full_key: str) -> str:
+    """Name the key and the keys its parent has, as the schema defines them."""
     parent = full_key.rpartition(".")[0]
-    node = OmegaConf.select(defaults, parent) if parent else defaults
+    schema = OmegaConf.structured(StudyConfig)
+    node = OmegaConf.select(schema, parent) if parent else schema
     keys = ", ".join(sorted(node.keys())) if isinstance(node, DictConfig) else ""
     where = f"keys in {parent}" if parent else "top-level keys"
     message = f"unknown key '{full_key}'; {where}: {keys}"
@@ -86,19 +96,9 @@ def _has_gpu() -> bool:
     return torch.cuda.is_available()
 
 
-def _is_multirun(args: list[str]) -> bool:
-    return any(a in ("-m", "--multirun") for a in args)
-
-
-def _user_overrides(args: list[str]) -> list[str]:
-    return [a for a in args if not a.startswith("-")]
-
-
 def _remove_run_dir() -> None:
     """Remove the folder Hydra made for this run (its config copy and log), and the parents that
     are left empty, so that a command stopped by a user error leaves nothing behind."""
-    from hydra.core.hydra_config import HydraConfig
-
     run_dir = Path(HydraConfig.get().runtime.output_dir).resolve()
     shutil.rmtree(run_dir, ignore_errors=True)
     cwd = Path.cwd().resolve()
@@ -121,19 +121,13 @@ def _not_given(overrides: tuple[str, ...], args: list[str]) -> list[str]:
 def run_app(task: Callable[[DictConfig], None], job_name: str,
             cpu_defaults: tuple[str, ...] = ("budget=quick",),
             app_defaults: tuple[str, ...] = ()) -> None:
-    """Check the command line, then run `task` as a Hydra app; user errors print one line.
+    """Check the command line, then run `task` as a Hydra job; user errors print one line.
     Each of `app_defaults` (key=value) applies unless its key is given; without a GPU, so does
     each of `cpu_defaults`."""
     args = sys.argv[1:]
     passes_through = any(a.startswith(("--help", "-h", "--cfg", "-c", "--info")) for a in args)
     auto = [] if passes_through or _has_gpu() else _not_given(cpu_defaults, args)
     args.extend([*auto, *_not_given(app_defaults, args)])
-    if not passes_through and not _is_multirun(args):
-        try:
-            compose_config(_user_overrides(args))
-        except ConfigError as error:
-            _fail(error)
-    sys.argv[1:] = [*args, f"hydra.job.name={job_name}"]  # names the log file
 
     def checked_task(cfg: DictConfig) -> None:
         if "budget=quick" in auto:
@@ -143,12 +137,27 @@ def run_app(task: Callable[[DictConfig], None], job_name: str,
             log.warning("No GPU found: running bench=cpu (small sizes; CPU ratios say little"
                         " about a GPU).")
         try:
-            validate(cfg)
+            validate(cfg)  # again: a multirun's jobs come here unchecked
             task(cfg)
         except UserError as error:
             if not isinstance(error, StudyStopped):
                 _remove_run_dir()
             _fail(error)
 
-    register_schema()
-    hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(checked_task)()
+    if passes_through or any(a in ("-m", "--multirun") for a in args):
+        register_schema()
+        sys.argv[1:] = [*args, f"hydra.job.name={job_name}"]  # names the log file
+        hydra.main(config_path=str(CONF_DIR), config_name="config",
+                   version_base="1.3")(checked_task)()
+        return
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name=job_name):
+        try:
+            cfg, _ = _compose(args)
+        except ConfigError as error:
+            _fail(error)
+        cfg.hydra.mode = RunMode.RUN
+        context = HydraContext(config_loader=GlobalHydra.instance().config_loader(),
+                               callbacks=Callbacks(cfg))
+        job = run_job(task_function=checked_task, config=cfg, job_dir_key="hydra.run.dir",
+                      job_subdir_key=None, hydra_context=context)
+        _ = job.return_value  # raises what the task raised

@@ -4,42 +4,29 @@ Hydra composes `conf/config.yaml` onto `StudyConfig`, so an unknown key or a wro
 composition; `validate` then checks every value against its allowed set or range. Both happen in
 `study.cli` before any training, which prints the problem as one line.
 
-Each studied factor is exactly one config key. `FACTORS` maps the factor's short name (the Optuna
-parameter name, used in reports and `sweep.levels`) to that key and to the rule its values obey.
+Each studied factor is exactly one config key, described by its record in study.factors; each
+design is one object in study.designs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid")
-POOLINGS = ("max", "avg", "stride")
-PREPROCESSINGS = ("none", "standardize", "gcn", "zca")
+from study.designs import SWEEP_DESIGNS
+from study.errors import ConfigError
+from study.factors import FACTORS, Check, applicable_factors, number, one_of, optional
+from study.model import ARCHITECTURES
+
 DATA_SOURCES = ("cifar10", "synthetic")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("onecycle", "cosine", "constant")
-DESIGNS = ("ofat", "grid", "optuna")
 SAMPLERS = ("random", "tpe", "qmc")
 BUDGETS = ("full", "quick", "smoke")
 ENGINES = ("auto", "none", "graph", "model")  # train.compile
-
-
-class UserError(Exception):
-    """Something the user can fix (config, data, storage, study name); printed as one line."""
-
-
-class StudyStopped(UserError):
-    """A sweep ran and then stopped (too many failures); unlike other user errors, what it wrote
-    stays."""
-
-
-class ConfigError(UserError):
-    """A config value is invalid; the message is one line naming the key and what is allowed."""
 
 
 @dataclass
@@ -57,7 +44,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Keys a network does not have are null in its config file (see MODEL_KEYS)."""
+    """Keys a network does not have are null in its config file (study.model.ARCHITECTURES)."""
 
     arch: str = "cnn"  # cnn | lenet5 | alexnet
     channels: int = 32  # kernels in the first conv layer; later layers scale with it
@@ -136,67 +123,6 @@ def register_schema() -> None:
     ConfigStore.instance().store(name="study_schema", node=StudyConfig)
 
 
-Check = Callable[[Any], str | None]
-
-
-def one_of(allowed: tuple[str, ...]) -> Check:
-    return lambda v: None if v in allowed else f"choose one of: {', '.join(allowed)}"
-
-
-def number(low: float, high: float | None = None, *, integer: bool = False,
-           low_open: bool = False, high_open: bool = True) -> Check:
-    def check(v: Any) -> str | None:
-        kind = "an integer" if integer else "a number"
-        if isinstance(v, bool) or not isinstance(v, int if integer else (int, float)):
-            return f"must be {kind}"
-        too_low = v <= low if low_open else v < low
-        too_high = high is not None and (v >= high if high_open else v > high)
-        if too_low or too_high:
-            lo = f"> {low}" if low_open else f">= {low}"
-            hi = "" if high is None else (f" and < {high}" if high_open else f" and <= {high}")
-            return f"must be {kind} {lo}{hi}"
-        return None
-
-    return check
-
-
-def optional(check: Check) -> Check:
-    return lambda v: None if v is None else check(v)
-
-
-@dataclass(frozen=True)
-class Factor:
-    key: str  # dotted config key
-    check: Check
-    kind: str  # categorical, int or float: how Optuna records it
-
-
-FACTORS: dict[str, Factor] = {
-    "channels": Factor("model.channels", number(1, integer=True), "int"),
-    "activation": Factor("model.activation", one_of(ACTIVATIONS), "categorical"),
-    "pooling": Factor("model.pooling", one_of(POOLINGS), "categorical"),
-    "dropout": Factor("model.dropout", number(0, 1), "float"),
-    "preprocessing": Factor("data.preprocessing", one_of(PREPROCESSINGS), "categorical"),
-    "batch_size": Factor("train.batch_size", number(1, integer=True), "int"),
-    "lr": Factor("train.lr", number(0, low_open=True), "float"),
-}
-
-# The model.* keys each network has; any other model key must be null for it.
-MODEL_KEYS: dict[str, tuple[str, ...]] = {
-    "cnn": ("channels", "activation", "pooling", "dropout", "kernel_size", "stages",
-            "convs_per_stage", "batch_norm", "fc_width"),
-    "lenet5": ("channels", "activation", "pooling"),
-    "alexnet": ("channels", "activation", "pooling", "dropout", "batch_norm", "fc_width"),
-}
-
-
-def applicable_factors(cfg: DictConfig) -> dict[str, Factor]:
-    """The factors the configured network has (LeNet-5 has no dropout, for one)."""
-    keys = MODEL_KEYS[cfg.model.get("arch", "cnn")]  # studies recorded before arch existed
-    return {name: factor for name, factor in FACTORS.items()
-            if not factor.key.startswith("model.") or factor.key.split(".")[1] in keys}
-
-
 OTHER_CHECKS: dict[str, Check] = {
     "budget": one_of(BUDGETS),
     "data.source": one_of(DATA_SOURCES),
@@ -217,7 +143,7 @@ OTHER_CHECKS: dict[str, Check] = {
     "train.epochs": number(1, integer=True),
     "train.eval_batch_size": number(1, integer=True),
     "train.compile": one_of(ENGINES),
-    "sweep.design": one_of(DESIGNS),
+    "sweep.design": one_of(tuple(SWEEP_DESIGNS)),
     "sweep.seeds": number(1, integer=True),
     "sweep.n_trials": number(1, integer=True),
     "sweep.sampler": one_of(SAMPLERS),
@@ -233,17 +159,18 @@ OTHER_CHECKS: dict[str, Check] = {
 
 def validate_model_keys(cfg: DictConfig) -> None:
     arch = cfg.model.arch
-    if arch not in MODEL_KEYS:
+    if arch not in ARCHITECTURES:
         raise ConfigError(f"model.arch={arch!r} is not allowed: choose one of: "
-                          f"{', '.join(MODEL_KEYS)}")
+                          f"{', '.join(ARCHITECTURES)}")
+    keys = ARCHITECTURES[arch].keys
     for key, value in cfg.model.items():
         if key == "arch":
             continue
-        if key in MODEL_KEYS[arch] and value is None:
+        if key in keys and value is None:
             raise ConfigError(f"model.{key}=None is not allowed: model={arch} needs a value")
-        if key not in MODEL_KEYS[arch] and value is not None:
+        if key not in keys and value is not None:
             raise ConfigError(f"model.{key}={value!r} is not allowed: model={arch} has no "
-                              f"{key}; its keys: {', '.join(MODEL_KEYS[arch])}")
+                              f"{key}; its keys: {', '.join(keys)}")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -282,5 +209,4 @@ def validate(cfg: DictConfig) -> None:
         for count in OmegaConf.select(cfg, key):
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:
                 raise ConfigError(f"{key}: {count!r} is not allowed: must be integers >= 1")
-    if cfg.sweep.design == "grid" and not cfg.sweep.levels:
-        raise ConfigError("sweep.levels is empty: the grid design needs at least one factor")
+    SWEEP_DESIGNS[cfg.sweep.design].check(cfg)

@@ -5,10 +5,12 @@
   - an image-folder tree `train/<class>/*`, `test/<class>/*`, or a .tar.gz of one (read in place),
   - `data=synthetic`: a small deterministic 10-class set of coloured gratings.
 Decoded CIFAR-10 arrays are cached under `data.cache_dir`, so a second load takes well under 2 s.
+Each set of images carries a `fingerprint` (the files it was read from, by name and size), which
+a study records as part of its identity (study.spec).
 
 `to_device(images, preprocessing, device)` fits the preprocessing statistics on the training
-split only and applies them on the device; `crop_flip` augments a batch on the device.
-Run `python -m study.data` to load the configured data once (fills the cache) and print a summary.
+split only and applies them on the device (PREPROCESSINGS: one function per level); `crop_flip`
+augments a batch on the device.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import io
 import os
 import pickle
 import tarfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,11 +30,12 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from PIL import Image, UnidentifiedImageError
 
-from study.config import UserError
+from study.errors import UserError
 
 SIDE = 32  # CIFAR-10 images are 32x32 RGB
 GCN_EPS = 1e-4  # keeps uniform images finite under global contrast normalization
 DEFAULT_ROOT = Path("data")
+CACHE_FORMAT = 2  # bump when the cached arrays change (2: with the fingerprint)
 HOW_TO_PROVIDE = (
     "set data.path=<cifar-10-batches-py folder | image-folder tree | .tar.gz of one>, "
     "or export CIFAR10_PATH=<same>, or go online so torchvision can download it to ./data"
@@ -48,6 +52,7 @@ class Images:
     y_test: torch.Tensor
     classes: list[str]
     source: str  # where they came from, for the report
+    fingerprint: str  # what they are: the files read (names and sizes), not where they lie
 
 
 @dataclass
@@ -83,7 +88,7 @@ def take_subsets(images: Images, n_train: int | None, n_test: int | None) -> Ima
     source = images.source
     if len(y_train) < len(images.y_train) or len(y_test) < len(images.y_test):
         source += f" (subset: {len(y_train)} train / {len(y_test)} test)"
-    return Images(x_train, y_train, x_test, y_test, images.classes, source)
+    return Images(x_train, y_train, x_test, y_test, images.classes, source, images.fingerprint)
 
 
 def load_cifar10(path: str | None, cache_dir: Path) -> Images:
@@ -94,7 +99,7 @@ def load_cifar10(path: str | None, cache_dir: Path) -> Images:
         source = _download_with_torchvision(DEFAULT_ROOT)
     stat = source.stat()
     key = hashlib.sha1(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
-    cache = cache_dir / f"cifar10-{key[:16]}.npz"
+    cache = cache_dir / f"cifar10-v{CACHE_FORMAT}-{key[:16]}.npz"
     if cache.exists():
         with np.load(cache) as arrays:
             return _images_from_arrays(arrays, str(source))
@@ -111,7 +116,15 @@ def _images_from_arrays(arrays: dict[str, np.ndarray], source: str) -> Images:
                                                                        "x_test", "y_test")}
     classes = [str(c) for c in arrays["classes"]]
     return Images(t["x_train"], t["y_train"].long(), t["x_test"], t["y_test"].long(), classes,
-                  f"CIFAR-10 from {source}")
+                  f"CIFAR-10 from {source}", str(arrays["fingerprint"]))
+
+
+def file_list_fingerprint(kind: str, files: Iterable[tuple[str, int]]) -> str:
+    """`kind:count:hash` of (name, size) pairs: the same files read from a folder, an archive
+    or another machine give the same fingerprint, without hashing every byte."""
+    listing = sorted(files)
+    digest = hashlib.sha1("\n".join(f"{name}:{size}" for name, size in listing).encode())
+    return f"{kind}:{len(listing)}:{digest.hexdigest()[:12]}"
 
 
 def _download_with_torchvision(root: Path) -> Path:
@@ -151,8 +164,11 @@ def _read_torchvision_batches(batches: Path) -> dict[str, np.ndarray]:
         except (OSError, pickle.UnpicklingError, EOFError) as error:
             raise UserError(f"cannot read {batches / name}: {error}") from None
 
+    names = [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"]
     splits = {"train": [read(f"data_batch_{i}") for i in range(1, 6)], "test": [read("test_batch")]}
-    arrays = {"classes": np.asarray(read("batches.meta")["label_names"])}
+    arrays = {"classes": np.asarray(read("batches.meta")["label_names"]),
+              "fingerprint": np.asarray(file_list_fingerprint(
+                  "batches", ((name, (batches / name).stat().st_size) for name in names)))}
     for split, parts in splits.items():
         arrays[f"x_{split}"] = np.concatenate([p["data"] for p in parts]).reshape(-1, 3, SIDE, SIDE)
         arrays[f"y_{split}"] = np.concatenate([p["labels"] for p in parts]).astype(np.int64)
@@ -183,7 +199,10 @@ def _collect(entries: list[tuple[tuple[str, ...], bytes]], where: str) -> dict[s
     unknown = {cls for cls, _, _ in by_split["test"]} - set(classes)
     if unknown:
         raise UserError(f"{where}: test classes {sorted(unknown)} are not among train classes")
-    arrays: dict[str, np.ndarray] = {"classes": np.asarray(classes)}
+    files = ((f"{split}/{c}/{n}", len(data)) for split, found in by_split.items()
+             for c, n, data in found)
+    arrays: dict[str, np.ndarray] = {"classes": np.asarray(classes), "fingerprint": np.asarray(
+        file_list_fingerprint("images", files))}
     for split, files in by_split.items():
         files.sort(key=lambda f: (f[0], f[1]))
         arrays[f"x_{split}"] = np.stack([_decode(data, f"{split}/{c}/{n}") for c, n, data in files])
@@ -233,7 +252,8 @@ def synthetic_images(n_train: int, n_test: int, seed: int = 1234) -> Images:
     order = torch.randperm(n, generator=g)
     x, labels = x[order], labels[order]
     return Images(x[:n_train], labels[:n_train], x[n_train:], labels[n_train:],
-                  [f"grating{i}" for i in range(10)], "synthetic gratings")
+                  [f"grating{i}" for i in range(10)], "synthetic gratings",
+                  f"synthetic:{n_train}+{n_test}:seed{seed}")
 
 
 def to_device(images: Images, preprocessing: str, device: torch.device,
@@ -241,17 +261,7 @@ def to_device(images: Images, preprocessing: str, device: torch.device,
     """Move images to the device and preprocess them with statistics of the training split."""
     x_train = images.x_train.to(device).float().div_(255)
     x_test = images.x_test.to(device).float().div_(255)
-    if preprocessing == "standardize":
-        mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
-        std = x_train.std(dim=(0, 2, 3), keepdim=True)
-        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
-    elif preprocessing == "gcn":
-        x_train, x_test = global_contrast_normalize(x_train), global_contrast_normalize(x_test)
-    elif preprocessing == "zca":
-        mean, whiten = fit_zca(x_train, zca_epsilon)
-        x_train, x_test = apply_zca(x_train, mean, whiten), apply_zca(x_test, mean, whiten)
-    elif preprocessing != "none":
-        raise ValueError(f"unknown preprocessing {preprocessing!r}")
+    x_train, x_test = PREPROCESSINGS[preprocessing](x_train, x_test, zca_epsilon)
     memory_format = torch.contiguous_format
     if device.type == "cuda":
         # The model reads bf16 under autocast anyway: storing bf16 loses nothing and halves the
@@ -260,6 +270,20 @@ def to_device(images: Images, preprocessing: str, device: torch.device,
         memory_format = torch.channels_last
     return DeviceData(x_train.contiguous(memory_format=memory_format), images.y_train.to(device),
                       x_test.contiguous(memory_format=memory_format), images.y_test.to(device))
+
+
+def standardize(x_train: torch.Tensor, x_test: torch.Tensor, _zca_epsilon: float
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per channel: subtract the training split's mean and divide by its std."""
+    mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
+    std = x_train.std(dim=(0, 2, 3), keepdim=True)
+    return (x_train - mean) / std, (x_test - mean) / std
+
+
+def whiten_zca(x_train: torch.Tensor, x_test: torch.Tensor, zca_epsilon: float
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    mean, whiten = fit_zca(x_train, zca_epsilon)
+    return apply_zca(x_train, mean, whiten), apply_zca(x_test, mean, whiten)
 
 
 def global_contrast_normalize(x: torch.Tensor) -> torch.Tensor:
@@ -286,6 +310,16 @@ def apply_zca(x: torch.Tensor, mean: torch.Tensor, whiten: torch.Tensor) -> torc
     return ((x.flatten(1) - mean) @ whiten).view_as(x)
 
 
+Preprocess = Callable[[torch.Tensor, torch.Tensor, float], tuple[torch.Tensor, torch.Tensor]]
+PREPROCESSINGS: dict[str, Preprocess] = {  # data.preprocessing -> (train, test, zca_epsilon)
+    "none": lambda x_train, x_test, _: (x_train, x_test),
+    "standardize": standardize,
+    "gcn": lambda x_train, x_test, _: (global_contrast_normalize(x_train),
+                                       global_contrast_normalize(x_test)),
+    "zca": whiten_zca,
+}
+
+
 def crop_flip(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
     """Random crop from a zero-padded copy (`x` is already padded by `pad` px on each side) plus a
     random horizontal flip, for a whole batch at once on its device."""
@@ -304,18 +338,3 @@ def crop_flip(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Te
 
 def pad_for_crop(x: torch.Tensor, pad: int) -> torch.Tensor:
     return F.pad(x, (pad, pad, pad, pad))
-
-
-def main() -> None:
-    from study.cli import run_app
-
-    def summarize(cfg: DictConfig) -> None:
-        images = load_images(cfg.data)
-        print(f"{images.source}: {len(images.y_train)} train, {len(images.y_test)} test images,"
-              f" classes {', '.join(images.classes)}")
-
-    run_app(summarize, "data")
-
-
-if __name__ == "__main__":
-    main()

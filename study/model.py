@@ -5,11 +5,15 @@
   pooling, or (pooling=stride) a stride-2 convolution in place of the pooling layer; then FC,
   dropout and the 10 logits.
 - `lenet5` and `alexnet`: the textbook's classics, adapted to 3x32x32 input (see their builders).
-Every factor level of `model.*` is realised here; which factors a network has is in
-study.config.MODEL_KEYS.
+Every level of a `model.*` factor is realised here, and the factor records (study.factors) take
+their allowed values from these tables: ACTIVATION_LAYERS, POOLINGS, and each network's `keys`
+in ARCHITECTURES (the model keys it has; any other must be null in its config).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from omegaconf import DictConfig
 from torch import nn
@@ -25,6 +29,7 @@ ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
 }
+POOLINGS = ("max", "avg", "stride")  # stride: a strided convolution instead of a pooling layer
 
 
 def conv_block(c_in: int, c_out: int, kernel_size: int, stride: int, batch_norm: bool,
@@ -110,11 +115,23 @@ def build_alexnet(cfg: DictConfig) -> nn.Sequential:
                          ACTIVATION_LAYERS[act](), nn.Linear(cfg.fc_width, CLASSES))
 
 
-ARCHITECTURES = {"cnn": build_cnn, "lenet5": build_lenet5, "alexnet": build_alexnet}
+@dataclass(frozen=True)
+class Architecture:
+    build: Callable[[DictConfig], nn.Sequential]
+    keys: tuple[str, ...]  # the model.* keys this network has
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "cnn": Architecture(build_cnn, ("channels", "activation", "pooling", "dropout", "kernel_size",
+                                    "stages", "convs_per_stage", "batch_norm", "fc_width")),
+    "lenet5": Architecture(build_lenet5, ("channels", "activation", "pooling")),
+    "alexnet": Architecture(build_alexnet, ("channels", "activation", "pooling", "dropout",
+                                            "batch_norm", "fc_width")),
+}
 
 
 def build_model(model_cfg: DictConfig) -> nn.Sequential:
-    return ARCHITECTURES[model_cfg.arch](model_cfg)
+    return ARCHITECTURES[model_cfg.arch].build(model_cfg)
 
 
 def count_parameters(model: nn.Module) -> int:

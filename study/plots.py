@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -19,7 +18,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
-from study.analysis import ACCURACY, finished, level_slice
+from study.analysis import ACCURACY, finished, level_order, level_slice
+from study.spec import StudySpec
 from study.stats import VERDICTS
 
 logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its INFO lines are noise here
@@ -59,17 +59,18 @@ def plot_influence(ranking: pd.DataFrame, noise: dict[str, float], out: Path) ->
     return _save(fig, out, "influence")
 
 
-def _factor_levels(frame: pd.DataFrame, factor: str, base: dict[str, Any] | None
+def _factor_levels(frame: pd.DataFrame, factor: str, spec: StudySpec
                    ) -> tuple[pd.DataFrame, list[str]]:
-    part = level_slice(frame, factor, base)
-    order = [str(v) for v in sorted(part["level"].unique())]  # a factor's levels share a type
+    """The factor's slice with its levels as labels, and the labels in design order."""
+    part = level_slice(frame, factor, spec)
+    order = [str(v) for v in level_order(spec, factor, list(part["level"].unique()))]
     return part.assign(level=part["level"].astype(str)), order
 
 
-def plot_factor(trials: pd.DataFrame, intervals: pd.DataFrame, factor: str,
-                base: dict[str, Any] | None, out: Path) -> str:
+def plot_factor(trials: pd.DataFrame, intervals: pd.DataFrame, factor: str, spec: StudySpec,
+                out: Path) -> str:
     """Every trial's test accuracy by level, the level means with 95% CIs, the baseline marked."""
-    part, order = _factor_levels(finished(trials), factor, base)
+    part, order = _factor_levels(finished(trials), factor, spec)
     ci = intervals[intervals["factor"] == factor].assign(
         level=lambda d: d["level"].astype(str)).set_index("level").reindex(order)
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
@@ -78,9 +79,10 @@ def plot_factor(trials: pd.DataFrame, intervals: pd.DataFrame, factor: str,
     ax.errorbar(range(len(order)), ci["mean"], yerr=[ci["mean"] - ci["ci_low"],
                 ci["ci_high"] - ci["mean"]], fmt="D", color="tab:blue", capsize=5,
                 label="mean, 95% CI")
-    if base is not None and str(base[factor]) in order:
-        ax.axvspan(order.index(str(base[factor])) - 0.4, order.index(str(base[factor])) + 0.4,
-                   color="tab:green", alpha=0.12, label="baseline")
+    base = str(spec.factors[factor].baseline)
+    if spec.kind.on_slices and base in order:
+        ax.axvspan(order.index(base) - 0.4, order.index(base) + 0.4, color="tab:green",
+                   alpha=0.12, label="baseline")
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
     ax.legend(unique.values(), unique.keys(), fontsize="small", loc="best")
@@ -88,10 +90,9 @@ def plot_factor(trials: pd.DataFrame, intervals: pd.DataFrame, factor: str,
     return _save(fig, out, f"factor_{factor}")
 
 
-def plot_curves(curves: pd.DataFrame, factor: str, base: dict[str, Any] | None,
-                out: Path) -> str:
+def plot_curves(curves: pd.DataFrame, factor: str, spec: StudySpec, out: Path) -> str:
     """Training accuracy per epoch for each level (mean over seeds, band: 95% CI)."""
-    part, order = _factor_levels(curves, factor, base)
+    part, order = _factor_levels(curves, factor, spec)
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     sns.lineplot(data=part, x="epoch", y="train_accuracy", hue="level", hue_order=order,
                  errorbar=("ci", 95), marker="o", ax=ax)

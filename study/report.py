@@ -3,7 +3,9 @@ embedded, opens offline), trials.csv, curves.csv and the figures (PNG and SVG); 
 the Optuna study (a dashboard note, the figures as artifacts) so optuna-dashboard shows it.
 
 Works on any study in any storage, including one still running or interrupted: it uses the
-finished trials and says how many. Written automatically at the end of a sweep, or:
+finished trials and says how many. It reads the study's factors, levels and baseline from the
+study's spec (study.spec); a study made before specs existed is read from its trials, with a
+note. Written automatically at the end of a sweep, or:
 
     python -m study.report name=ofat-quick storage=sqlite:///results/optuna.db
 """
@@ -13,8 +15,6 @@ from __future__ import annotations
 import base64
 import html
 import logging
-import re
-import subprocess
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,8 @@ from typing import Any
 import optuna
 import optuna_dashboard
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from markdown_it import MarkdownIt
+from omegaconf import DictConfig
 
 from study import plots, stats
 from study.analysis import (
@@ -33,33 +34,19 @@ from study.analysis import (
     seed_noise,
     trials_frame,
 )
-from study.config import UserError
-from study.design import baseline
+from study.cli import run_app
+from study.errors import UserError
+from study.spec import StudySpec, study_spec
+from study.storage import mask_url, open_storage
 
 log = logging.getLogger("study.report")
 CLAIMED_MOST = ("channels", "activation", "preprocessing")  # the textbook: the rest matter less
 FEW_SEEDS = 5  # below this many seeds per design point, bootstrap intervals are unreliable
-Block = tuple[str, Any]  # (kind, content): h2, p, list, table (DataFrame), img (stem)
-
-
-def study_baseline(study: optuna.Study) -> dict[str, Any] | None:
-    """The OFAT baseline the study was run with; None for designs analysed by marginal means."""
-    if study.user_attrs.get("design") != "ofat":
-        return None
-    return baseline(OmegaConf.create(study.user_attrs["config"]))
+Block = tuple[str, Any]  # (kind, content): h2, p, note, list, table (DataFrame), img (stem)
 
 
 def fmt(value: Any, spec: str = ".3f") -> str:
     return "n/a" if value is None or pd.isna(value) else format(value, spec)
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=5, cwd=Path(__file__).parent)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
 
 
 def few_seeds_caveat(design: pd.DataFrame) -> str:
@@ -120,33 +107,69 @@ def recommendations(ranking: pd.DataFrame) -> list[str]:
     return advice
 
 
-def build_blocks(study: optuna.Study, trials: pd.DataFrame, ranking: pd.DataFrame,
+def spread(values: pd.Series) -> str:
+    """`a (12 trials), b (3 trials)`, flagged when the trials differ."""
+    counts = values.fillna("unrecorded").value_counts()
+    listed = ", ".join(f"{value} ({count} trials)" for value, count in counts.items())
+    return listed + (" **(differs between trials)**" if len(counts) > 1 else "")
+
+
+def grown(entry: dict[str, Any]) -> str:
+    """What one growth of the study added, in words."""
+    parts = []
+    if "seeds" in entry:
+        parts.append(f"seeds {', '.join(map(str, entry['seeds']))}")
+    for factor, levels in entry.get("levels", {}).items():
+        parts.append(f"{factor} levels {', '.join(map(str, levels))}")
+    if "n_trials" in entry:
+        parts.append(f"trials up to {entry['n_trials']}")
+    return "added " + "; ".join(parts)
+
+
+def setup_lines(spec: StudySpec, trials: pd.DataFrame) -> list[str]:
+    """What the study is (its spec), how it grew, and where and with what its trials ran."""
+    setup, created = spec.setup, spec.created
+    counts = ", ".join(f"{k}: {v}" for k, v in outcome_counts(trials).items())
+    lines = [
+        f"Design: `{spec.design}`; factors varied: {', '.join(spec.varied) or 'none'}; seeds: "
+        f"{', '.join(map(str, spec.seeds)) or 'n/a'}",
+        f"Trials: {len(trials)} in the study, {len(finished(trials))} finished and used ({counts})",
+        f"Data: {created.get('data_source', '?')} (fingerprint "
+        f"`{setup.get('data.fingerprint', '?')}`); preprocessing statistics fitted on the "
+        "training split",
+        f"Training: {setup.get('train.epochs', '?')} epochs, {setup.get('train.optimizer', '?')} "
+        f"(momentum {setup.get('train.momentum', '?')}), {setup.get('train.schedule', '?')} "
+        f"schedule, weight decay {setup.get('train.weight_decay', '?')}, augmentation "
+        f"{'on' if setup.get('train.augment') else 'off'}; training subset: "
+        f"{setup.get('data.train_subset') or 'all'}; test subset: "
+        f"{setup.get('data.test_subset') or 'all'}"]
+    if spec.recorded:
+        lines.append(f"Study spec: identity `{spec.identity_hash()}` (format {spec.version}), "
+                     f"created {created.get('at', '?')} by code {created.get('code', '?')} on "
+                     f"{created.get('device', '?')} (torch {created.get('torch', '?')}, optuna "
+                     f"{created.get('optuna', '?')}, python {created.get('python', '?')})")
+        lines += [f"Grown {entry['at']} by code {entry['code']}: {grown(entry)}"
+                  for entry in spec.history]
+    lines += [f"Devices: {spread(trials['device'])}", f"Code: {spread(trials['code'])}"]
+    return lines
+
+
+def build_blocks(spec: StudySpec, trials: pd.DataFrame, ranking: pd.DataFrame,
                  figures: dict[str, list[str]], pairs: pd.DataFrame,
                  importances: pd.DataFrame) -> list[Block]:
-    attrs, cfg = study.user_attrs, study.user_attrs.get("config", {})
-    env, train, data = attrs.get("environment", {}), cfg.get("train", {}), cfg.get("data", {})
-    budget = attrs.get("budget", "?")
+    budget = spec.setup.get("budget") or "?"
     noise, design = seed_noise(trials), design_table(trials)
     blocks: list[Block] = []
     if budget != "full":
-        blocks.append(("p", f"**Budget `{budget}`**: a reduced study (training subset, fewer "
+        blocks.append(("note", f"**Budget `{budget}`**: a reduced study (training subset, fewer "
                        "epochs, fewer seeds), a preview, not the full result. With so few "
                        "optimizer steps, large batches and small learning rates are penalised far "
                        "more than in the full study. Run with `budget=full` for the real answer."))
-    counts = ", ".join(f"{k}: {v}" for k, v in outcome_counts(trials).items())
-    blocks += [("h2", "Setup"), ("list", [
-        f"Design: `{attrs.get('design', '?')}`; seeds per design point: "
-        f"{cfg.get('sweep', {}).get('seeds', '?')}",
-        f"Trials: {len(trials)} in the study, {len(finished(trials))} finished and used ({counts})",
-        f"Data: {attrs.get('data_source', '?')}; preprocessing statistics fitted on the training "
-        "split",
-        f"Training: {train.get('epochs', '?')} epochs, {train.get('optimizer', '?')} (momentum "
-        f"{train.get('momentum', '?')}), {train.get('schedule', '?')} schedule, weight decay "
-        f"{train.get('weight_decay', '?')}, augmentation {'on' if train.get('augment') else 'off'}"
-        f"; test subset: {data.get('test_subset') or 'all'}",
-        f"Device: {env.get('device', '?')}; torch {env.get('torch', '?')}, optuna "
-        f"{env.get('optuna', '?')}, python {env.get('python', '?')}; code {git_commit()}"]),
-        ("h2", "Ranking"),
+    if not spec.recorded:
+        blocks.append(("note", "This study was made by an older version of this tool and records "
+                       "no study spec: its factors, levels and baseline are read from its trials."))
+    blocks += [
+        ("h2", "Setup"), ("list", setup_lines(spec, trials)), ("h2", "Ranking"),
         ("p", f"Noise floor: the seed-to-seed std of test accuracy is {fmt(noise['baseline_std'])}"
          f" at the baseline (seeds: {noise['baseline_seeds']}) and {fmt(noise['pooled_std'])} "
          "pooled over all design points. Each factor's levels are compared with a one-way ANOVA "
@@ -213,6 +236,8 @@ def to_markdown(title: str, blocks: list[Block], image_note: bool = False) -> st
             parts.append(f"## {content}")
         elif kind == "p":
             parts.append(content)
+        elif kind == "note":
+            parts.append(f"> {content}")
         elif kind == "list":
             parts.append("\n".join(f"- {item}" for item in content))
         elif kind == "table":
@@ -224,48 +249,35 @@ def to_markdown(title: str, blocks: list[Block], image_note: bool = False) -> st
     return "\n\n".join(parts) + "\n"
 
 
-def _inline_html(text: str) -> str:
-    text = html.escape(text)
-    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
-    text = re.sub(r"\*(.+?)\*", r"<i>\1</i>", text)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
-
-
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
 color:#222;line-height:1.45}table{border-collapse:collapse;margin:1em 0;font-size:.9em}
 th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}th{background:#f0f3f7}
 img{max-width:100%;margin:.5em 0}code{background:#f3f3f3;padding:0 .2em}
-p.banner{background:#fff4d6;border-left:4px solid #e0a800;padding:.6em}"""
+blockquote{background:#fff4d6;border-left:4px solid #e0a800;margin:1em 0;padding:.1em .8em}"""
+MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")  # raw HTML shown as text
 
 
-def to_html(title: str, blocks: list[Block], figures_dir: Path) -> str:
-    parts = [f"<h1>{html.escape(title)}</h1>"]
-    for i, (kind, content) in enumerate(blocks):
-        if kind == "h2":
-            parts.append(f"<h2>{html.escape(content)}</h2>")
-        elif kind == "p":
-            banner = ' class="banner"' if i == 0 and content.startswith("**Budget") else ""
-            parts.append(f"<p{banner}>{_inline_html(content)}</p>")
-        elif kind == "list":
-            parts.append("<ul>" + "".join(f"<li>{_inline_html(x)}</li>" for x in content) + "</ul>")
-        elif kind == "table":
-            parts.append(content.to_html(index=False, escape=True, border=0))
-        else:
-            data = base64.b64encode((figures_dir / f"{content}.png").read_bytes()).decode()
-            parts.append(f'<img alt="{html.escape(content)}" src="data:image/png;base64,{data}">')
+def to_html(title: str, markdown: str, figures_dir: Path) -> str:
+    """The Markdown report as one self-contained page: each figure embedded as a data URI."""
+    tokens = MARKDOWN.parse(markdown)
+    for token in tokens:
+        for child in token.children or []:
+            if child.type == "image":
+                data = (figures_dir / str(child.attrGet("src"))).read_bytes()
+                child.attrSet("src", f"data:image/png;base64,{base64.b64encode(data).decode()}")
+    body = MARKDOWN.renderer.render(tokens, MARKDOWN.options, {})
     return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}"
-            f"</title><style>{STYLE}</style></head><body>\n" + "\n".join(parts)
-            + "\n</body></html>\n")
+            f"</title><style>{STYLE}</style></head><body>\n{body}</body></html>\n")
 
 
 def draw_figures(trials: pd.DataFrame, curves: pd.DataFrame, ranking: pd.DataFrame,
-                 base: dict[str, Any] | None, tables: dict, out: Path) -> dict[str, list[str]]:
-    intervals = stats.level_intervals(trials, base)
+                 spec: StudySpec, tables: dict, out: Path) -> dict[str, list[str]]:
+    intervals = stats.level_intervals(trials, spec)
     factors = list(ranking["factor"])
     return {
         "influence": [plots.plot_influence(ranking, seed_noise(trials), out)],
-        "factor": [plots.plot_factor(trials, intervals, f, base, out) for f in factors],
-        "curves": [plots.plot_curves(curves, f, base, out) for f in factors],
+        "factor": [plots.plot_factor(trials, intervals, f, spec, out) for f in factors],
+        "curves": [plots.plot_curves(curves, f, spec, out) for f in factors],
         "interaction": [plots.plot_interaction(t, a, b, out) for (a, b), t in tables.items()],
         "time": [plots.plot_time(trials, out)],
     }
@@ -277,20 +289,21 @@ def write_report(study: optuna.Study, reports_root: Path, artifact_dir: Path | N
     the report's folder and its ranking table."""
     out = reports_root / study.study_name
     out.mkdir(parents=True, exist_ok=True)
-    trials, curves = trials_frame(study), curves_frame(study)
+    spec = study_spec(study)
+    trials, curves = trials_frame(study, spec), curves_frame(study, spec)
     trials.to_csv(out / "trials.csv", index=False)
     curves.to_csv(out / "curves.csv", index=False)
-    base = study_baseline(study)
-    ranking = stats.influence(trials, base)
-    pairs, tables = stats.interactions(trials)
-    importances = (stats.optuna_importances(study) if base is None  # not for OFAT's L shape
-                   else pd.DataFrame(columns=stats.IMPORTANCE_COLUMNS))
-    figures = (draw_figures(trials, curves, ranking, base, tables, out) if not ranking.empty
+    ranking = stats.influence(trials, spec)
+    pairs, tables = stats.interactions(trials, spec)
+    importances = (stats.optuna_importances(study, spec) if not spec.kind.on_slices
+                   else pd.DataFrame(columns=stats.IMPORTANCE_COLUMNS))  # not for OFAT's L
+    figures = (draw_figures(trials, curves, ranking, spec, tables, out) if not ranking.empty
                else {})
-    blocks = build_blocks(study, trials, ranking, figures, pairs, importances)
+    blocks = build_blocks(spec, trials, ranking, figures, pairs, importances)
     title = f"Sensitivity study: {study.study_name}"
-    (out / "report.md").write_text(to_markdown(title, blocks))
-    (out / "report.html").write_text(to_html(title, blocks, out))
+    markdown = to_markdown(title, blocks)
+    (out / "report.md").write_text(markdown)
+    (out / "report.html").write_text(to_html(title, markdown, out))
     if artifact_dir is not None:
         attach_to_study(study, to_markdown(title, blocks, image_note=True), figures, out,
                         artifact_dir)
@@ -320,8 +333,6 @@ def attach_to_study(study: optuna.Study, note: str, figures: dict[str, list[str]
 
 
 def run_report(cfg: DictConfig) -> None:
-    from study.storage import mask_url, open_storage
-
     storage = open_storage(cfg.storage)
     names = [s.study_name for s in storage.get_all_studies()]
     if cfg.name not in names:
@@ -329,15 +340,14 @@ def run_report(cfg: DictConfig) -> None:
                         f"{', '.join(names) or 'none'}")
     study = optuna.load_study(study_name=cfg.name, storage=storage)
     out, ranking = write_report(study, Path("reports"), Path(cfg.artifact_dir))
-    log.info("report of %d finished trials (of %d) written to %s",
-             len(finished(trials_frame(study))), len(study.trials), out / "report.html")
+    finished_trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    log.info("report of %d finished trials (of %d) written to %s", len(finished_trials),
+             len(study.trials), out / "report.html")
     print(f"Ranking of study {study.study_name}:\n"
           + (ranking.to_string(index=False) if not ranking.empty else "(no finished trials)"))
 
 
 def main() -> None:
-    from study.cli import run_app
-
     run_app(run_report, "report")
 
 

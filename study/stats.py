@@ -10,14 +10,14 @@
 - `optuna_importances`: Optuna's fANOVA and PED-ANOVA evaluators, repeated on bootstrap resamples
   of the trials (and fANOVA forest seeds), as mean and spread.
 
-Each factor's levels are compared on its slice of trials (study.analysis.factor_slice).
+Each factor's levels are compared on its slice of trials (study.analysis.factor_slice); the
+factors, their levels and the baseline are the study spec's.
 """
 
 from __future__ import annotations
 
 import itertools
 import warnings
-from typing import Any
 
 import numpy as np
 import optuna
@@ -28,7 +28,7 @@ from statsmodels.stats.anova import anova_lm
 from statsmodels.stats.multitest import multipletests
 
 from study.analysis import ACCURACY, finished, level_labels, level_slice
-from study.config import FACTORS
+from study.spec import StudySpec
 
 ALPHA = 0.05  # family-wise error rate over the factors (Holm)
 PRACTICAL_EFFECT = 0.01  # accuracy; a significant effect below one point is "small"
@@ -37,10 +37,9 @@ IMPORTANCE_COLUMNS = ["evaluator", "factor", "mean", "std", "repeats"]
 VERDICTS = ("influential", "small", "not distinguishable from seed noise", "not testable")
 
 
-def _groups(trials: pd.DataFrame, factor: str, baseline: dict[str, Any] | None
-            ) -> dict[Any, np.ndarray]:
+def _groups(trials: pd.DataFrame, factor: str, spec: StudySpec) -> dict[object, np.ndarray]:
     """Test accuracies of the finished trials in the factor's slice, by level."""
-    part = level_slice(finished(trials), factor, baseline)
+    part = level_slice(finished(trials), factor, spec)
     return {level: g[ACCURACY].to_numpy() for level, g in part.groupby("level", sort=True)}
 
 
@@ -51,13 +50,13 @@ def _bootstrap_means(values: np.ndarray, rng: np.random.Generator, n_boot: int) 
     return values[rng.integers(0, len(values), (n_boot, len(values)))].mean(axis=1)
 
 
-def level_intervals(trials: pd.DataFrame, baseline: dict[str, Any] | None,
-                    n_boot: int = N_BOOTSTRAP, seed: int = 0) -> pd.DataFrame:
+def level_intervals(trials: pd.DataFrame, spec: StudySpec, n_boot: int = N_BOOTSTRAP,
+                    seed: int = 0) -> pd.DataFrame:
     """Mean accuracy per (factor, level) with a 95% percentile-bootstrap CI over its trials."""
     rng = np.random.default_rng(seed)
     rows = []
-    for factor in FACTORS:
-        for level, values in _groups(trials, factor, baseline).items():
+    for factor in spec.factors:
+        for level, values in _groups(trials, factor, spec).items():
             boot = _bootstrap_means(values, rng, n_boot)
             rows.append({"factor": factor, "level": level, "n": len(values),
                          "mean": values.mean(), "ci_low": np.quantile(boot, 0.025),
@@ -65,11 +64,11 @@ def level_intervals(trials: pd.DataFrame, baseline: dict[str, Any] | None,
     return pd.DataFrame(rows, columns=["factor", "level", "n", "mean", "ci_low", "ci_high"])
 
 
-def factor_tests(trials: pd.DataFrame, baseline: dict[str, Any] | None) -> pd.DataFrame:
+def factor_tests(trials: pd.DataFrame, spec: StudySpec) -> pd.DataFrame:
     """Eta-squared, ANOVA and Kruskal-Wallis p per factor, Holm-corrected over the factors."""
     rows = []
-    for factor in FACTORS:
-        groups = list(_groups(trials, factor, baseline).values())
+    for factor in spec.factors:
+        groups = list(_groups(trials, factor, spec).values())
         if len(groups) < 2:
             continue
         values = np.concatenate(groups)
@@ -106,14 +105,14 @@ def verdict(p_holm: float, effect: float) -> str:
     return "influential" if effect >= PRACTICAL_EFFECT else "small"
 
 
-def influence(trials: pd.DataFrame, baseline: dict[str, Any] | None,
-              n_boot: int = N_BOOTSTRAP, seed: int = 0) -> pd.DataFrame:
+def influence(trials: pd.DataFrame, spec: StudySpec, n_boot: int = N_BOOTSTRAP,
+              seed: int = 0) -> pd.DataFrame:
     """The ranking: one row per factor, largest effect first, with CIs, tests and verdicts."""
     rng = np.random.default_rng(seed)
-    tests = factor_tests(trials, baseline).set_index("factor")
+    tests = factor_tests(trials, spec).set_index("factor")
     rows = []
     for factor in tests.index:
-        groups = _groups(trials, factor, baseline)
+        groups = _groups(trials, factor, spec)
         means = {level: v.mean() for level, v in groups.items()}
         boot = np.stack([_bootstrap_means(v, rng, n_boot) for v in groups.values()])
         boot_effect = boot.max(axis=0) - boot.min(axis=0)
@@ -146,17 +145,18 @@ def _tied_ranks(tied_with_next: pd.Series) -> list[int]:
     return ranks
 
 
-def varied_factors(trials: pd.DataFrame) -> list[str]:
+def varied_factors(trials: pd.DataFrame, spec: StudySpec) -> list[str]:
     done = finished(trials)
-    return [f for f in FACTORS if done[f].nunique() > 1]
+    return [f for f in spec.factors if done[f].nunique() > 1]
 
 
-def interactions(trials: pd.DataFrame) -> tuple[pd.DataFrame, dict[tuple[str, str], pd.DataFrame]]:
+def interactions(trials: pd.DataFrame, spec: StudySpec
+                 ) -> tuple[pd.DataFrame, dict[tuple[str, str], pd.DataFrame]]:
     """Two-way ANOVA with interaction for each pair of jointly varied factors, and each pair's
     table of mean accuracy (rows: first factor's levels, columns: second's)."""
     done = finished(trials)
     rows, tables = [], {}
-    for a, b in itertools.combinations(varied_factors(trials), 2):
+    for a, b in itertools.combinations(varied_factors(trials, spec), 2):
         frame = pd.DataFrame({"a": level_labels(done[a]), "b": level_labels(done[b]),
                               "y": done[ACCURACY]})
         cells = frame.groupby(["a", "b"]).size()
@@ -180,12 +180,12 @@ def interactions(trials: pd.DataFrame) -> tuple[pd.DataFrame, dict[tuple[str, st
     return result.sort_values("interaction_p", ignore_index=True), tables
 
 
-def optuna_importances(study: optuna.Study, repeats: int = 5) -> pd.DataFrame:
+def optuna_importances(study: optuna.Study, spec: StudySpec, repeats: int = 5) -> pd.DataFrame:
     """fANOVA and PED-ANOVA importances over `repeats` bootstrap resamples of the finished trials
     (fANOVA's forest seeded alike): mean and std per (evaluator, factor)."""
     trials = [t for t in study.get_trials(deepcopy=False)
               if t.state == optuna.trial.TrialState.COMPLETE]
-    params = [f for f in FACTORS if len({t.params.get(f) for t in trials}) > 1]
+    params = [f for f in spec.factors if len({t.params.get(f) for t in trials}) > 1]
     if len(trials) < 10 or not params:
         return pd.DataFrame(columns=IMPORTANCE_COLUMNS)
     evaluators = {

@@ -1,11 +1,16 @@
 """The study storage: open it, create or continue a study, and keep its trial queue.
 
-Fixed designs (ofat, grid) put every (design point, seed) into the study's queue with
-`enqueue_trial` (under a lock, so that machines starting at once enqueue it once); a worker takes
-the next waiting trial with Optuna's own claim. On SQLite every transaction takes the write lock
-up front (BEGIN IMMEDIATE): the claim reads, then writes, and without that lock two processes can
-both claim the same trial (seen here: 28 double claims in 300 with 4 processes). Storage URLs
-are shown with the password masked; a storage problem is a one-line UserError.
+`open_study` creates a study with its spec (study.spec), or continues one whose spec has the same
+identity, growing it by what the run adds; a run that would change what the study is gets a
+one-line UserError and changes nothing. Fixed designs (ofat, grid) put every (design point, seed)
+into the study's queue with `enqueue_trial`; both happen under a per-study lock, so that machines
+starting at once create and enqueue the study once. A worker takes the next waiting trial with
+Optuna's own claim. A trial whose worker died (no heartbeat) is failed by Optuna's
+`fail_stale_trials` and queued again by its RetryHeartbeatStaleTrialCallback. On SQLite every
+transaction takes the write lock up front (BEGIN IMMEDIATE): the claim reads, then writes, and
+without that lock two processes can both claim the same trial (seen here: 28 double claims in 300
+with 4 processes). Storage URLs are shown with the password masked; a storage problem is a
+one-line UserError.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import logging
 import os
 import socket
 import time
+import warnings
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -24,12 +30,12 @@ from pathlib import Path
 
 import optuna
 import sqlalchemy
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from optuna.trial import TrialState
 
-from study.config import UserError
-from study.design import baseline, distributions, fixed_points, replicate_seeds
-from study.train import TrialResult
+from study.engine import TrialResult
+from study.errors import UserError
+from study.spec import SPEC_ATTR, StudySpec, code_version, stored_spec
 
 log = logging.getLogger("study.storage")
 CLAIMED = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
@@ -48,7 +54,8 @@ def mask_url(url: str) -> str:
 
 def open_storage(url: str, heartbeat_s: int | None = None) -> optuna.storages.RDBStorage:
     """The study storage at `url`; with heartbeat_s, running trials whose heartbeat is older
-    than 3 x heartbeat_s count as stale (their worker died) for `fail_stale_trials`."""
+    than 3 x heartbeat_s count as stale (their worker died): `fail_stale_trials` fails them
+    and queues each again."""
     try:
         parsed = sqlalchemy.engine.make_url(url)
     except sqlalchemy.exc.ArgumentError:
@@ -60,9 +67,14 @@ def open_storage(url: str, heartbeat_s: int | None = None) -> optuna.storages.RD
     engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}} if sqlite else {}
     for attempt in range(SCHEMA_ATTEMPTS):
         try:
-            storage = optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
-                grace_period=3 * heartbeat_s if heartbeat_s else None)
+            with warnings.catch_warnings():  # heartbeats and retries are marked experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
+                    grace_period=3 * heartbeat_s if heartbeat_s else None,
+                    heartbeat_stale_trial_callback=(
+                        optuna.storages.RetryHeartbeatStaleTrialCallback() if heartbeat_s
+                        else None))
             break
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             # another process is creating Optuna's tables in this empty database right now
@@ -101,31 +113,42 @@ def make_sampler(cfg: DictConfig, worker: int = 0) -> optuna.samplers.BaseSample
     return optuna.samplers.TPESampler(seed=seed)
 
 
-def open_study(cfg: DictConfig, storage: optuna.storages.BaseStorage,
-               design: str | None = None) -> optuna.Study:
-    """Create the study `name`, or continue it if it exists with the same design and budget
-    (the sweep's design, or `design` for studies written by other apps)."""
-    design = design or cfg.sweep.design
-    for existing in storage.get_all_studies():
-        was = (existing.user_attrs.get("design"), existing.user_attrs.get("budget"))
-        if existing.study_name == cfg.name and was != (design, cfg.budget):
-            raise UserError(f"study {cfg.name!r} in {mask_url(cfg.storage)} was run with design "
-                            f"{was[0]}, budget {was[1]}; this is design {design}, budget "
-                            f"{cfg.budget}: choose another name=...")
-    study = optuna.create_study(study_name=cfg.name, storage=storage, direction="maximize",
-                                sampler=make_sampler(cfg), load_if_exists=True)
-    study.set_user_attr("design", design)
-    study.set_user_attr("budget", cfg.budget)
-    study.set_user_attr("config", OmegaConf.to_container(cfg, resolve=True)
-                        | {"storage": mask_url(cfg.storage)})
-    return study
+def open_study(cfg: DictConfig, storage: optuna.storages.RDBStorage, run_spec: StudySpec
+               ) -> tuple[optuna.Study, StudySpec]:
+    """Create the study `name` with `run_spec`, or continue it: its stored spec, grown by what
+    the run adds. UserError when the run is not the same study, and then nothing is written:
+    the check runs once before the lock (which may create a lock file) and once under it."""
+    continued_spec(storage, cfg.name, run_spec)
+    with study_lock(storage, cfg.name):
+        stored, spec = continued_spec(storage, cfg.name, run_spec)
+        study = optuna.create_study(study_name=cfg.name, storage=storage, direction="maximize",
+                                    sampler=make_sampler(cfg), load_if_exists=True)
+        if spec is not stored:
+            study.set_user_attr(SPEC_ATTR, spec.to_dict())
+    if stored is not None and spec is not stored:
+        log.info("study %s grows: %s", cfg.name, spec.history[-1])
+    return study, spec
+
+
+def continued_spec(storage: optuna.storages.RDBStorage, name: str, run_spec: StudySpec
+                   ) -> tuple[StudySpec | None, StudySpec]:
+    """The study's stored spec (None for a new study) and its spec once this run joins it."""
+    existing = {s.study_name: s for s in storage.get_all_studies()}.get(name)
+    # a study with neither spec nor trials was left by a run killed while creating it
+    empty = existing is not None and SPEC_ATTR not in existing.user_attrs and \
+        not storage.get_n_trials(storage.get_study_id_from_name(name))
+    if existing is None or empty:
+        return None, run_spec
+    stored = stored_spec(name, existing.user_attrs)
+    return stored, stored.grow(run_spec, name, mask_url(str(storage.url)))
 
 
 @contextlib.contextmanager
-def enqueue_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator[None]:
+def study_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator[None]:
     """Hold a lock that only one process per study holds, so that two machines starting at
-    once do not both enqueue the whole design: a PostgreSQL advisory lock, a lock file next to
-    a SQLite database; other databases get none (start their first workers one at a time)."""
+    once do not both create the study or enqueue its design: a PostgreSQL advisory lock, a lock
+    file next to a SQLite database; other databases get none (start their first workers one at
+    a time)."""
     backend = storage.engine.url.get_backend_name()
     if backend == "postgresql":
         key = zlib.crc32(study_name.encode())
@@ -143,13 +166,13 @@ def enqueue_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterat
         yield
 
 
-def enqueue_missing(study: optuna.Study, cfg: DictConfig) -> int:
+def enqueue_missing(study: optuna.Study, spec: StudySpec) -> int:
     """Enqueue every (design point, seed) that is not already done, running or waiting."""
     claimed = Counter((t.user_attrs.get("design_point"), t.user_attrs.get("seed"))
                       for t in study.get_trials(deepcopy=False, states=CLAIMED))
     added = 0
-    for point in fixed_points(cfg):
-        for seed in replicate_seeds(cfg):
+    for point in spec.points():
+        for seed in spec.seeds:
             if claimed[(point.id, seed)] == 0:
                 study.enqueue_trial(point.params, user_attrs={"design_point": point.id,
                                                               "seed": seed})
@@ -170,12 +193,18 @@ def claim_waiting_trial(study: optuna.Study, storage: optuna.storages.BaseStorag
             storage.record_heartbeat(trial_id)
         try:
             if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
-                trial = optuna.Trial(study, trial_id)
-                trial.set_user_attr("worker", WORKER_ID)
-                return trial
+                return mark_claimed(optuna.Trial(study, trial_id))
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
     return None
+
+
+def mark_claimed(trial: optuna.Trial) -> optuna.Trial:
+    """Record on the trial which process trains it and with which code: several machines or
+    versions may share a study."""
+    trial.set_user_attr("worker", WORKER_ID)
+    trial.set_user_attr("code", code_version())
+    return trial
 
 
 def failures_since(study: optuna.Study, start: datetime) -> list[optuna.trial.FrozenTrial]:
@@ -183,20 +212,22 @@ def failures_since(study: optuna.Study, start: datetime) -> list[optuna.trial.Fr
             if t.datetime_complete is not None and t.datetime_complete >= start]
 
 
-def record_job(study: optuna.Study, storage: optuna.storages.BaseStorage, cfg: DictConfig,
-               design_point: str, result: TrialResult | None, reason: str = "") -> int:
-    """Record one trained job (the train app) as a finished trial; return its number. Without
-    a result it is a failed trial with the reason."""
-    attrs = {"design_point": design_point, "seed": cfg.train.seed, "worker": WORKER_ID}
+def record_job(study: optuna.Study, storage: optuna.storages.BaseStorage, spec: StudySpec,
+               job: StudySpec, design_point: str, result: TrialResult | None,
+               reason: str = "") -> int:
+    """Record one trained job (the train app; its own spec `job`) as a finished trial of the
+    study with `spec`; return its number. Without a result it is a failed trial with the
+    reason."""
+    attrs = {"design_point": design_point, "seed": job.seeds[0], "worker": WORKER_ID,
+             "code": code_version()}
     if result is None:
         state, value, attrs = TrialState.FAIL, None, attrs | {"outcome": "failed",
                                                                 "reason": reason}
     else:
         state, value = TrialState.COMPLETE, result.test_accuracy
         attrs |= {k: v for k, v in result.as_dict().items() if k != "test_accuracy"}
-    space = distributions(cfg)
-    frozen = optuna.trial.create_trial(state=state, value=value, params=baseline(cfg),
-                                       distributions=space, user_attrs=attrs)
+    frozen = optuna.trial.create_trial(state=state, value=value, params=job.baseline,
+                                       distributions=spec.distributions(), user_attrs=attrs)
     trial_id = storage.create_new_trial(storage.get_study_id_from_name(study.study_name),
                                         template_trial=frozen)
     return storage.get_trial_number_from_id(trial_id)

@@ -3,7 +3,7 @@
 A small CNN's training step leaves most of a GPU idle, and more worker processes do not fill it:
 without NVIDIA's MPS daemon a GPU runs the kernels of one process at a time and switches between
 processes. Kernels that one process issues on different CUDA streams can run side by side.
-`TrialStreams` holds up to `size` trials as generators (study.train.trial_steps yields after
+`TrialStreams` holds up to `size` trials as generators (study.engine.trial_steps yields after
 every optimizer step) and advances each by one step in turn, under its own stream and with its own
 random-number state, so that a trial trains as it would alone: bit-identically on the CPU.
 `python -m study.bench` measures what it gains (bench.streams).
@@ -29,7 +29,7 @@ class Running:
 
 class TrialStreams:
     """Up to `size` trials trained in turns by this process on `device`. With size 1 a trial
-    runs exactly as study.train.train_trial runs it: on the default stream, no state swapped."""
+    runs exactly as study.engine.train_trial runs it: on the default stream, no state swapped."""
 
     def __init__(self, size: int, device: torch.device) -> None:
         self.size, self.device = size, device

@@ -1,17 +1,19 @@
 """Run a design and record every trial in an Optuna study: `python -m study.sweep`.
 
-The design's trials wait in the study's queue (study.storage); `sweep.workers` worker processes
-(default: `auto_workers`) each load the data onto the device once and then take and train trial
-after trial, `sweep.streams` of them at once (study.streams). Because the queue lives in the
-storage, a second process or machine started with the same `name` and `storage` shares the work,
-and re-running the command trains only what is missing. The optuna design asks the configured
-sampler until `sweep.n_trials` trials exist. A worker that crashes leaves the others running; a
-trial whose worker died (no heartbeat for three `sweep.heartbeat_s`) is failed by the next run
-and trained again.
+The run's config makes a study spec (study.spec); `open_study` creates the study with it or
+continues the study of that name when the identities match (growing it by new seeds or levels), and
+refuses otherwise. The design's trials wait in the study's queue (study.storage); `sweep.workers`
+worker processes (default: `auto_workers`) each load the data onto the device once and then take
+and train trial after trial, `sweep.streams` of them at once (study.streams). Because the queue
+lives in the storage, a second process or machine started with the same `name` and `storage` shares
+the work, and re-running the command trains only what is missing. The optuna design asks the
+configured sampler until `sweep.n_trials` trials exist. A worker that crashes leaves the others
+running; a trial whose worker died (no heartbeat for three `sweep.heartbeat_s`) is failed and
+queued again.
 
-Each trial records: params = the seven studied factors; user attributes = seed, design_point,
-outcome (complete | diverged | failed), per-epoch train_loss/train_accuracy, wall_time_s, device,
-and for failures the reason. The sweep ends by writing the report and printing the
+Each trial records: params = the studied factors; user attributes = seed, design_point, outcome
+(complete | diverged | failed), per-epoch train_loss/train_accuracy, wall_time_s, device, worker,
+code version, and for failures the reason. The sweep ends by writing the report and printing the
 optuna-dashboard command.
 
     python -m study.sweep                                  # the textbook's OFAT study
@@ -37,49 +39,43 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
-from study.config import StudyStopped
+from study.cli import run_app
 from study.data import DeviceData, Images, load_images, to_device
-from study.design import apply_params, distributions, fixed_points
+from study.engine import device_name, pick_device, resolve_engine, trial_steps, worker_device
+from study.errors import StudyStopped
 from study.progress import SweepProgress
+from study.spec import StudySpec, spec_for_run, stored_spec
 from study.storage import (
     CLAIMED,
-    WORKER_ID,
     claim_waiting_trial,
-    enqueue_lock,
     enqueue_missing,
     fail_trials_of,
     failures_since,
     make_sampler,
+    mark_claimed,
     mask_url,
     open_storage,
     open_study,
     record_failure,
+    study_lock,
 )
 from study.streams import TrialStreams
 from study.tensorboard_log import TrialLog
-from study.train import (
-    device_name,
-    pick_device,
-    resolve_engine,
-    trial_steps,
-    worker_device,
-)
 
 log = logging.getLogger("study.sweep")
 GPU_WORKERS = 4  # worker processes per GPU by default (study.bench measures other counts)
 
 
-def next_trial(study: optuna.Study, storage: optuna.storages.BaseStorage, cfg: DictConfig,
+def next_trial(study: optuna.Study, storage: optuna.storages.BaseStorage, spec: StudySpec,
                space: dict[str, BaseDistribution]) -> optuna.Trial | None:
-    if cfg.sweep.design != "optuna":
-        trial = claim_waiting_trial(study, storage)
-    elif len(study.get_trials(deepcopy=False, states=CLAIMED)) < cfg.sweep.n_trials:
-        trial = study.ask()
-        trial.set_user_attr("worker", WORKER_ID)
+    """The next waiting trial (a fixed design's point, or one queued again); a sampled design
+    then asks its sampler for new ones until the study holds n_trials."""
+    trial = claim_waiting_trial(study, storage)
+    if trial is None and spec.kind.sampled and \
+            len(study.get_trials(deepcopy=False, states=CLAIMED)) < spec.n_trials:
+        trial = mark_claimed(study.ask())
         trial.set_user_attr("design_point", f"sample {trial.number}")
-        trial.set_user_attr("seed", cfg.train.seed + trial.number)
-    else:
-        return None
+        trial.set_user_attr("seed", spec.seeds[0] + trial.number)
     if trial is not None:
         for name, distribution in space.items():
             suggest(trial, name, distribution)
@@ -124,12 +120,13 @@ class Heartbeat:
                     log.warning("heartbeat of trial id %d failed: %s", trial_id, error)
 
 
-def run_worker(cfg: DictConfig, study: optuna.Study, storage: optuna.storages.BaseStorage,
-               images: Images, device: torch.device) -> Counter:
+def run_worker(cfg: DictConfig, spec: StudySpec, study: optuna.Study,
+               storage: optuna.storages.BaseStorage, images: Images, device: torch.device
+               ) -> Counter:
     """Train trials, sweep.streams at a time, until the design is exhausted or until
     sweep.max_failures trials have failed since this worker started; return how many ended in
     each outcome."""
-    space = distributions(cfg)
+    space = spec.distributions()
     prepared: dict[str, DeviceData] = {}  # preprocessing -> data on the device, made once
     outcomes: Counter = Counter()
     start, heartbeat = datetime.now(), Heartbeat(storage)
@@ -138,11 +135,11 @@ def run_worker(cfg: DictConfig, study: optuna.Study, storage: optuna.storages.Ba
         while True:
             while trials.has_room() and not queue_dry:
                 if len(failures_since(study, start)) >= cfg.sweep.max_failures or (
-                        trial := next_trial(study, storage, cfg, space)) is None:
+                        trial := next_trial(study, storage, spec, space)) is None:
                     queue_dry = True
                     break
                 heartbeat.follow(trial._trial_id)
-                trials.start(trial, train_one(cfg, study, trial, images, device, prepared))
+                trials.start(trial, train_one(cfg, spec, study, trial, images, device, prepared))
             if not trials.running:
                 return outcomes
             for trial, outcome in trials.turn():
@@ -156,12 +153,13 @@ def run_worker(cfg: DictConfig, study: optuna.Study, storage: optuna.storages.Ba
         heartbeat.stop.set()
 
 
-def train_one(cfg: DictConfig, study: optuna.Study, trial: optuna.Trial, images: Images,
-              device: torch.device, prepared: dict[str, DeviceData]) -> Generator[None, None, str]:
+def train_one(cfg: DictConfig, spec: StudySpec, study: optuna.Study, trial: optuna.Trial,
+              images: Images, device: torch.device, prepared: dict[str, DeviceData]
+              ) -> Generator[None, None, str]:
     """Train one claimed trial, a step per iteration, and tell the study its result; return
     its outcome."""
     seed = trial.user_attrs["seed"]
-    trial_cfg = apply_params(cfg, trial.params, seed)
+    trial_cfg = spec.trial_config(cfg, trial.params, seed)
     label = f"trial {trial.number} [{trial.user_attrs['design_point']}, seed {seed}]"
     board = (TrialLog(cfg.logger.dir, study.study_name, f"trial-{trial.number}")
              if cfg.logger.kind == "tensorboard" else None)
@@ -215,8 +213,9 @@ def worker_process(config: dict, index: int, count: int, quiet: bool) -> None:
     storage = open_storage(cfg.storage, cfg.sweep.heartbeat_s)
     study = optuna.load_study(study_name=cfg.name, storage=storage,
                               sampler=make_sampler(cfg, worker=index))
+    spec = stored_spec(cfg.name, study.user_attrs)
     try:
-        run_worker(cfg, study, storage, load_images(cfg.data), device)
+        run_worker(cfg, spec, study, storage, load_images(cfg.data), device)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
 
@@ -246,38 +245,40 @@ def run_workers(cfg: DictConfig, study: optuna.Study, storage: optuna.storages.B
 
 
 def run_sweep(cfg: DictConfig) -> None:
+    # the report's plotting and statistics libraries take seconds to import: only at the end,
+    # so that a bad command line fails fast
     from study.report import write_report
 
     device = pick_device()
     resolve_engine(cfg.train.compile, device)  # a mode this device lacks is an error now
     images = load_images(cfg.data)  # before the storage, so that bad data writes nothing
     storage = open_storage(cfg.storage, cfg.sweep.heartbeat_s)
-    study = open_study(cfg, storage)
-    study.set_user_attr("data_source", images.source)
-    study.set_user_attr("environment", {
-        "device": device_name(device), "torch": torch.__version__, "optuna": optuna.__version__,
-        "python": platform.python_version()})
+    run_spec = spec_for_run(cfg, cfg.sweep.design, images.fingerprint, created={
+        "device": device_name(device), "data_source": images.source, "torch": torch.__version__,
+        "optuna": optuna.__version__, "python": platform.python_version()})
+    study, spec = open_study(cfg, storage, run_spec)
     workers = auto_workers(cfg, device)
     log.info("%s on %s, budget %s: %d epochs per trial, %d worker process%s x %d trial%s at "
-             "once", images.source, device_name(device), cfg.budget, cfg.train.epochs, workers,
-             "" if workers == 1 else "es", cfg.sweep.streams, "" if cfg.sweep.streams == 1 else "s")
-    total = (cfg.sweep.n_trials if cfg.sweep.design == "optuna"
-             else len(fixed_points(cfg)) * cfg.sweep.seeds)
+             "once; study %s, identity %s", images.source, device_name(device), cfg.budget,
+             cfg.train.epochs, workers, "" if workers == 1 else "es", cfg.sweep.streams,
+             "" if cfg.sweep.streams == 1 else "s", cfg.name, spec.identity_hash())
     start = datetime.now()
-    optuna.storages.fail_stale_trials(study)  # trials of workers killed in an earlier run
-    with SweepProgress(study, total, cfg.train.epochs) as progress:
+    with study_lock(storage, cfg.name):  # trials of workers killed in an earlier run
+        optuna.storages.fail_stale_trials(study)
+    with SweepProgress(study, spec.total_trials(), cfg.train.epochs) as progress:
         while True:
-            if cfg.sweep.design != "optuna":
-                with enqueue_lock(storage, cfg.name):
-                    added = enqueue_missing(study, cfg)
+            if spec.kind.fixed:
+                with study_lock(storage, cfg.name):
+                    added = enqueue_missing(study, spec)
                 log.info("study %s: %d trials enqueued (%d design points x %d seeds in the "
-                         "design)", cfg.name, added, len(fixed_points(cfg)), cfg.sweep.seeds)
+                         "design)", cfg.name, added, len(spec.points()), len(spec.seeds))
             if workers == 1:
-                run_worker(cfg, study, storage, images, device)
+                run_worker(cfg, spec, study, storage, images, device)
             else:
                 run_workers(cfg, study, storage, workers, quiet=progress.interactive)
             failed = failures_since(study, start)
-            if len(failed) >= cfg.sweep.max_failures or not wait_for_stale_trials(study, cfg):
+            if len(failed) >= cfg.sweep.max_failures or \
+                    not wait_for_stale_trials(study, storage, cfg):
                 break
     states = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
     log.info("study %s now holds %s", cfg.name, dict(states))
@@ -292,28 +293,24 @@ def run_sweep(cfg: DictConfig) -> None:
                         f"{reasons.most_common(1)[0][0]}; the report lists them all")
 
 
-def wait_for_stale_trials(study: optuna.Study, cfg: DictConfig) -> bool:
+def wait_for_stale_trials(study: optuna.Study, storage: optuna.storages.RDBStorage,
+                          cfg: DictConfig) -> bool:
     """After this run's workers are done, wait while other trials are still running (on other
     machines, or held by a worker killed in an earlier run), failing those whose heartbeat
-    stopped; True when some did, so that their design points are trained again."""
-    if cfg.sweep.design == "optuna":
-        return False
-    stale, waited = False, 0
+    stopped, which queues them again; True when trials wait to be trained."""
+    waited = 0
     while running := study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if waited % 60 < cfg.sweep.heartbeat_s:
             log.info("waiting for %d trial(s) running elsewhere: %s", len(running),
                      ", ".join(str(t.number) for t in running))
         time.sleep(cfg.sweep.heartbeat_s)
         waited += cfg.sweep.heartbeat_s
-        before = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
-        optuna.storages.fail_stale_trials(study)
-        stale |= len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))) > before
-    return stale
+        with study_lock(storage, cfg.name):
+            optuna.storages.fail_stale_trials(study)
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def main() -> None:
-    from study.cli import run_app
-
     run_app(run_sweep, "sweep")
 
 

@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from study.cli import compose_config
 from study.data import Images, load_cifar10
+from study.spec import StudySpec, spec_for_run
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_CIFAR10 = REPO.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
@@ -18,6 +19,11 @@ SHARED_CIFAR10 = REPO.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
 def compose(*overrides: str) -> DictConfig:
     """The real config as the apps compose it, with a smoke budget unless overridden."""
     return compose_config(["budget=smoke", *overrides])
+
+
+def spec_of(cfg: DictConfig, fingerprint: str = "synthetic:test") -> StudySpec:
+    """The spec a run of this config makes (the data's fingerprint given)."""
+    return spec_for_run(cfg, cfg.sweep.design, fingerprint)
 
 
 def cifar10_archive() -> Path:

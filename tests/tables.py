@@ -1,4 +1,5 @@
-"""Synthetic results tables with known truth, shaped like study.analysis.trials_frame."""
+"""Synthetic results tables with known truth, shaped like study.analysis.trials_frame, and the
+specs of the studies they stand for."""
 
 from __future__ import annotations
 
@@ -8,12 +9,28 @@ import numpy as np
 import pandas as pd
 
 from study.analysis import ACCURACY
+from study.designs import FactorSpec
+from study.factors import FACTORS
+from study.spec import StudySpec
 
 BASE = {"channels": 32, "activation": "relu", "pooling": "max", "dropout": 0.5,
         "preprocessing": "standardize", "batch_size": 128, "lr": 0.05}
 LEVELS = {"channels": [16, 64, 128], "activation": ["tanh", "gelu"], "pooling": ["avg"],
           "dropout": [0.0, 0.25], "preprocessing": ["none", "zca"], "batch_size": [64, 256],
           "lr": [0.01, 0.1]}
+GRID_LEVELS = {"lr": [0.01, 0.1], "batch_size": [64, 256], "activation": ["relu", "tanh"]}
+
+
+def table_spec(design: str, varied: dict[str, list]) -> StudySpec:
+    """The spec of a study over BASE that varies these factors over these levels."""
+    factors = {name: FactorSpec(FACTORS[name].key, FACTORS[name].kind, FACTORS[name].log,
+                                BASE[name], varied.get(name, [BASE[name]]), name in varied)
+               for name in [*varied, *(n for n in BASE if n not in varied)]}
+    return StudySpec(design=design, factors=factors, seeds=[0], setup={"budget": "full"})
+
+
+OFAT = table_spec("ofat", {f: [BASE[f], *levels] for f, levels in LEVELS.items()})
+GRID = table_spec("grid", GRID_LEVELS)
 
 
 def _row(number: int, point: str, seed: int, params: dict, accuracy: float) -> dict:
@@ -43,7 +60,7 @@ def grid_table(interaction: float, noise: float, seeds: int = 3,
     lr and batch_size have none alone, but lr=0.1 with batch_size=256 adds `interaction`."""
     rng = rng or np.random.default_rng(0)
     rows = []
-    for lr, batch, act in itertools.product([0.01, 0.1], [64, 256], ["relu", "tanh"]):
+    for lr, batch, act in itertools.product(*GRID_LEVELS.values()):
         params = BASE | {"lr": lr, "batch_size": batch, "activation": act}
         mean = 0.7 + (0.02 if act == "tanh" else 0.0) + (interaction if (lr, batch) ==
                                                          (0.1, 256) else 0.0)

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 
 from study.analysis import ACCURACY, design_table, factor_slice, level_labels, seed_noise
-from tests.tables import BASE, ofat_table
+from tests.tables import GRID, OFAT, ofat_table
 
 
 def test_seed_noise_at_baseline_and_pooled() -> None:
@@ -18,10 +18,10 @@ def test_one_seed_has_no_measurable_noise() -> None:
 
 def test_ofat_slice_keeps_only_trials_at_baseline_for_other_factors() -> None:
     trials = ofat_table({}, noise=0.0, seeds=2)
-    part = factor_slice(trials, "channels", BASE)
+    part = factor_slice(trials, "channels", OFAT)
     assert sorted(part["channels"].unique()) == [16, 32, 64, 128] and len(part) == 8
     assert (part.drop(columns="channels")[["lr", "activation"]] == [0.05, "relu"]).all().all()
-    assert len(factor_slice(trials, "channels", None)) == len(trials)  # marginal designs
+    assert len(factor_slice(trials, "channels", GRID)) == len(trials)  # marginal designs
 
 
 def test_many_numeric_values_are_binned_into_quartiles() -> None:

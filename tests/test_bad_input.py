@@ -7,8 +7,12 @@ import sys
 import time
 from pathlib import Path
 
-import optuna
 import pytest
+
+from study.data import synthetic_images
+from study.storage import open_storage, open_study
+from tests.conftest import compose, spec_of
+from tests.test_spec import _legacy_study
 
 STUDY = ["budget=smoke", "data=synthetic"]
 SECRET = "s3cret-pw"
@@ -29,10 +33,13 @@ CASES = [
      ["cannot open storage postgresql://ann:***@127.0.0.1:1/db"]),
     ("sweep", ["data.source=cifar10", "data.path={tmp}/missing"], ["CIFAR-10", "data.path="]),
     ("sweep", ["data.source=cifar10", "data.path={tmp}/corrupt.tar.gz"], ["corrupt.tar.gz"]),
-    ("sweep", [*STUDY, "storage=sqlite:///{tmp}/old.db", "name=taken", "sweep=grid"],
-     ["study 'taken'", "was run with design ofat", "choose another name"]),
+    ("sweep", [*STUDY, "storage=sqlite:///{tmp}/old.db", "name=taken", "model.activation=gelu"],
+     ["study 'taken' was created with model.activation=relu; this run has "
+      "model.activation=gelu: choose another name=", "--storage sqlite:///{tmp}/old.db"]),
+    ("sweep", [*STUDY, "storage=sqlite:///{tmp}/old.db", "name=old"],
+     ["study 'old' was made by an older version", "can be reported", "choose another name="]),
     ("report", ["storage=sqlite:///{tmp}/old.db", "name=nope"],
-     ["no study named 'nope'", "studies there: taken"]),
+     ["no study named 'nope'", "studies there: old, taken"]),
     ("train", ["model.activation=swish"], ["model.activation", "relu"]),
 ]
 
@@ -43,8 +50,10 @@ CASES = [
 def test_bad_input_stops_at_once_with_one_line_and_writes_nothing(
         tmp_path, app: str, arguments: list[str], expected: list[str]) -> None:
     (tmp_path / "corrupt.tar.gz").write_bytes(b"\x1f\x8b not really gzip")
-    optuna.create_study(study_name="taken", storage=f"sqlite:///{tmp_path}/old.db"
-                        ).set_user_attr("design", "ofat")
+    _legacy_study(f"sqlite:///{tmp_path}/old.db")
+    taken = compose(*STUDY, f"storage=sqlite:///{tmp_path}/old.db", "name=taken")
+    fingerprint = synthetic_images(taken.data.synthetic_train, taken.data.synthetic_test)
+    open_study(taken, open_storage(taken.storage), spec_of(taken, fingerprint.fingerprint))
     before = _files(tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "CIFAR10_PATH"}
     start = time.monotonic()
@@ -53,9 +62,9 @@ def test_bad_input_stops_at_once_with_one_line_and_writes_nothing(
                          cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
     assert time.monotonic() - start < 60
     assert run.returncode == 2, run.stderr[-2000:]
-    error = run.stderr.strip().splitlines()[-1]
-    assert error.startswith("error: ") and "Traceback" not in run.stderr + run.stdout
+    [error] = run.stderr.strip().splitlines()  # one line, warnings included
+    assert error.startswith("error: ") and "Traceback" not in run.stdout
     for part in expected:
-        assert part in error
+        assert part.format(tmp=tmp_path) in error
     assert SECRET not in run.stdout + run.stderr
     assert _files(tmp_path) == before  # no storage, data cache, results or Hydra folder

@@ -3,7 +3,9 @@ import sys
 
 import pytest
 
-from study.config import ACTIVATIONS, FACTORS, ConfigError
+from study.errors import ConfigError
+from study.factors import FACTORS
+from study.model import ACTIVATION_LAYERS
 from tests.conftest import compose
 
 
@@ -19,7 +21,7 @@ def test_default_config_is_the_textbook_baseline() -> None:
 
 
 @pytest.mark.parametrize(("override", "expected"), [
-    ("model.activation=swish", ["model.activation", *ACTIVATIONS]),
+    ("model.activation=swish", ["model.activation", *ACTIVATION_LAYERS]),
     ("model.pooling=median", ["model.pooling", "max, avg, stride"]),
     ("data.preprocessing=pca", ["data.preprocessing", "none, standardize, gcn, zca"]),
     ("model.dropout=1.0", ["model.dropout", "< 1"]),
@@ -27,6 +29,8 @@ def test_default_config_is_the_textbook_baseline() -> None:
     ("train.batch_size=0", ["train.batch_size", ">= 1"]),
     ("train.lr=-0.1", ["train.lr", "> 0"]),
     ("train.lr=abc", ["train.lr", "Float"]),
+    ("train.lr=nan", ["train.lr", "> 0"]),
+    ("sweep.levels.lr=[0.1,inf]", ["sweep.levels.lr", "inf", "> 0"]),
     ("model.channels=many", ["model.channels", "Integer"]),
     ("model.colour=red", ["model.colour", "activation", "channels"]),
     ("epochs=3", ["epochs", "train"]),

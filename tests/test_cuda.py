@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from study.data import load_images, to_device
+from study.engine import CHANCE_ACCURACY, train_trial, trial_steps
 from study.streams import TrialStreams
-from study.train import CHANCE_ACCURACY, train_trial, trial_steps
 from tests.conftest import cifar10_archive, compose
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")

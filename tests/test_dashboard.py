@@ -15,7 +15,7 @@ from study.data import synthetic_images
 from study.report import write_report
 from study.storage import enqueue_missing, open_storage, open_study
 from study.sweep import run_worker
-from tests.conftest import compose
+from tests.conftest import compose, spec_of
 
 FACTOR_TYPES = {"activation": "CategoricalDistribution", "pooling": "CategoricalDistribution",
                 "preprocessing": "CategoricalDistribution", "lr": "FloatDistribution",
@@ -41,9 +41,9 @@ def test_dashboard_serves_the_study_its_trials_and_the_report_note(tmp_path: Pat
                   "sweep=grid", "sweep.levels.lr=[0.01,0.1]", "sweep.levels.batch_size=[64,128]",
                   "+sweep.levels.activation=[relu,tanh]")
     storage = open_storage(cfg.storage)
-    study = open_study(cfg, storage)
-    enqueue_missing(study, cfg)
-    run_worker(cfg, study, storage, synthetic_images(256, 64), torch.device("cpu"))
+    study, spec = open_study(cfg, storage, spec_of(cfg))
+    enqueue_missing(study, spec)
+    run_worker(cfg, spec, study, storage, synthetic_images(256, 64), torch.device("cpu"))
     write_report(study, tmp_path / "reports", tmp_path / "artifacts")
 
     port = _free_port()

@@ -8,7 +8,6 @@ import pytest
 import torch
 from PIL import Image
 
-from study.config import UserError
 from study.data import (
     apply_zca,
     crop_flip,
@@ -20,6 +19,7 @@ from study.data import (
     take_subsets,
     to_device,
 )
+from study.errors import UserError
 from tests.conftest import cifar10_archive
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",

@@ -1,9 +1,13 @@
 import pytest
 import torch
 
-from study.design import levels
 from study.model import build_model
-from tests.conftest import compose
+from tests.conftest import compose, spec_of
+
+
+def levels(cfg) -> dict[str, list]:
+    return {name: factor.levels for name, factor in spec_of(cfg).factors.items()}
+
 
 ALL_LEVELS = [(f, v) for f, vs in levels(compose("budget=full")).items() for v in vs
               if f in ("channels", "activation", "pooling", "dropout")]

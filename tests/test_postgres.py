@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy
 from optuna.trial import TrialState
 
-from study.config import UserError
+from study.errors import UserError
 from study.storage import open_storage
 from tests.test_sweep import SMALL
 

@@ -2,25 +2,29 @@ import pandas as pd
 
 from study.report import claim_table, recommendations, to_html, to_markdown
 from study.stats import influence
-from tests.tables import BASE, ofat_table
+from tests.tables import OFAT, ofat_table
 
 
 def test_html_is_escaped_and_markdown_tables_survive_pipes(tmp_path) -> None:
     blocks = [("h2", "<script>alert(1)</script>"), ("p", "**bold** and `code` & <b>raw</b>"),
-              ("table", pd.DataFrame({"reason": ["ValueError: a|b <x>"]}))]
-    page = to_html("study <i>name</i>", blocks, tmp_path)
+              ("table", pd.DataFrame({"reason": ["ValueError: a|b <x>"]})), ("img", "figure")]
+    (tmp_path / "figure.png").write_bytes(b"\x89PNG fake")
+    markdown = to_markdown("study <i>name</i>", blocks)
+    assert "ValueError: a\\|b <x>" in markdown and "![figure](figure.png)" in markdown
+    page = to_html("study <i>name</i>", markdown, tmp_path)
     assert "<script>" not in page and "&lt;script&gt;" in page
-    assert "<b>bold</b>" in page and "<code>code</code>" in page and "&lt;b&gt;raw" in page
-    assert "&lt;x&gt;" in page and "<title>study &lt;i&gt;name&lt;/i&gt;</title>" in page
-    markdown = to_markdown("t", blocks)
-    assert "ValueError: a\\|b <x>" in markdown
+    assert "<strong>bold</strong>" in page and "<code>code</code>" in page
+    assert "&lt;b&gt;raw" in page and "<h1>study &lt;i&gt;name&lt;/i&gt;</h1>" in page
+    assert "<td>ValueError: a|b &lt;x&gt;</td>" in page  # one cell: the pipe is no column
+    assert "<title>study &lt;i&gt;name&lt;/i&gt;</title>" in page
+    assert 'src="data:image/png;base64,iVBORyBmYWtl"' in page and "figure.png" not in page
 
 
 def test_claim_and_advice_follow_the_numbers() -> None:
     # channels and activation matter (as the textbook says), lr matters too (it says less).
     trials = ofat_table({"channels": 0.04, "activation": -0.03, "lr": -0.05}, noise=0.003,
                         seeds=4)
-    ranking = influence(trials, BASE, n_boot=300)
+    ranking = influence(trials, OFAT, n_boot=300)
     claims = claim_table(ranking).set_index("factor")
     assert claims.loc["lr", "agreement"] == "disagrees"  # ranked in the top three
     assert claims.loc["channels", "agreement"] == "agrees"
@@ -32,6 +36,6 @@ def test_claim_and_advice_follow_the_numbers() -> None:
 
 
 def test_one_seed_study_makes_no_claims() -> None:
-    ranking = influence(ofat_table({"lr": 0.05}, noise=0.01, seeds=1), BASE, n_boot=100)
+    ranking = influence(ofat_table({"lr": 0.05}, noise=0.01, seeds=1), OFAT, n_boot=100)
     assert set(claim_table(ranking)["agreement"]) == {"cannot tell (no replicate seeds)"}
     assert recommendations(ranking)[0].startswith("No factor's effect stands out")

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from study.data import synthetic_images, to_device
+from study.engine import train_trial, trial_steps
 from study.streams import TrialStreams
-from study.train import train_trial, trial_steps
 from tests.conftest import compose
 
 CPU = torch.device("cpu")

@@ -16,9 +16,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from study.config import UserError
 from study.data import synthetic_images
-from study.design import fixed_points
 from study.storage import (
     WORKER_ID,
     claim_waiting_trial,
@@ -29,7 +27,7 @@ from study.storage import (
     open_study,
 )
 from study.sweep import run_worker
-from tests.conftest import compose
+from tests.conftest import compose, spec_of
 
 CPU = torch.device("cpu")
 TWO_LEVELS = ("sweep.levels.channels=[8,16]", "sweep.levels.activation=[relu,tanh]",
@@ -112,14 +110,16 @@ def test_sweep_app_records_every_trial_and_writes_the_report(tmp_path) -> None:
 
 
 def _study(tmp_path, *overrides):
+    """A study of the small design in tmp_path/s.db, as the sweep opens it: config, storage,
+    study and spec."""
     cfg = compose(*SMALL, f"storage=sqlite:///{tmp_path}/s.db", "name=t", *overrides)
     storage = open_storage(cfg.storage)
-    return cfg, storage, open_study(cfg, storage)
+    return cfg, storage, *open_study(cfg, storage, spec_of(cfg))
 
 
 def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch) -> None:
-    cfg, storage, study = _study(tmp_path, "sweep.levels.lr=[0.05]")
-    enqueue_missing(study, cfg)
+    cfg, storage, study, spec = _study(tmp_path, "sweep.levels.lr=[0.05]")
+    enqueue_missing(study, spec)
     import study.sweep as sweep_module
 
     real_steps = sweep_module.trial_steps
@@ -130,22 +130,22 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch
         return real_steps(trial_cfg, data, on_epoch)
 
     monkeypatch.setattr(sweep_module, "trial_steps", train_or_fail)
-    outcomes = run_worker(cfg, study, storage, synthetic_images(200, 50), CPU)
+    outcomes = run_worker(cfg, spec, study, storage, synthetic_images(200, 50), CPU)
     assert outcomes == Counter({"complete": 6, "failed": 1})
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert [t.user_attrs["design_point"] for t in failed] == ["activation=tanh"]
     assert failed[0].user_attrs["reason"] == "RuntimeError: simulated CUDA error"
     # The next run re-enqueues only the failed design point.
-    assert enqueue_missing(study, cfg) == 1
+    assert enqueue_missing(study, spec) == 1
 
 
 def test_two_trials_at_once_give_the_results_of_one_at_a_time(tmp_path) -> None:
     images, values = synthetic_images(200, 50), {}
     for streams in (1, 2):
         (tmp_path / str(streams)).mkdir()
-        cfg, storage, study = _study(tmp_path / str(streams), f"sweep.streams={streams}")
-        enqueue_missing(study, cfg)
-        assert run_worker(cfg, study, storage, images, CPU) == Counter({"complete": 8})
+        cfg, storage, study, spec = _study(tmp_path / str(streams), f"sweep.streams={streams}")
+        enqueue_missing(study, spec)
+        assert run_worker(cfg, spec, study, storage, images, CPU) == Counter({"complete": 8})
         trials = study.get_trials()
         values[streams] = {t.user_attrs["design_point"]: t.value for t in trials}
         at_once = max(sum(t.datetime_start <= u.datetime_start < t.datetime_complete
@@ -155,15 +155,15 @@ def test_two_trials_at_once_give_the_results_of_one_at_a_time(tmp_path) -> None:
 
 
 def test_an_empty_queue_ends_the_worker_without_creating_trials(tmp_path) -> None:
-    cfg, storage, study = _study(tmp_path)
-    assert run_worker(cfg, study, storage, synthetic_images(100, 20), CPU) == Counter()
+    cfg, storage, study, spec = _study(tmp_path)
+    assert run_worker(cfg, spec, study, storage, synthetic_images(100, 20), CPU) == Counter()
     assert study.trials == []
 
 
 def test_optuna_design_runs_n_trials_from_the_sampler(tmp_path) -> None:
-    cfg, storage, study = _study(tmp_path, "sweep=optuna", "sweep.n_trials=3",
+    cfg, storage, study, spec = _study(tmp_path, "sweep=optuna", "sweep.n_trials=3",
                                  "sweep.sampler=random")
-    outcomes = run_worker(cfg, study, storage, synthetic_images(200, 50), CPU)
+    outcomes = run_worker(cfg, spec, study, storage, synthetic_images(200, 50), CPU)
     assert sum(outcomes.values()) == 3 and len(study.trials) == 3
     params = study.trials[0].params
     assert params["activation"] in ("relu", "tanh") and 8 <= params["channels"] <= 16
@@ -171,9 +171,9 @@ def test_optuna_design_runs_n_trials_from_the_sampler(tmp_path) -> None:
 
 
 def test_enqueue_is_idempotent(tmp_path) -> None:
-    cfg, _, study = _study(tmp_path, "sweep.seeds=2")
-    assert enqueue_missing(study, cfg) == len(fixed_points(cfg)) * 2 == 16
-    assert enqueue_missing(study, cfg) == 0
+    _, _, study, spec = _study(tmp_path, "sweep.seeds=2")
+    assert enqueue_missing(study, spec) == len(spec.points()) * 2 == 16
+    assert enqueue_missing(study, spec) == 0
 
 
 def test_storage_errors_are_one_line_and_hide_the_password() -> None:
@@ -225,8 +225,8 @@ def test_concurrent_claims_on_sqlite_never_take_a_trial_twice(tmp_path) -> None:
 
 
 def test_trials_of_a_dead_worker_are_failed_and_enqueued_again(tmp_path) -> None:
-    cfg, storage, study = _study(tmp_path)
-    enqueue_missing(study, cfg)
+    _, storage, study, spec = _study(tmp_path)
+    enqueue_missing(study, spec)
     held = claim_waiting_trial(study, storage)
     assert held.user_attrs["worker"] == WORKER_ID
     fail_trials_of(study, storage, "another-host:1", "worker process 1 died (exit code -9)")
@@ -235,7 +235,7 @@ def test_trials_of_a_dead_worker_are_failed_and_enqueued_again(tmp_path) -> None
     failed = study.trials[held.number]
     assert failed.state == TrialState.FAIL
     assert failed.user_attrs["reason"] == "worker process 7 died (exit code -9)"
-    assert enqueue_missing(study, cfg) == 1
+    assert enqueue_missing(study, spec) == 1
 
 
 @pytest.mark.slow
@@ -247,7 +247,9 @@ def test_hydra_multirun_of_the_train_app_records_one_study(tmp_path) -> None:
     run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     study = optuna.load_study(study_name="train-smoke", storage=db)
-    assert study.user_attrs["design"] == "hydra"
+    spec = study.user_attrs["spec"]
+    assert spec["design"] == "hydra" and spec["factors"]["activation"]["levels"] == ["relu", "tanh"]
+    assert spec["setup"]["train.epochs"] == 1 and spec["factors"]["lr"]["levels"] == [0.01, 0.1]
     assert {(t.params["activation"], t.params["lr"]) for t in study.trials} == \
         {("relu", 0.01), ("relu", 0.1), ("tanh", 0.01), ("tanh", 0.1)}
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
@@ -270,22 +272,13 @@ def test_hydra_multirun_of_the_train_app_records_one_study(tmp_path) -> None:
     assert "| lr |" in ranking and "| activation |" in ranking and "| dropout |" not in ranking
 
 
-def test_a_name_used_by_a_study_of_another_design_is_refused(tmp_path) -> None:
-    cfg, storage, _ = _study(tmp_path)
-    grid = compose("sweep=grid", f"storage=sqlite:///{tmp_path}/s.db", "name=t")
-    with pytest.raises(UserError, match="was run with design ofat, budget smoke; this is design "
-                                        "grid, budget smoke: choose another name"):
-        open_study(grid, storage)
-    assert open_study(cfg, storage).study_name == "t"  # the same design continues
-
-
 def test_tensorboard_logger_writes_epochs_and_hparams_per_trial(tmp_path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    cfg, storage, study = _study(tmp_path, "logger=tensorboard", f"logger.dir={tmp_path}/tb",
+    cfg, storage, study, spec = _study(tmp_path, "logger=tensorboard", f"logger.dir={tmp_path}/tb",
                                  "train.epochs=2")
-    enqueue_missing(study, cfg)
-    run_worker(cfg, study, storage, synthetic_images(200, 50), CPU)
+    enqueue_missing(study, spec)
+    run_worker(cfg, spec, study, storage, synthetic_images(200, 50), CPU)
     runs = sorted((tmp_path / "tb" / "t").iterdir())
     assert [r.name for r in runs] == sorted(f"trial-{t.number}" for t in study.trials)
     events = EventAccumulator(str(runs[0]))
@@ -345,14 +338,14 @@ def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(tmp_path) -> 
 def test_a_worker_stops_after_max_failures(tmp_path, monkeypatch) -> None:
     import study.sweep as sweep_module
 
-    cfg, storage, study = _study(tmp_path, "sweep.max_failures=2")
-    enqueue_missing(study, cfg)
+    cfg, storage, study, spec = _study(tmp_path, "sweep.max_failures=2")
+    enqueue_missing(study, spec)
 
     def out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(sweep_module, "trial_steps", out_of_memory)
-    assert run_worker(cfg, study, storage, synthetic_images(100, 20), CPU) == \
+    assert run_worker(cfg, spec, study, storage, synthetic_images(100, 20), CPU) == \
         Counter({"failed": 2})
     states = Counter(t.state for t in study.trials)
     assert states == {TrialState.FAIL: 2, TrialState.WAITING: 6}  # the rest is left queued

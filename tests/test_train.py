@@ -3,16 +3,16 @@ import itertools
 import pytest
 import torch
 
-from study.config import UserError
 from study.data import synthetic_images, to_device
-from study.model import build_model
-from study.train import (
+from study.engine import (
     CHANCE_ACCURACY,
     TrainStep,
     learning_rate,
     make_optimizer,
     train_trial,
 )
+from study.errors import UserError
+from study.model import build_model
 from tests.conftest import compose
 
 CPU = torch.device("cpu")
