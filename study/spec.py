@@ -115,10 +115,9 @@ class StudySpec:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
-        """How Optuna records each factor (the registry's rule; a factor this code no longer
-        has, as it was recorded)."""
+        """How Optuna records each factor of a study this code runs (its factors are the
+        registry's: a study with others is another identity)."""
         return {name: FACTORS[name].distribution(f.levels, self.kind.sampled)
-                if name in FACTORS else _recorded_distribution(f)
                 for name, f in self.factors.items()}
 
     def trial_config(self, cfg: DictConfig, params: dict[str, Any], seed: int) -> DictConfig:
@@ -183,13 +182,6 @@ def design_order(kind: str, levels: list[Any]) -> list[Any]:
 
 def _show(value: Any) -> str:
     return "(none)" if value is None else str(value)
-
-
-def _recorded_distribution(factor: FactorSpec) -> optuna.distributions.BaseDistribution:
-    if factor.kind == "categorical":
-        return CategoricalDistribution(factor.levels)
-    kind = FloatDistribution if factor.kind == "float" else optuna.distributions.IntDistribution
-    return kind(min(factor.levels), max(factor.levels), log=factor.log)
 
 
 def spec_for_run(cfg: DictConfig, design: str, data_fingerprint: str,
@@ -257,11 +249,10 @@ def spec_from_trials(study: optuna.Study) -> StudySpec:
         for name, distribution in trial.distributions.items():
             if name not in factors:
                 values = [t.params[name] for t in trials if name in t.params]
-                numeric = not isinstance(distribution, CategoricalDistribution)
-                levels = sorted(set(values)) if numeric else list(dict.fromkeys(values))
-                base = at_baseline.get(name, Counter(values).most_common(1)[0][0])
-                kind = ("categorical" if not numeric else
+                kind = ("categorical" if isinstance(distribution, CategoricalDistribution) else
                         "float" if isinstance(distribution, FloatDistribution) else "int")
+                levels = design_order(kind, list(dict.fromkeys(values)))
+                base = at_baseline.get(name, Counter(values).most_common(1)[0][0])
                 key = FACTORS[name].key if name in FACTORS else name
                 factors[name] = FactorSpec(key=key, kind=kind,
                                            log=getattr(distribution, "log", False),
