@@ -69,3 +69,26 @@ def test_cli_prints_one_line_and_writes_nothing(tmp_path) -> None:
     assert run.stderr.startswith("error: model.activation='swish' is not allowed")
     assert "Traceback" not in run.stderr + run.stdout
     assert list(tmp_path.iterdir()) == []  # no storage, no results, no Hydra output folder
+
+
+PROBE = """
+import logging
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from study.cli import run_app
+
+real, calls = ConfigLoaderImpl.load_configuration, []
+ConfigLoaderImpl.load_configuration = lambda self, *a, **k: calls.append(1) or real(self, *a, **k)
+run_app(lambda cfg: logging.getLogger("study.probe").info("task saw %s %s", cfg.name,
+                                                          cfg.model.activation), "probe")
+print("compositions", len(calls))
+"""
+
+
+def test_a_run_composes_its_config_once_and_runs_as_a_hydra_job(tmp_path) -> None:
+    run = subprocess.run([sys.executable, "-c", PROBE, "name=once", "model.activation=tanh"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "compositions 1" in run.stdout
+    [job] = (tmp_path / "results" / "hydra" / "once").iterdir()  # Hydra's run folder
+    assert "task saw once tanh" in (job / "probe.log").read_text()  # Hydra's job logging
+    assert "- model.activation=tanh" in (job / ".hydra" / "overrides.yaml").read_text()
