@@ -1,6 +1,7 @@
 """Write a study's report to `reports/<name>/`: report.md, report.html (self-contained: figures
 embedded, opens offline), trials.csv, curves.csv and the figures (PNG and SVG); and attach it to
-the Optuna study (a dashboard note, the figures as artifacts) so optuna-dashboard shows it.
+the Optuna study so optuna-dashboard shows it (study.dashboard: the report as the study's note
+with its figures, the ranking and the comparison of all factors on the study's page).
 
 Works on any study in any storage, including one still running or interrupted: it uses the
 finished trials and says how many. It reads the study's factors, levels and baseline from the
@@ -15,17 +16,16 @@ from __future__ import annotations
 import base64
 import html
 import logging
-from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
-import optuna_dashboard
 import pandas as pd
 from markdown_it import MarkdownIt
 from omegaconf import DictConfig
 
-from study import plots, stats
+from study import dashboard, plots, stats
 from study.analysis import (
     curves_frame,
     design_table,
@@ -228,8 +228,10 @@ def _md_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def to_markdown(title: str, blocks: list[Block], image_note: bool = False) -> str:
-    """image_note: name figures instead of linking them (for the dashboard note)."""
+def to_markdown(title: str, blocks: list[Block],
+                image_link: Callable[[str], str] = lambda stem: f"{stem}.png") -> str:
+    """The report as Markdown; image_link: where each figure is (the file next to report.md,
+    or the artifact the dashboard serves)."""
     parts = [f"# {title}"]
     for kind, content in blocks:
         if kind == "h2":
@@ -242,10 +244,8 @@ def to_markdown(title: str, blocks: list[Block], image_note: bool = False) -> st
             parts.append("\n".join(f"- {item}" for item in content))
         elif kind == "table":
             parts.append(_md_table(content))
-        elif image_note:
-            parts.append(f"*Figure `{content}.png`: see this study's artifacts.*")
         else:
-            parts.append(f"![{content}]({content}.png)")
+            parts.append(f"![{content}]({image_link(content)})")
     return "\n\n".join(parts) + "\n"
 
 
@@ -271,8 +271,8 @@ def to_html(title: str, markdown: str, figures_dir: Path) -> str:
 
 
 def draw_figures(trials: pd.DataFrame, curves: pd.DataFrame, ranking: pd.DataFrame,
-                 spec: StudySpec, tables: dict, out: Path) -> dict[str, list[str]]:
-    intervals = stats.level_intervals(trials, spec)
+                 intervals: pd.DataFrame, spec: StudySpec, tables: dict, out: Path
+                 ) -> dict[str, list[str]]:
     factors = list(ranking["factor"])
     return {
         "influence": [plots.plot_influence(ranking, seed_noise(trials), out)],
@@ -297,39 +297,26 @@ def write_report(study: optuna.Study, reports_root: Path, artifact_dir: Path | N
     pairs, tables = stats.interactions(trials, spec)
     importances = (stats.optuna_importances(study, spec) if not spec.kind.on_slices
                    else pd.DataFrame(columns=stats.IMPORTANCE_COLUMNS))  # not for OFAT's L
-    figures = (draw_figures(trials, curves, ranking, spec, tables, out) if not ranking.empty
-               else {})
+    intervals = stats.level_intervals(trials, spec)
+    figures = (draw_figures(trials, curves, ranking, intervals, spec, tables, out)
+               if not ranking.empty else {})
     blocks = build_blocks(spec, trials, ranking, figures, pairs, importances)
     title = f"Sensitivity study: {study.study_name}"
     markdown = to_markdown(title, blocks)
     (out / "report.md").write_text(markdown)
     (out / "report.html").write_text(to_html(title, markdown, out))
     if artifact_dir is not None:
-        attach_to_study(study, to_markdown(title, blocks, image_note=True), figures, out,
-                        artifact_dir)
+        stems = [stem for group in figures.values() for stem in group]
+        links = dashboard.upload_figures(study, stems, out, artifact_dir)
+        note = to_markdown(title, [("note", dashboard.importance_caveat(spec)), *blocks],
+                           links.__getitem__)
+        noise, ranked = seed_noise(trials), set(ranking.get("factor", []))
+        graphs = {} if ranking.empty else {
+            dashboard.RANKING_ID: dashboard.ranking_figure(ranking, noise),
+            dashboard.COMPARISON_ID: dashboard.comparison_figure(
+                trials, intervals, spec, [f for f in spec.factors if f in ranked], noise)}
+        dashboard.publish(study, note, graphs)
     return out, ranking_table(ranking) if not ranking.empty else pd.DataFrame()
-
-
-def attach_to_study(study: optuna.Study, note: str, figures: dict[str, list[str]], out: Path,
-                    artifact_dir: Path) -> None:
-    """The report as the study's dashboard note, each figure as an artifact (uploaded again only
-    when its content changed). Artifacts that another machine stored in its own artifact_dir are
-    not readable here and count as absent."""
-    optuna_dashboard.save_note(study, note)
-    artifact_dir.mkdir(parents=True, exist_ok=True)
-    store = optuna.artifacts.FileSystemArtifactStore(str(artifact_dir))
-    existing = defaultdict(list)
-    for meta in optuna.artifacts.get_all_artifact_meta(study):
-        try:
-            with store.open_reader(meta.artifact_id) as reader:
-                existing[meta.filename].append(reader.read())
-        except optuna.artifacts.exceptions.ArtifactNotFound:
-            continue
-    for stem in (s for stems in figures.values() for s in stems):
-        path = out / f"{stem}.png"
-        if path.read_bytes() not in existing.get(path.name, []):
-            optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(path),
-                                             study_or_trial=study, mimetype="image/png")
 
 
 def run_report(cfg: DictConfig) -> None:

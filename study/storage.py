@@ -42,6 +42,7 @@ CLAIMED = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"  # recorded on each trial a process claims
 SCHEMA_ATTEMPTS = 3  # tries to open a storage whose tables another process is creating
 SQLITE_BUSY_TIMEOUT_S = 300  # how long a worker waits for another's SQLite write lock
+OBJECTIVE = "test_accuracy"  # the name of every study's one objective, shown by the dashboard
 
 
 def mask_url(url: str) -> str:
@@ -125,6 +126,10 @@ def open_study(cfg: DictConfig, storage: optuna.storages.RDBStorage, run_spec: S
                                     sampler=make_sampler(cfg), load_if_exists=True)
         if spec is not stored:
             study.set_user_attr(SPEC_ATTR, spec.to_dict())
+        if study.metric_names != [OBJECTIVE]:
+            with warnings.catch_warnings():  # experimental since Optuna 3.2
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names([OBJECTIVE])
     if stored is not None and spec is not stored:
         log.info("study %s grows: %s", cfg.name, spec.history[-1])
     return study, spec

@@ -11,7 +11,7 @@ import pandas as pd
 from study.analysis import ACCURACY
 from study.designs import FactorSpec
 from study.factors import FACTORS
-from study.spec import StudySpec
+from study.spec import StudySpec, design_order
 
 BASE = {"channels": 32, "activation": "relu", "pooling": "max", "dropout": 0.5,
         "preprocessing": "standardize", "batch_size": 128, "lr": 0.05}
@@ -24,7 +24,9 @@ GRID_LEVELS = {"lr": [0.01, 0.1], "batch_size": [64, 256], "activation": ["relu"
 def table_spec(design: str, varied: dict[str, list]) -> StudySpec:
     """The spec of a study over BASE that varies these factors over these levels."""
     factors = {name: FactorSpec(FACTORS[name].key, FACTORS[name].kind, FACTORS[name].log,
-                                BASE[name], varied.get(name, [BASE[name]]), name in varied)
+                                BASE[name], design_order(FACTORS[name].kind,
+                                                         varied.get(name, [BASE[name]])),
+                                name in varied)
                for name in [*varied, *(n for n in BASE if n not in varied)]}
     return StudySpec(design=design, factors=factors, seeds=[0], setup={"budget": "full"})
 

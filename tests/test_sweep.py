@@ -248,6 +248,7 @@ def test_hydra_multirun_of_the_train_app_records_one_study(tmp_path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     study = optuna.load_study(study_name="train-smoke", storage=db)
     spec = study.user_attrs["spec"]
+    assert study.metric_names == ["test_accuracy"]  # the dashboard's name for the objective
     assert spec["design"] == "hydra" and spec["factors"]["activation"]["levels"] == ["relu", "tanh"]
     assert spec["setup"]["train.epochs"] == 1 and spec["factors"]["lr"]["levels"] == [0.01, 0.1]
     assert {(t.params["activation"], t.params["lr"]) for t in study.trials} == \
