@@ -99,7 +99,7 @@ def plot_curves(curves: pd.DataFrame, factor: str, spec: StudySpec, out: Path) -
     part, order = _factor_levels(curves, factor, spec)
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     sns.lineplot(data=part, x="epoch", y="train_accuracy", hue="level", hue_order=order,
-                 errorbar=("ci", 95), marker="o", ax=ax)
+                 errorbar=("ci", 95), seed=0, marker="o", ax=ax)  # the same bootstrap each time
     ax.set(ylabel="training accuracy", title=f"Learning curves by {factor}")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(title=factor, fontsize="small")
