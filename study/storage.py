@@ -45,6 +45,15 @@ SQLITE_BUSY_TIMEOUT_S = 300  # how long a worker waits for another's SQLite writ
 OBJECTIVE = "test_accuracy"  # the name of every study's one objective, shown by the dashboard
 
 
+@contextlib.contextmanager
+def knowingly_experimental() -> Iterator[None]:
+    """Optuna marks heartbeats, their retry callback and metric names experimental; the project
+    relies on them on purpose, and its warning would break a user error's one line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
 def mask_url(url: str) -> str:
     """The storage URL with any password replaced by ***, for logs and reports."""
     try:
@@ -68,8 +77,7 @@ def open_storage(url: str, heartbeat_s: int | None = None) -> optuna.storages.RD
     engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}} if sqlite else {}
     for attempt in range(SCHEMA_ATTEMPTS):
         try:
-            with warnings.catch_warnings():  # heartbeats and retries are marked experimental
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            with knowingly_experimental():
                 storage = optuna.storages.RDBStorage(
                     url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
                     grace_period=3 * heartbeat_s if heartbeat_s else None,
@@ -127,8 +135,7 @@ def open_study(cfg: DictConfig, storage: optuna.storages.RDBStorage, run_spec: S
         if spec is not stored:
             study.set_user_attr(SPEC_ATTR, spec.to_dict())
         if study.metric_names != [OBJECTIVE]:
-            with warnings.catch_warnings():  # experimental since Optuna 3.2
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            with knowingly_experimental():
                 study.set_metric_names([OBJECTIVE])
     if stored is not None and spec is not stored:
         log.info("study %s grows: %s", cfg.name, spec.history[-1])
