@@ -106,6 +106,15 @@ def level_order(spec: StudySpec, factor: str, present: list[Any]) -> list[Any]:
     return listed + sorted(level for level in present if level not in listed)
 
 
+def labelled_slice(frame: pd.DataFrame, factor: str, spec: StudySpec
+                   ) -> tuple[pd.DataFrame, list[str]]:
+    """The factor's slice with its levels as text labels (for categorical plot axes), and the
+    labels in design order."""
+    part = level_slice(frame, factor, spec)
+    order = [str(v) for v in level_order(spec, factor, list(part["level"].unique()))]
+    return part.assign(level=part["level"].astype(str)), order
+
+
 def seed_noise(trials: pd.DataFrame) -> dict[str, float]:
     """Seed-to-seed std of test accuracy: at the baseline, and pooled over all design points."""
     done = finished(trials)

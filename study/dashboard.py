@@ -18,7 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from study.analysis import ACCURACY, finished, level_order, level_slice
+from study.analysis import ACCURACY, finished, labelled_slice
 from study.plots import VERDICT_COLOURS
 from study.spec import StudySpec
 
@@ -115,9 +115,7 @@ def comparison_figure(trials: pd.DataFrame, intervals: pd.DataFrame, spec: Study
         return first
 
     for col, factor in enumerate(factors, start=1):
-        part = level_slice(done, factor, spec)
-        order = [str(v) for v in level_order(spec, factor, list(part["level"].unique()))]
-        part = part.assign(level=part["level"].astype(str))
+        part, order = labelled_slice(done, factor, spec)
         base = str(spec.factors[factor].baseline) if spec.kind.on_slices else None
         kept = part[part["outcome"] != "diverged"]
         for name, points, colour in (("trial", kept[kept["level"] != base], "grey"),

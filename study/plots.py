@@ -19,7 +19,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
-from study.analysis import ACCURACY, finished, level_order, level_slice
+from study.analysis import ACCURACY, finished, labelled_slice
 from study.spec import StudySpec
 from study.stats import VERDICTS
 
@@ -60,18 +60,10 @@ def plot_influence(ranking: pd.DataFrame, noise: dict[str, float], out: Path) ->
     return _save(fig, out, "influence")
 
 
-def _factor_levels(frame: pd.DataFrame, factor: str, spec: StudySpec
-                   ) -> tuple[pd.DataFrame, list[str]]:
-    """The factor's slice with its levels as labels, and the labels in design order."""
-    part = level_slice(frame, factor, spec)
-    order = [str(v) for v in level_order(spec, factor, list(part["level"].unique()))]
-    return part.assign(level=part["level"].astype(str)), order
-
-
 def plot_factor(trials: pd.DataFrame, intervals: pd.DataFrame, factor: str, spec: StudySpec,
                 out: Path) -> str:
     """Every trial's test accuracy by level, the level means with 95% CIs, the baseline marked."""
-    part, order = _factor_levels(finished(trials), factor, spec)
+    part, order = labelled_slice(finished(trials), factor, spec)
     ci = intervals[intervals["factor"] == factor].assign(
         level=lambda d: d["level"].astype(str)).set_index("level").reindex(order)
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
@@ -96,7 +88,7 @@ def plot_factor(trials: pd.DataFrame, intervals: pd.DataFrame, factor: str, spec
 
 def plot_curves(curves: pd.DataFrame, factor: str, spec: StudySpec, out: Path) -> str:
     """Training accuracy per epoch for each level (mean over seeds, band: 95% CI)."""
-    part, order = _factor_levels(curves, factor, spec)
+    part, order = labelled_slice(curves, factor, spec)
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     sns.lineplot(data=part, x="epoch", y="train_accuracy", hue="level", hue_order=order,
                  errorbar=("ci", 95), seed=0, marker="o", ax=ax)  # the same bootstrap each time
