@@ -18,7 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from study.analysis import ACCURACY, finished, labelled_slice
+from study.analysis import ACCURACY, finished, labelled_slice, seed_noise
 from study.plots import VERDICT_COLOURS
 from study.spec import StudySpec
 
@@ -66,6 +66,18 @@ def publish(study: optuna.Study, note: str, figures: dict[str, go.Figure]) -> No
     optuna_dashboard.save_note(study, note)
     for graph_id, figure in figures.items():
         optuna_dashboard.save_plotly_graph_object(study, figure, graph_object_id=graph_id)
+
+
+def study_page_figures(trials: pd.DataFrame, ranking: pd.DataFrame, intervals: pd.DataFrame,
+                       spec: StudySpec) -> dict[str, go.Figure]:
+    """The ranking and the comparison of the ranked factors (in design order), by graph object
+    id; none before any trial has finished."""
+    if ranking.empty:
+        return {}
+    noise, ranked = seed_noise(trials), set(ranking["factor"])
+    return {RANKING_ID: ranking_figure(ranking, noise),
+            COMPARISON_ID: comparison_figure(trials, intervals, spec,
+                                             [f for f in spec.factors if f in ranked], noise)}
 
 
 def ranking_figure(ranking: pd.DataFrame, noise: dict[str, float]) -> go.Figure:

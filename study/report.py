@@ -310,12 +310,8 @@ def write_report(study: optuna.Study, reports_root: Path, artifact_dir: Path | N
         links = dashboard.upload_figures(study, stems, out, artifact_dir)
         note = to_markdown(title, [("note", dashboard.importance_caveat(spec)), *blocks],
                            links.__getitem__)
-        noise, ranked = seed_noise(trials), set(ranking.get("factor", []))
-        graphs = {} if ranking.empty else {
-            dashboard.RANKING_ID: dashboard.ranking_figure(ranking, noise),
-            dashboard.COMPARISON_ID: dashboard.comparison_figure(
-                trials, intervals, spec, [f for f in spec.factors if f in ranked], noise)}
-        dashboard.publish(study, note, graphs)
+        dashboard.publish(study, note, dashboard.study_page_figures(trials, ranking, intervals,
+                                                                    spec))
     return out, ranking_table(ranking) if not ranking.empty else pd.DataFrame()
 
 
