@@ -6,8 +6,10 @@ from the code's factor registry, which may have changed since the study ran. Plo
 writing (study.plots, study.report) only consume what these return.
 
 Rules, applied explicitly:
-- A diverged trial counts with test accuracy = chance (0.1): diverging is a result of its settings.
-- A failed trial (an exception, an interruption) has no accuracy; it is listed, not analysed.
+- A diverged trial is a result of its settings, analysed as its own outcome: it counts in its
+  level's divergence rate, not in accuracy (it records chance accuracy, 0.1, which would swamp
+  every accuracy comparison and the noise floor). Accuracy is compared among converged trials.
+- A failed trial (an exception, an interruption) has no result; it is listed, not analysed.
 - In an OFAT study a factor's levels are compared on its own slice: the trials whose other
   factors are all at the baseline. In grid and optuna studies they are marginal means over all
   finished trials (numeric factors with many distinct values are binned into quartiles).
@@ -71,7 +73,13 @@ def curves_frame(study: optuna.Study, spec: StudySpec) -> pd.DataFrame:
 
 
 def finished(trials: pd.DataFrame) -> pd.DataFrame:
+    """Trials with a result: converged or diverged."""
     return trials[trials["state"] == "COMPLETE"]
+
+
+def converged(trials: pd.DataFrame) -> pd.DataFrame:
+    """Finished trials that did not diverge: the ones whose accuracy is compared."""
+    return trials[(trials["state"] == "COMPLETE") & (trials["outcome"] == "complete")]
 
 
 def factor_slice(done: pd.DataFrame, factor: str, spec: StudySpec) -> pd.DataFrame:
@@ -81,9 +89,8 @@ def factor_slice(done: pd.DataFrame, factor: str, spec: StudySpec) -> pd.DataFra
     others = [f for f in spec.factors if f != factor]
     if not others:
         return done
-    baseline = spec.baseline
-    at_baseline = pd.concat([done[f] == baseline[f] for f in others], axis=1).all(axis=1)
-    return done[at_baseline]
+    baseline = pd.Series({f: spec.baseline[f] for f in others})
+    return done[(done[others] == baseline).all(axis=1)]
 
 
 def level_labels(values: pd.Series) -> pd.Series:
@@ -116,8 +123,9 @@ def labelled_slice(frame: pd.DataFrame, factor: str, spec: StudySpec
 
 
 def seed_noise(trials: pd.DataFrame) -> dict[str, float]:
-    """Seed-to-seed std of test accuracy: at the baseline, and pooled over all design points."""
-    done = finished(trials)
+    """Seed-to-seed std of the converged trials' test accuracy: at the baseline, and pooled over
+    all design points (NaN where no point has two converged seeds, e.g. sampled designs)."""
+    done = converged(trials)
     by_point = done.groupby("design_point")[ACCURACY]
     base = done.loc[done["design_point"] == "baseline", ACCURACY]
     dof = (by_point.count() - 1).clip(lower=0)

@@ -106,6 +106,14 @@ class BenchConfig:
 
 
 @dataclass
+class AnalysisConfig:
+    """How the report judges effects; not part of a study's identity (rewrite the report with
+    another value: python -m study.report analysis.practical_effect=0.02)."""
+
+    practical_effect: float = 0.01  # accuracy: the smallest difference that matters (1 point)
+
+
+@dataclass
 class StudyConfig:
     name: str = "${sweep.design}-${budget}"  # Optuna study name
     storage: str = "sqlite:///results/optuna.db"  # any SQLAlchemy URL
@@ -117,6 +125,7 @@ class StudyConfig:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
 
 def register_schema() -> None:
@@ -151,6 +160,7 @@ OTHER_CHECKS: dict[str, Check] = {
     "sweep.streams": number(1, integer=True),
     "sweep.heartbeat_s": number(1, integer=True),
     "sweep.max_failures": number(1, integer=True),
+    "analysis.practical_effect": number(0, 1, low_open=True),
     "logger.kind": one_of(("none", "tensorboard")),
     "bench.images": number(1, integer=True),
     "bench.tutorial_images": number(1, integer=True),

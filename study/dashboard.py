@@ -18,9 +18,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from study.analysis import ACCURACY, finished, labelled_slice, seed_noise
+from study.analysis import ACCURACY, finished, labelled_slice
 from study.plots import VERDICT_COLOURS
 from study.spec import StudySpec
+from study.stats import Analysis
 
 RANKING_ID, COMPARISON_ID = "ranking", "comparison"  # graph object ids on the study page
 
@@ -68,31 +69,34 @@ def publish(study: optuna.Study, note: str, figures: dict[str, go.Figure]) -> No
         optuna_dashboard.save_plotly_graph_object(study, figure, graph_object_id=graph_id)
 
 
-def study_page_figures(trials: pd.DataFrame, ranking: pd.DataFrame, intervals: pd.DataFrame,
-                       spec: StudySpec) -> dict[str, go.Figure]:
-    """The ranking and the comparison of the ranked factors (in design order), by graph object
-    id; none before any trial has finished."""
-    if ranking.empty:
+def study_page_figures(trials: pd.DataFrame, analysis: Analysis, spec: StudySpec
+                       ) -> dict[str, go.Figure]:
+    """The ranking and the comparison of the factors with data (in design order), by graph
+    object id; none before any trial has finished."""
+    ranking = analysis.ranking
+    if finished(trials).empty or ranking.empty:
         return {}
-    noise, ranked = seed_noise(trials), set(ranking["factor"])
-    return {RANKING_ID: ranking_figure(ranking, noise),
-            COMPARISON_ID: comparison_figure(trials, intervals, spec,
-                                             [f for f in spec.factors if f in ranked], noise)}
+    shown = set(ranking.loc[ranking["verdict"] != "no data", "factor"])
+    return {RANKING_ID: ranking_figure(ranking[ranking["effect"].notna()], analysis.noise),
+            COMPARISON_ID: comparison_figure(trials, analysis.levels, spec,
+                                             [f for f in spec.factors if f in shown],
+                                             analysis.noise)}
 
 
 def ranking_figure(ranking: pd.DataFrame, noise: dict[str, float]) -> go.Figure:
-    """Each factor's effect (best minus worst level mean) with its 95% CI, coloured by verdict,
+    """Each factor's effect (largest difference from the baseline, selection-corrected) with its
+    95% interval, coloured by verdict,
     rank 1 on top, with the seed-to-seed std marked."""
     fig = go.Figure()
     for verdict, colour in VERDICT_COLOURS.items():
         rows = ranking[ranking["verdict"] == verdict]
         if not rows.empty:
             fig.add_bar(x=rows["effect"], y=rows["factor"], orientation="h", name=verdict,
-                        marker_color=colour, customdata=rows[["rank", "anova_p_holm"]],
+                        marker_color=colour, customdata=rows[["rank", "accuracy_p_holm"]],
                         hovertemplate="%{y}: effect %{x:.3f}, rank %{customdata[0]}, "
-                                      "ANOVA p (Holm) %{customdata[1]:.2g}<extra></extra>")
-    # each CI as a segment from its low to its high end, not as error bars around the effect:
-    # a percentile-bootstrap interval need not contain the estimate
+                                      "accuracy p (Holm) %{customdata[1]:.2g}<extra></extra>")
+    # each interval as a segment from its low to its high end, not as error bars around the
+    # effect: the interval need not be centred on the estimate
     for i, row in enumerate(ranking.itertuples()):
         fig.add_scatter(x=[row.effect_ci_low, row.effect_ci_high], y=[row.factor] * 2,
                         mode="lines", line={"color": "black", "width": 2}, name="95% CI",

@@ -25,56 +25,72 @@ from study.stats import VERDICTS
 
 logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its INFO lines are noise here
 sns.set_theme(style="whitegrid", context="notebook")
-VERDICT_COLOURS = dict(zip(VERDICTS, ("#1f77b4", "#17becf", "#a6a6a6", "#d9d9d9"), strict=True))
+VERDICT_COLOURS = dict(zip(VERDICTS, ("#1f77b4", "#17becf", "#2ca02c", "#a6a6a6", "#d9d9d9"),
+                           strict=True))
 
 
 def _save(fig: plt.Figure, out: Path, stem: str) -> str:
     fig.tight_layout()
     for suffix in ("png", "svg"):
-        fig.savefig(out / f"{stem}.{suffix}", dpi=120)
+        fig.savefig(out / f"{stem}.{suffix}", dpi=120, bbox_inches="tight")  # outside legends
     plt.close(fig)
     return stem
 
 
-def plot_influence(ranking: pd.DataFrame, noise: dict[str, float], out: Path) -> str:
-    """Effect of each factor with its 95% CI, coloured by verdict, with the seed noise marked."""
-    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(ranking) + 1.8))
-    y = range(len(ranking))
-    errors = [ranking["effect"] - ranking["effect_ci_low"],
-              ranking["effect_ci_high"] - ranking["effect"]]
-    ax.barh(list(y), ranking["effect"], color=ranking["verdict"].map(VERDICT_COLOURS),
-            xerr=errors, capsize=4, error_kw={"elinewidth": 1})
-    ax.set_yticks(list(y), ranking["factor"])
+def plot_influence(ranking: pd.DataFrame, noise: dict[str, float], threshold: float,
+                   out: Path) -> str:
+    """Each ranked factor's effect with its 95% interval, coloured by verdict, rank 1 on top,
+    with the practical threshold and the seed noise marked."""
+    ranked = ranking[ranking["effect"].notna()]
+    fig, ax = plt.subplots(figsize=(7.5, 0.5 * len(ranked) + 2.8))
+    y = np.arange(len(ranked))
+    ax.barh(y, ranked["effect"], color=ranked["verdict"].map(VERDICT_COLOURS))
+    # the interval as a segment from its ends, so it need not be centred on the estimate
+    ax.hlines(y, ranked["effect_ci_low"], ranked["effect_ci_high"], color="black", lw=1.5,
+              label="95% interval")
+    labels = [f"{row.factor}  {row.rank}" + ("" if pd.isna(row.rank_low) else
+                                             f" ({row.rank_low}-{row.rank_high})")
+              for row in ranked.itertuples()]
+    ax.set_yticks(y, labels)
     ax.invert_yaxis()
+    ax.axvline(threshold, color="black", linestyle="-.", lw=1,
+               label=f"practical threshold ({threshold:g})")
     for key, style, where in (("baseline_std", "--", "at baseline"),
-                              ("pooled_std", ":", "pooled over design points")):
+                              ("pooled_std", ":", "pooled")):
         if pd.notna(noise[key]):
             ax.axvline(noise[key], color="tab:red", linestyle=style,
-                       label=f"seed-to-seed std {where} ({noise[key]:.3f})")
+                       label=f"seed std {where} ({noise[key]:.3f})")
     for verdict, colour in VERDICT_COLOURS.items():
-        if (ranking["verdict"] == verdict).any():
+        if (ranked["verdict"] == verdict).any():
             ax.barh([0], [0], color=colour, label=verdict)
-    ax.legend(loc="lower right", fontsize="small")
-    ax.set(xlabel="effect on test accuracy: best minus worst level mean (95% CI)", ylabel="",
-           title="Factor influence")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, fontsize="small",
+              frameon=False)
+    ax.set(xlabel="effect on test accuracy: largest difference from the baseline\n"
+           "(selection-corrected)", ylabel="", title="Factor influence: rank (95% interval)")
     return _save(fig, out, "influence")
 
 
-def plot_factor(trials: pd.DataFrame, intervals: pd.DataFrame, factor: str, spec: StudySpec,
+def plot_factor(trials: pd.DataFrame, levels: pd.DataFrame, factor: str, spec: StudySpec,
                 out: Path) -> str:
-    """Every trial's test accuracy by level, the level means with 95% CIs, the baseline marked."""
+    """Every converged trial's test accuracy by level, the level means with 95% CIs, diverged
+    trials as red crosses at the bottom, the baseline marked."""
     part, order = labelled_slice(finished(trials), factor, spec)
-    ci = intervals[intervals["factor"] == factor].assign(
+    ci = levels[levels["factor"] == factor].assign(
         level=lambda d: d["level"].astype(str)).set_index("level").reindex(order)
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     # seeded jitter: a rewritten report draws the same file, so the dashboard keeps one copy
     jitter = np.random.default_rng(0).uniform(-0.12, 0.12, len(part))
-    ax.scatter(part["level"].map(order.index) + jitter, part[ACCURACY], color="0.45",
-               alpha=0.7, s=18, label="one seed")
+    x = part["level"].map(order.index) + jitter
+    ok = (part["outcome"] == "complete").to_numpy()
+    ax.scatter(x[ok], part.loc[ok, ACCURACY], color="0.45", alpha=0.7, s=18, label="one seed")
     ax.set_xticks(range(len(order)), order)
     ax.errorbar(range(len(order)), ci["mean"], yerr=[ci["mean"] - ci["ci_low"],
                 ci["ci_high"] - ci["mean"]], fmt="D", color="tab:blue", capsize=5,
                 label="mean, 95% CI")
+    if (~ok).any():  # at the bottom of the axis, not at chance: the accuracies stay readable
+        low = ax.get_ylim()[0]
+        ax.scatter(x[~ok], np.full((~ok).sum(), low), marker="x", color="tab:red", s=30,
+                   clip_on=False, label="diverged")
     base = str(spec.factors[factor].baseline)
     if spec.kind.on_slices and base in order:
         ax.axvspan(order.index(base) - 0.4, order.index(base) + 0.4, color="tab:green",

@@ -25,7 +25,7 @@ import pandas as pd
 from markdown_it import MarkdownIt
 from omegaconf import DictConfig
 
-from study import dashboard, plots, stats
+from study import dashboard, joint, plots, stats
 from study.analysis import (
     curves_frame,
     design_table,
@@ -41,7 +41,6 @@ from study.storage import mask_url, open_storage
 
 log = logging.getLogger("study.report")
 CLAIMED_MOST = ("channels", "activation", "preprocessing")  # the textbook: the rest matter less
-FEW_SEEDS = 5  # below this many seeds per design point, bootstrap intervals are unreliable
 Block = tuple[str, Any]  # (kind, content): h2, p, note, list, table (DataFrame), img (stem)
 
 
@@ -49,61 +48,112 @@ def fmt(value: Any, spec: str = ".3f") -> str:
     return "n/a" if value is None or pd.isna(value) else format(value, spec)
 
 
-def few_seeds_caveat(design: pd.DataFrame) -> str:
-    seeds = design["finished"]
-    if seeds.empty or seeds.min() >= FEW_SEEDS:
-        return ""
-    return (f" With {seeds.min()} seed(s) at some design points the bootstrap intervals are "
-            f"missing (one seed) or too narrow (few seeds); run sweep.seeds={FEW_SEEDS} or more "
-            "for intervals to cite.")
+def rank_text(row: pd.Series) -> str:
+    """`2 (1-3)`: the rank and its 95% interval; n/a for a factor without an effect."""
+    if pd.isna(row["rank"]):
+        return "n/a"
+    if pd.isna(row["rank_low"]):
+        return str(row["rank"])
+    return f"{row['rank']} ({row['rank_low']}-{row['rank_high']})"
 
 
 def ranking_table(ranking: pd.DataFrame) -> pd.DataFrame:
-    tied = ranking["tied_with_next"] | ranking["tied_with_next"].shift(1, fill_value=False)
     return pd.DataFrame({
-        "rank": [f"{r}=" if t else str(r) for r, t in zip(ranking["rank"], tied, strict=True)],
+        "rank (95% interval)": ranking.apply(rank_text, axis=1),
         "factor": ranking["factor"],
+        "verdict": ranking["verdict"],
         "effect [95% CI]": [f"{fmt(e)} [{fmt(lo)}, {fmt(hi)}]" for e, lo, hi in zip(
             ranking["effect"], ranking["effect_ci_low"], ranking["effect_ci_high"], strict=True)],
-        "eta²": ranking["eta_squared"].map(lambda v: fmt(v, ".2f")),
-        "ANOVA p (Holm)": ranking["anova_p_holm"].map(lambda v: fmt(v, ".2g")),
-        "Kruskal-Wallis p (Holm)": ranking["kruskal_p_holm"].map(lambda v: fmt(v, ".2g")),
-        "verdict": ranking["verdict"],
-        "best level": ranking["best_level"].astype(str),
-        "worst level": ranking["worst_level"].astype(str),
-        "trials": ranking["trials"],
+        "largest difference from baseline": [
+            "n/a" if pd.isna(d) else f"{d:+.3f} ({level})" for d, level in zip(
+                ranking["largest_difference"], ranking["largest_level"], strict=True)],
+        "raw range": ranking["raw_range"].map(fmt),
+        "ω²": ranking["omega_squared"].map(lambda v: fmt(v, ".2f")),
+        "accuracy p (Holm)": ranking["accuracy_p_holm"].map(lambda v: fmt(v, ".2g")),
+        "diverged": [f"{fmt(d, '.0f')}/{fmt(n, '.0f')}, p (Holm) {fmt(p, '.2g')}" for d, n, p in
+                     zip(ranking["diverged"], ranking["trials"], ranking["divergence_p_holm"],
+                         strict=True)],
+        "why": ranking["reason"],
+    })
+
+
+def level_table(analysis: stats.Analysis) -> pd.DataFrame:
+    """Each level: mean accuracy (converged trials), its difference from the baseline with the
+    simultaneous interval, and its divergence rate."""
+    differences = analysis.differences.rename(columns={"ci_low": "diff_low",
+                                                       "ci_high": "diff_high"})
+    levels = analysis.levels.merge(differences, on=["factor", "level"], how="left")
+    return pd.DataFrame({
+        "factor": levels["factor"],
+        "level": [f"{v} (baseline)" if b else str(v) for v, b in zip(
+            levels["level"], levels["baseline"], strict=True)],
+        "accuracy [95% CI] (converged)": [
+            f"{fmt(m)} [{fmt(lo)}, {fmt(hi)}] ({n})" for m, lo, hi, n in zip(
+                levels["mean"], levels["ci_low"], levels["ci_high"], levels["n"], strict=True)],
+        "difference from baseline [simultaneous 95% CI]": [
+            "" if b else f"{fmt(d, '+.3f')} [{fmt(lo, '+.3f')}, {fmt(hi, '+.3f')}]"
+            for d, lo, hi, b in zip(levels["difference"], levels["diff_low"],
+                                    levels["diff_high"], levels["baseline"], strict=True)],
+        "p (adjusted)": ["" if b else fmt(p, ".2g") for p, b in zip(
+            levels["p"], levels["baseline"], strict=True)],
+        "diverged [95% CI]": [f"{k}/{n} = {fmt(r, '.2f')} [{fmt(lo, '.2f')}, {fmt(hi, '.2f')}]"
+                              for k, n, r, lo, hi in zip(levels["diverged"], levels["trials"],
+                                                         levels["rate"], levels["rate_low"],
+                                                         levels["rate_high"], strict=True)],
+        "Fisher p": levels["fisher_p"].map(lambda v: fmt(v, ".2g")),
     })
 
 
 def claim_table(ranking: pd.DataFrame) -> pd.DataFrame:
+    """The textbook's claim per factor: agrees / disagrees only when the rank interval lies
+    wholly inside or outside the top three and the verdict supports it."""
+    top = len(CLAIMED_MOST)
     rows = []
     for _, r in ranking.iterrows():
-        claimed_most = r["factor"] in CLAIMED_MOST
-        if r["verdict"] == "not testable":
-            agrees = "cannot tell (no replicate seeds)"
-        elif (r["rank"] <= len(CLAIMED_MOST)) == claimed_most:
-            agrees = "agrees"
+        claimed_most, verdict = r["factor"] in CLAIMED_MOST, r["verdict"]
+        inside = pd.notna(r["rank_high"]) and r["rank_high"] <= top
+        outside = pd.notna(r["rank_low"]) and r["rank_low"] > top
+        decided = verdict in ("influential", "small", "negligible")
+        if inside and verdict == "influential":
+            shown_most = True
+        elif outside and decided:
+            shown_most = False
         else:
-            agrees = "disagrees"
+            shown_most = None
+        if shown_most is None:
+            why = ("verdict " + verdict if not decided else
+                   "no rank interval" if pd.isna(r["rank_low"]) else
+                   f"rank interval {r['rank_low']}-{r['rank_high']} straddles the top {top}")
+            agreement = f"cannot tell yet ({why})"
+        else:
+            agreement = "agrees" if shown_most == claimed_most else "disagrees"
         rows.append({"factor": r["factor"],
                      "textbook": "matters most" if claimed_most else "matters less",
-                     "this study": f"rank {r['rank']}, {r['verdict']}, effect {fmt(r['effect'])}",
-                     "agreement": agrees})
+                     "this study": f"rank {rank_text(r)}, {verdict}",
+                     "agreement": agreement})
     return pd.DataFrame(rows)
 
 
 def recommendations(ranking: pd.DataFrame) -> list[str]:
-    influential = ranking[ranking["verdict"] == "influential"]
-    advice = [f"**{r['factor']}**: best level {r['best_level']}, worst {r['worst_level']}; "
-              f"choosing well is worth up to {100 * r['effect']:.1f} points of test accuracy."
-              for _, r in influential.iterrows()]
+    """What to tune first, from the verdicts: only a negligible factor is left at its baseline."""
+    by_verdict = {v: ranking[ranking["verdict"] == v] for v in stats.VERDICTS}
+    advice = [f"**{r['factor']}** ({r['reason']}): best level {r['best_level']}, worst "
+              f"{r['worst_level']}; the largest difference from the baseline is "
+              f"{100 * r['largest_difference']:+.1f} points (at {r['largest_level']}), the effect "
+              f"between {100 * r['effect_ci_low']:.1f} and {100 * r['effect_ci_high']:.1f} points."
+              if pd.notna(r["largest_difference"]) else f"**{r['factor']}**: {r['reason']}."
+              for _, r in by_verdict["influential"].iterrows()]
     if not advice:
-        advice = ["No factor's effect stands out from seed noise in this study; run more seeds "
-                  "(sweep.seeds) or the full budget before tuning by it."]
-    quiet = ranking[ranking["verdict"].isin(["not distinguishable from seed noise", "small"])]
-    if not quiet.empty:
-        advice.append("Leave at the baseline for now (effect small or within seed noise): "
-                      + ", ".join(quiet["factor"]) + ".")
+        advice = ["No factor is shown to matter yet; the undecided ones below say how many seeds "
+                  "would decide them."]
+    groups = (("negligible", "Leave at the baseline (shown negligible)"),
+              ("small", "Tune last (a real but small effect)"))
+    advice += [f"{text}: {', '.join(by_verdict[v]['factor'])}." for v, text in groups
+               if not by_verdict[v].empty]
+    advice += [f"Undecided, **{r['factor']}**: {r['reason']}." for _, r in
+               by_verdict["undetermined"].iterrows()]
+    advice += [f"No data, **{r['factor']}**: {r['reason']}." for _, r in
+               by_verdict["no data"].iterrows()]
     return advice
 
 
@@ -154,11 +204,44 @@ def setup_lines(spec: StudySpec, trials: pd.DataFrame) -> list[str]:
     return lines
 
 
-def build_blocks(spec: StudySpec, trials: pd.DataFrame, ranking: pd.DataFrame,
+def method_text(analysis: stats.Analysis, spec: StudySpec) -> str:
+    """How the ranking below was decided, with this study's noise."""
+    noise, points = analysis.noise, f"{100 * analysis.practical_effect:g} point(s)"
+    model = ("One model for the whole study, accuracy ~ design point over the converged trials: "
+             "every test uses the seed noise pooled over all replicated design points. "
+             if analysis.pooled else
+             "No design point is replicated here, so each factor's levels (bins of sampled "
+             "values) get a one-way model of their own, whose error includes the other factors' "
+             "effects (conservative). ")
+    shared = ("OFAT's slices share the baseline point, so the factor tests are correlated; Holm's "
+              "correction holds under any dependence. " if spec.kind.on_slices else "")
+    return (
+        f"Noise floor: the seed-to-seed std of converged test accuracy is "
+        f"{fmt(noise['baseline_std'])} at the baseline ({noise['baseline_seeds']} converged "
+        f"seeds) and {fmt(noise['pooled_std'])} pooled over all design points. " + model +
+        "Per factor: an F-test of its levels against the baseline, each level's difference from "
+        "the baseline with Dunnett-type simultaneous 95% intervals, and Fisher's exact test of "
+        "each level's divergence rate against the baseline's; the factor tests (accuracy, and "
+        f"divergence where a trial diverged) are Holm-corrected together at {stats.ALPHA:.0%}. "
+        + shared +
+        "The effect is the largest difference from the baseline less what that maximum averages "
+        "when nothing matters (so a factor with more levels gains no head start), clipped at "
+        "zero, with the 95% interval that the simultaneous intervals give; the raw range is "
+        f"shown beside it. Verdicts at a practical threshold of {points} "
+        "(`analysis.practical_effect`): *influential*: significant and the effect's interval "
+        "lies above the threshold, or a significant divergence difference; *small*: significant, "
+        "but every level shown within the threshold; *negligible*: not significant, every level "
+        "shown within the threshold by an equivalence test (two one-sided tests, simultaneous "
+        "90% intervals) and no level diverging more than the baseline; *undetermined*: none of "
+        "these, with the seeds that would decide it at the observed noise. The rank interval is "
+        "the central 95% of the ranks in 1000 redraws of the study under the fitted model.")
+
+
+def build_blocks(spec: StudySpec, trials: pd.DataFrame, analysis: stats.Analysis,
                  figures: dict[str, list[str]], pairs: pd.DataFrame,
                  importances: pd.DataFrame) -> list[Block]:
     budget = spec.setup.get("budget") or "?"
-    noise, design = seed_noise(trials), design_table(trials)
+    ranking, design = analysis.ranking, design_table(trials)
     blocks: list[Block] = []
     if budget != "full":
         blocks.append(("note", f"**Budget `{budget}`**: a reduced study (training subset, fewer "
@@ -168,28 +251,28 @@ def build_blocks(spec: StudySpec, trials: pd.DataFrame, ranking: pd.DataFrame,
     if not spec.recorded:
         blocks.append(("note", "This study was made by an older version of this tool and records "
                        "no study spec: its factors, levels and baseline are read from its trials."))
-    blocks += [
-        ("h2", "Setup"), ("list", setup_lines(spec, trials)), ("h2", "Ranking"),
-        ("p", f"Noise floor: the seed-to-seed std of test accuracy is {fmt(noise['baseline_std'])}"
-         f" at the baseline (seeds: {noise['baseline_seeds']}) and {fmt(noise['pooled_std'])} "
-         "pooled over all design points. Each factor's levels are compared with a one-way ANOVA "
-         "(Kruskal-Wallis as a check), Holm-corrected over the factors at "
-         f"{stats.ALPHA:.0%}; a significant factor is *influential* when its effect (best minus "
-         f"worst level mean) is at least {100 * stats.PRACTICAL_EFFECT:.0f} point, else *small*. "
-         "Intervals are 95% bootstrap CIs over seeds; ranks whose effect intervals overlap are "
-         "ties (=)." + few_seeds_caveat(design))]
+    if spec.kind.sampled and spec.sampler == "tpe":
+        blocks.append(("note", "TPE concentrates its trials where accuracy was high, so the "
+                       "factors' marginal means are confounded with each other: read the ranking "
+                       "as a hint and check it with `sweep.sampler=random` or `qmc`."))
+    blocks += [("h2", "Setup"), ("list", setup_lines(spec, trials)), ("h2", "Ranking"),
+               ("p", method_text(analysis, spec))]
     if ranking.empty:
-        return [*blocks, ("p", "No finished trials yet.")]
-    blocks += [("table", ranking_table(ranking)), ("img", "influence"),
-               ("h2", "The textbook's claim vs this study"),
-               ("p", "The claim: the number of kernels, the activation type and the preprocessing "
-                "matter most; dropout, pooling, batch size and learning rate less. A factor "
-                "agrees when it ranks in this study's top three exactly when the textbook puts "
-                "it among the three that matter most."),
-               ("table", claim_table(ranking)),
-               ("h2", "What to tune first"), ("list", recommendations(ranking)),
-               ("h2", "Accuracy by level"), *[("img", s) for s in figures["factor"]],
-               ("h2", "Learning curves"), *[("img", s) for s in figures["curves"]]]
+        blocks.append(("p", "No factor is varied in this study."))
+    else:
+        blocks += [("table", ranking_table(ranking)), *[("img", s) for s in figures["influence"]],
+                   ("h2", "The textbook's claim vs this study"),
+                   ("p", "The claim: the number of kernels, the activation type and the "
+                    "preprocessing matter most; dropout, pooling, batch size and learning rate "
+                    "less. A factor agrees (or disagrees) only when its rank interval lies wholly "
+                    "inside or wholly outside this study's top three and its verdict supports it "
+                    "(influential to be among the top three; decided, whatever it is, to be "
+                    "outside them); otherwise this study cannot tell yet."),
+                   ("table", claim_table(ranking)),
+                   ("h2", "What to tune first"), ("list", recommendations(ranking)),
+                   ("h2", "Accuracy and divergence by level"), ("table", level_table(analysis)),
+                   *[("img", s) for s in figures["factor"]],
+                   ("h2", "Learning curves"), *[("img", s) for s in figures["curves"]]]
     if not pairs.empty:
         shown = pairs.assign(**{c: pairs[c].map(lambda v: fmt(v, ".2g"))
                                 for c in ("interaction_p", "interaction_p_holm",
@@ -198,18 +281,24 @@ def build_blocks(spec: StudySpec, trials: pd.DataFrame, ranking: pd.DataFrame,
                    *[("img", s) for s in figures["interaction"]]]
     if not importances.empty:
         blocks += [("h2", "Optuna importance evaluators"),
-                   ("p", "Shares of importance (they sum to one even for pure noise: read them "
-                    "with the tests above), mean and std over bootstrap resamples of the trials."),
-                   ("table", importances.assign(mean=importances["mean"].map(fmt),
-                                                std=importances["std"].map(fmt)))]
+                   ("p", "Shares of importance, mean and std over bootstrap resamples of the "
+                    "trials. They sum to one even for pure noise, so each is shown beside the "
+                    "share the same evaluator gives on the same trials with their accuracies "
+                    "shuffled: a share near its shuffled reference is noise. PED-ANOVA runs only "
+                    f"when at least {joint.PED_ANOVA_MIN_TOP} trials lie in its top "
+                    f"{joint.PED_ANOVA_QUANTILE:.0%}."),
+                   ("table", importances.assign(**{c: importances[c].map(fmt) for c in
+                                                   ("mean", "std", "shuffled_mean")}))]
     unusable = trials[trials["outcome"].isin(["diverged", "failed"])]
-    blocks += [("h2", "Accuracy vs training time"), ("img", "accuracy_vs_time"),
-               ("h2", "Design"), ("table", design.assign(
+    if figures["time"]:
+        blocks += [("h2", "Accuracy vs training time"), ("img", "accuracy_vs_time")]
+    blocks += [("h2", "Design"), ("table", design.assign(
                    mean=design["mean"].map(fmt), std=design["std"].map(fmt))),
                ("h2", "Diverged and failed trials"),
-               ("p", "Rule: a diverged trial (loss NaN/inf) counts with chance accuracy (0.1), "
-                "since diverging is an effect of its settings; a failed trial (an exception or "
-                "an interruption) has no accuracy and is left out of the analysis, listed here.")]
+               ("p", "Rule: a diverged trial (loss NaN/inf) is a result of its settings: it "
+                "counts in its level's divergence rate, which is tested on its own, and not in "
+                "accuracy (it records chance accuracy, 0.1). A failed trial (an exception or an "
+                "interruption) has no result and is left out of the analysis, listed here.")]
     if unusable.empty:
         blocks.append(("p", "None."))
     else:
@@ -219,7 +308,7 @@ def build_blocks(spec: StudySpec, trials: pd.DataFrame, ranking: pd.DataFrame,
     return blocks
 
 
-def _md_table(frame: pd.DataFrame) -> str:
+def markdown_table(frame: pd.DataFrame) -> str:
     def cell(value: Any) -> str:
         return str(value).replace("|", "\\|").replace("\n", " ")
 
@@ -243,7 +332,7 @@ def to_markdown(title: str, blocks: list[Block],
         elif kind == "list":
             parts.append("\n".join(f"- {item}" for item in content))
         elif kind == "table":
-            parts.append(_md_table(content))
+            parts.append(markdown_table(content))
         else:
             parts.append(f"![{content}]({image_link(content)})")
     return "\n\n".join(parts) + "\n"
@@ -270,21 +359,26 @@ def to_html(title: str, markdown: str, figures_dir: Path) -> str:
             f"</title><style>{STYLE}</style></head><body>\n{body}</body></html>\n")
 
 
-def draw_figures(trials: pd.DataFrame, curves: pd.DataFrame, ranking: pd.DataFrame,
-                 intervals: pd.DataFrame, spec: StudySpec, tables: dict, out: Path
-                 ) -> dict[str, list[str]]:
-    factors = list(ranking["factor"])
+def draw_figures(trials: pd.DataFrame, curves: pd.DataFrame, analysis: stats.Analysis,
+                 spec: StudySpec, tables: dict, out: Path) -> dict[str, list[str]]:
+    """The figures, for the factors with a finished trial; none before any trial finishes."""
+    ranking = analysis.ranking
+    if finished(trials).empty:
+        return {group: [] for group in ("influence", "factor", "curves", "interaction", "time")}
+    factors = list(ranking.loc[ranking["verdict"] != "no data", "factor"])
     return {
-        "influence": [plots.plot_influence(ranking, seed_noise(trials), out)],
-        "factor": [plots.plot_factor(trials, intervals, f, spec, out) for f in factors],
+        "influence": ([plots.plot_influence(ranking, analysis.noise,
+                                           analysis.practical_effect, out)]
+                      if ranking["effect"].notna().any() else []),
+        "factor": [plots.plot_factor(trials, analysis.levels, f, spec, out) for f in factors],
         "curves": [plots.plot_curves(curves, f, spec, out) for f in factors],
         "interaction": [plots.plot_interaction(t, a, b, out) for (a, b), t in tables.items()],
         "time": [plots.plot_time(trials, out)],
     }
 
 
-def write_report(study: optuna.Study, reports_root: Path, artifact_dir: Path | None = None
-                 ) -> tuple[Path, pd.DataFrame]:
+def write_report(study: optuna.Study, reports_root: Path, artifact_dir: Path | None = None,
+                 practical_effect: float = stats.PRACTICAL_EFFECT) -> tuple[Path, pd.DataFrame]:
     """Write the report files; with artifact_dir, also attach the report to the study. Returns
     the report's folder and its ranking table."""
     out = reports_root / study.study_name
@@ -293,14 +387,12 @@ def write_report(study: optuna.Study, reports_root: Path, artifact_dir: Path | N
     trials, curves = trials_frame(study, spec), curves_frame(study, spec)
     trials.to_csv(out / "trials.csv", index=False)
     curves.to_csv(out / "curves.csv", index=False)
-    ranking = stats.influence(trials, spec)
-    pairs, tables = stats.interactions(trials, spec)
-    importances = (stats.optuna_importances(study, spec) if not spec.kind.on_slices
-                   else pd.DataFrame(columns=stats.IMPORTANCE_COLUMNS))  # not for OFAT's L
-    intervals = stats.level_intervals(trials, spec)
-    figures = (draw_figures(trials, curves, ranking, intervals, spec, tables, out)
-               if not ranking.empty else {})
-    blocks = build_blocks(spec, trials, ranking, figures, pairs, importances)
+    analysis = stats.analyse(trials, spec, seed_noise(trials), practical_effect)
+    pairs, tables = joint.interactions(trials, spec)
+    importances = (joint.optuna_importances(study, spec) if not spec.kind.on_slices
+                   else pd.DataFrame(columns=joint.IMPORTANCE_COLUMNS))  # not for OFAT's L
+    figures = draw_figures(trials, curves, analysis, spec, tables, out)
+    blocks = build_blocks(spec, trials, analysis, figures, pairs, importances)
     title = f"Sensitivity study: {study.study_name}"
     markdown = to_markdown(title, blocks)
     (out / "report.md").write_text(markdown)
@@ -310,9 +402,8 @@ def write_report(study: optuna.Study, reports_root: Path, artifact_dir: Path | N
         links = dashboard.upload_figures(study, stems, out, artifact_dir)
         note = to_markdown(title, [("note", dashboard.importance_caveat(spec)), *blocks],
                            links.__getitem__)
-        dashboard.publish(study, note, dashboard.study_page_figures(trials, ranking, intervals,
-                                                                    spec))
-    return out, ranking_table(ranking) if not ranking.empty else pd.DataFrame()
+        dashboard.publish(study, note, dashboard.study_page_figures(trials, analysis, spec))
+    return out, ranking_table(analysis.ranking)
 
 
 def run_report(cfg: DictConfig) -> None:
@@ -322,12 +413,14 @@ def run_report(cfg: DictConfig) -> None:
         raise UserError(f"no study named {cfg.name!r} in {mask_url(cfg.storage)}; studies there: "
                         f"{', '.join(names) or 'none'}")
     study = optuna.load_study(study_name=cfg.name, storage=storage)
-    out, ranking = write_report(study, Path("reports"), Path(cfg.artifact_dir))
+    out, ranking = write_report(study, Path("reports"), Path(cfg.artifact_dir),
+                                cfg.analysis.practical_effect)
     finished_trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     log.info("report of %d finished trials (of %d) written to %s", len(finished_trials),
              len(study.trials), out / "report.html")
+    brief = ranking[["factor", "rank (95% interval)", "verdict", "effect [95% CI]"]]
     print(f"Ranking of study {study.study_name}:\n"
-          + (ranking.to_string(index=False) if not ranking.empty else "(no finished trials)"))
+          + (brief.to_string(index=False) if not ranking.empty else "(no factor varied)"))
 
 
 def main() -> None:

@@ -1,210 +1,447 @@
-"""Statistics of influence, as DataFrames: is each factor's effect larger than seed-to-seed noise?
+"""Statistics of influence, as plain data: which factors change test accuracy, or make training
+diverge, by more than seed-to-seed noise explains, and by how much.
 
-- `level_intervals`: mean test accuracy per (factor, level) with a 95% bootstrap CI over seeds.
-- `factor_tests`: per factor, eta-squared, one-way ANOVA and Kruskal-Wallis p-values across its
-  levels, both Holm-corrected over the factors tested.
-- `influence`: the ranking: effect (best minus worst level mean) with a bootstrap CI, the tests,
-  a verdict (VERDICTS) and ties between ranks whose effect intervals overlap.
-- `interactions`: for designs that vary factors jointly (grid, optuna), a two-way ANOVA per pair
-  of factors (interaction p-value and eta-squared) and the two-way tables of mean accuracy.
-- `optuna_importances`: Optuna's fANOVA and PED-ANOVA evaluators, repeated on bootstrap resamples
-  of the trials (and fANOVA forest seeds), as mean and spread.
+One model for the whole study. A fixed design (ofat, grid) is analysed as
+`accuracy ~ C(design_point)` over its converged trials, so every comparison uses the error
+variance pooled over all replicated design points. A level's mean is a contrast of point means
+(OFAT: the level's own point; grid: the average of the points at that level), and each level is
+compared with the factor's baseline level. Sampled designs (optuna, hydra) have no replicated
+points: each factor's levels (quartile bins of sampled values) get a one-way model of their own.
 
-Each factor's levels are compared on its slice of trials (study.analysis.factor_slice); the
-factors, their levels and the baseline are the study spec's.
+Per factor (`analyse` returns all of it as an `Analysis` of DataFrames):
+- accuracy: an F-test of "every level equals the baseline" (the Wald test of its contrasts) and
+  each level's difference from the baseline with Dunnett-type simultaneous intervals (the
+  critical value of max |t| over the factor's comparisons, by Monte Carlo from their correlation);
+- divergence: each level's rate with a Wilson interval, Fisher's exact test against the baseline;
+- the effect: the largest |difference from the baseline|, less what that maximum averages when
+  nothing has an effect (so a factor with more levels gains no head start), clipped at zero, with
+  the interval of the largest true difference implied by the simultaneous intervals;
+- omega-squared; a rank interval from redrawing the study under the fitted model;
+- a verdict (VERDICTS) with its reason, at the practical threshold `practical_effect`.
+The factor tests (accuracy, and divergence where any trial diverged) are Holm-corrected together:
+OFAT's factors share the baseline point, so their tests are correlated; Holm needs no independence.
 """
 
 from __future__ import annotations
 
-import itertools
-import warnings
+import functools
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-import optuna
 import pandas as pd
 from scipy import stats as sps
-from statsmodels.formula.api import ols
-from statsmodels.stats.anova import anova_lm
-from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import proportion_confint
 
-from study.analysis import ACCURACY, finished, level_labels, level_slice
+from study.analysis import ACCURACY, converged, finished, level_order, level_slice
 from study.spec import StudySpec
 
-ALPHA = 0.05  # family-wise error rate over the factors (Holm)
-PRACTICAL_EFFECT = 0.01  # accuracy; a significant effect below one point is "small"
-N_BOOTSTRAP = 2000
-IMPORTANCE_COLUMNS = ["evaluator", "factor", "mean", "std", "repeats"]
-VERDICTS = ("influential", "small", "not distinguishable from seed noise", "not testable")
+ALPHA = 0.05  # family-wise error rate over the factor tests (Holm)
+PRACTICAL_EFFECT = 0.01  # accuracy: one point; the default of analysis.practical_effect
+N_DRAWS = 4000  # Monte Carlo draws: simultaneous critical values, null means, rank intervals
+MAX_SEEDS = 200  # seeds-needed estimates above this say "more than"
+VERDICTS = ("influential", "small", "negligible", "undetermined", "no data")
 
 
-def _groups(trials: pd.DataFrame, factor: str, spec: StudySpec) -> dict[object, np.ndarray]:
-    """Test accuracies of the finished trials in the factor's slice, by level."""
-    part = level_slice(finished(trials), factor, spec)
-    return {level: g[ACCURACY].to_numpy() for level, g in part.groupby("level", sort=True)}
+@dataclass
+class Comparison:
+    """One factor's levels as weighted means of cell means, under one error estimate."""
+
+    factor: str
+    levels: list[Any]  # design order; levels without a converged trial are left out
+    reference: Any  # the baseline level: what every other level is compared with
+    cells: list[str]  # cell ids: design points (fixed designs) or `factor=bin`
+    weights: np.ndarray  # (levels, cells): each level mean as a weighted mean of cell means
+    n: np.ndarray  # converged trials per cell
+    mean: np.ndarray  # mean accuracy per cell
+    s: float  # error standard deviation (NaN without replicates)
+    df: int  # its degrees of freedom
+    error_id: str  # comparisons with the same id share the error estimate
+    ss_between: float  # sums of squares of the factor's slice: between its levels
+    ss_total: float  # and in all
+
+    @property
+    def contrasts(self) -> np.ndarray:
+        """(levels - 1, cells): each non-reference level minus the reference."""
+        ref = self.levels.index(self.reference)
+        return np.delete(self.weights, ref, axis=0) - self.weights[ref]
+
+    @property
+    def others(self) -> list[Any]:
+        return [level for level in self.levels if level != self.reference]
 
 
-def _bootstrap_means(values: np.ndarray, rng: np.random.Generator, n_boot: int) -> np.ndarray:
-    """Bootstrap replicates of the mean; NaN for a single value, which has no interval."""
-    if len(values) < 2:
-        return np.full(n_boot, np.nan)
-    return values[rng.integers(0, len(values), (n_boot, len(values)))].mean(axis=1)
+@dataclass
+class Analysis:
+    """Everything the report shows about influence; every undefined number is NaN."""
+
+    ranking: pd.DataFrame  # one row per varied factor, in rank order
+    levels: pd.DataFrame  # per (factor, level): accuracy and divergence
+    differences: pd.DataFrame  # per (factor, non-baseline level): difference from the baseline
+    noise: dict[str, float]  # error std, its df, the baseline's std and seeds
+    practical_effect: float
+    pooled: bool  # one model over all design points (fixed designs), else one per factor
 
 
-def level_intervals(trials: pd.DataFrame, spec: StudySpec, n_boot: int = N_BOOTSTRAP,
-                    seed: int = 0) -> pd.DataFrame:
-    """Mean accuracy per (factor, level) with a 95% percentile-bootstrap CI over its trials."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for factor in spec.factors:
-        for level, values in _groups(trials, factor, spec).items():
-            boot = _bootstrap_means(values, rng, n_boot)
-            rows.append({"factor": factor, "level": level, "n": len(values),
-                         "mean": values.mean(), "ci_low": np.quantile(boot, 0.025),
-                         "ci_high": np.quantile(boot, 0.975)})
-    return pd.DataFrame(rows, columns=["factor", "level", "n", "mean", "ci_low", "ci_high"])
+def _error(groups: pd.core.groupby.SeriesGroupBy) -> tuple[float, int]:
+    """Pooled within-group standard deviation and its degrees of freedom."""
+    dof = int((groups.count() - 1).clip(lower=0).sum())
+    if dof == 0:
+        return float("nan"), 0
+    return float(np.sqrt(groups.var(ddof=1).fillna(0).mul(groups.count() - 1).sum() / dof)), dof
 
 
-def factor_tests(trials: pd.DataFrame, spec: StudySpec) -> pd.DataFrame:
-    """Eta-squared, ANOVA and Kruskal-Wallis p per factor, Holm-corrected over the factors."""
-    rows = []
-    for factor in spec.factors:
-        groups = list(_groups(trials, factor, spec).values())
-        if len(groups) < 2:
+def studied(spec: StudySpec) -> list[str]:
+    """The factors the study compares levels of: varied, over more than one level (a hydra
+    study marks every factor varied, whether its jobs changed it or not)."""
+    return [f for f in spec.varied if len(spec.factors[f].levels) > 1]
+
+
+def factor_slices(trials: pd.DataFrame, spec: StudySpec) -> dict[str, pd.DataFrame]:
+    """Each studied factor's slice of the trials (every state), with its `level` column."""
+    return {factor: level_slice(trials, factor, spec) for factor in studied(spec)}
+
+
+def comparisons(trials: pd.DataFrame, spec: StudySpec, slices: dict[str, pd.DataFrame]
+                ) -> dict[str, Comparison]:
+    """Each studied factor's comparison, from the converged trials; a factor with fewer than two
+    levels with converged trials gets none."""
+    pooled = spec.kind.fixed
+    if pooled:
+        by_point = converged(trials).groupby("design_point")[ACCURACY]
+        point_stats = by_point.agg(["count", "mean"])
+        s, df = _error(by_point)
+    result = {}
+    for factor in slices:
+        part = converged(slices[factor])
+        present = level_order(spec, factor, list(part["level"].unique()))
+        if len(present) < 2:
             continue
-        values = np.concatenate(groups)
-        ss_total = ((values - values.mean()) ** 2).sum()
-        ss_between = sum(len(g) * (g.mean() - values.mean()) ** 2 for g in groups)
-        testable = len(values) > len(groups) and ss_total > 0
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # constant groups: scipy warns and returns nan
-            anova = sps.f_oneway(*groups).pvalue if testable else np.nan
-            kruskal = sps.kruskal(*groups).pvalue if testable else np.nan
-        rows.append({"factor": factor, "levels": len(groups), "trials": len(values),
-                     "eta_squared": ss_between / ss_total if ss_total > 0 else np.nan,
-                     "anova_p": anova, "kruskal_p": kruskal})
-    tests = pd.DataFrame(rows, columns=["factor", "levels", "trials", "eta_squared", "anova_p",
-                                        "kruskal_p"])
-    for column in ("anova_p", "kruskal_p"):
-        tests[f"{column}_holm"] = _holm(tests[column])
-    return tests
+        reference = _reference(spec, factor, present)
+        if pooled:
+            points = {level: sorted(part.loc[part["level"] == level, "design_point"].unique())
+                      for level in present}
+            cells = sorted({p for ps in points.values() for p in ps})
+            stats, error = point_stats.loc[cells], (s, df, "pooled")
+        else:
+            points = {level: [f"{factor}={level}"] for level in present}
+            cells = [f"{factor}={level}" for level in present]
+            groups = part.assign(cell=[f"{factor}={v}" for v in part["level"]]).groupby(
+                "cell")[ACCURACY]
+            stats, error = groups.agg(["count", "mean"]).loc[cells], (*_error(groups), factor)
+        weights = np.array([[1 / len(points[level]) if c in points[level] else 0.0
+                            for c in cells] for level in present])
+        values = part[ACCURACY].astype(float)
+        by_level = values.groupby(part["level"])
+        between = float((by_level.count() * (by_level.mean() - values.mean()) ** 2).sum())
+        result[factor] = Comparison(factor, present, reference, cells, weights,
+                                    stats["count"].to_numpy(float), stats["mean"].to_numpy(float),
+                                    *error, between, float(((values - values.mean()) ** 2).sum()))
+    return result
 
 
-def _holm(p: pd.Series) -> pd.Series:
+def _reference(spec: StudySpec, factor: str, present: list[Any]) -> Any:
+    """The level every other one is compared with: the baseline, or where it has no trials (a
+    grid without it, bins of sampled values) the first level in design order."""
+    baseline = spec.factors[factor].baseline
+    return baseline if baseline in present else present[0]
+
+
+@functools.lru_cache(maxsize=256)
+def _null_draws(cov_key: tuple, df: int) -> tuple[np.ndarray, np.ndarray]:
+    """Monte Carlo draws of max_v |z_v| (z ~ N(0, cov), the contrasts in units of the error
+    std) and of max_v |t_v| (the same standardised, with the error std estimated on df)."""
+    cov = np.array(cov_key)
+    rng = np.random.default_rng(0)
+    z = rng.multivariate_normal(np.zeros(len(cov)), cov, size=N_DRAWS, method="cholesky")
+    se = np.sqrt(np.diag(cov))
+    max_z = np.abs(z).max(axis=1)
+    if df == 0:
+        return max_z, np.full(N_DRAWS, np.nan)
+    scale = np.sqrt(rng.chisquare(df, N_DRAWS) / df)
+    return max_z, (np.abs(z / se).max(axis=1) / scale)
+
+
+def _key(cov: np.ndarray) -> tuple:
+    return tuple(tuple(row) for row in np.round(cov, 10))
+
+
+@dataclass
+class FactorEstimates:
+    differences: np.ndarray  # each non-reference level minus the reference
+    se: np.ndarray  # their standard errors
+    p_each: np.ndarray  # simultaneous (Dunnett-adjusted) p per level
+    q95: float  # simultaneous critical values of max |t|
+    q90: float
+    null_mean: float  # mean of max |difference| when no level differs
+    p: float  # F-test of all differences = 0
+
+
+def estimate(comp: Comparison) -> FactorEstimates:
+    c = comp.contrasts
+    d = c @ comp.mean
+    cov_unit = (c / comp.n) @ c.T
+    se = comp.s * np.sqrt(np.diag(cov_unit))
+    max_z, max_t = _null_draws(_key(cov_unit), comp.df)
+    if comp.df == 0:
+        nan = np.full(len(d), np.nan)
+        return FactorEstimates(d, nan, nan, np.nan, np.nan, np.nan, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):  # no noise at all (s = 0): t is inf
+        t = np.abs(d) / se
+        wald = d @ np.linalg.pinv(cov_unit) @ d / comp.s ** 2 / len(d)
+    return FactorEstimates(
+        d, se, p_each=np.array([(max_t >= value).mean() for value in t]),
+        q95=float(np.quantile(max_t, 0.95)), q90=float(np.quantile(max_t, 0.90)),
+        null_mean=comp.s * float(max_z.mean()), p=float(sps.f.sf(wald, len(d), comp.df)))
+
+
+def holm(p: pd.Series) -> pd.Series:
+    """Holm-adjusted p-values (NaN stays NaN). Written out because statsmodels' multipletests
+    runs gc.collect() on every call: 0.1 s each with torch loaded, too slow for simulations."""
     adjusted = pd.Series(np.nan, index=p.index)
-    valid = p.notna()
-    if valid.any():
-        adjusted[valid] = multipletests(p[valid], alpha=ALPHA, method="holm")[1]
+    valid = p.dropna().sort_values()
+    steps = (len(valid) - np.arange(len(valid))) * valid.to_numpy()
+    adjusted[valid.index] = np.minimum(1.0, np.maximum.accumulate(steps))
     return adjusted
 
 
-def verdict(p_holm: float, effect: float) -> str:
-    if np.isnan(p_holm):
-        return "not testable"
-    if p_holm >= ALPHA:
-        return "not distinguishable from seed noise"
-    return "influential" if effect >= PRACTICAL_EFFECT else "small"
-
-
-def influence(trials: pd.DataFrame, spec: StudySpec, n_boot: int = N_BOOTSTRAP,
-              seed: int = 0) -> pd.DataFrame:
-    """The ranking: one row per factor, largest effect first, with CIs, tests and verdicts."""
-    rng = np.random.default_rng(seed)
-    tests = factor_tests(trials, spec).set_index("factor")
+def divergence(spec: StudySpec, slices: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per (factor, level) of the finished trials: diverged of finished, the rate with a 95%
+    Wilson interval, and Fisher's exact p against the factor's baseline level."""
     rows = []
-    for factor in tests.index:
-        groups = _groups(trials, factor, spec)
-        means = {level: v.mean() for level, v in groups.items()}
-        boot = np.stack([_bootstrap_means(v, rng, n_boot) for v in groups.values()])
-        boot_effect = boot.max(axis=0) - boot.min(axis=0)
-        best, worst = max(means, key=means.get), min(means, key=means.get)
-        effect = means[best] - means[worst]
-        row = tests.loc[factor]
-        rows.append({"factor": factor, "effect": effect,
-                     "effect_ci_low": np.quantile(boot_effect, 0.025),
-                     "effect_ci_high": np.quantile(boot_effect, 0.975),
-                     "best_level": best, "worst_level": worst, **row.to_dict(),
-                     "verdict": verdict(row["anova_p_holm"], effect)})
-    ranking = pd.DataFrame(rows)
-    if ranking.empty:
-        return ranking
-    ranking = ranking.sort_values("effect", ascending=False, ignore_index=True)
-    ranking[["levels", "trials"]] = ranking[["levels", "trials"]].astype(int)
-    overlaps = ranking["effect_ci_high"].shift(-1).fillna(-np.inf) >= ranking["effect_ci_low"]
-    ranking["tied_with_next"] = overlaps & (ranking.index < len(ranking) - 1)
-    ranking.insert(0, "rank", _tied_ranks(ranking["tied_with_next"]))
-    return ranking
+    for factor, part in slices.items():
+        part = finished(part)
+        counts = part.groupby("level", sort=False)["outcome"].agg(
+            diverged=lambda o: int((o == "diverged").sum()), trials="count")
+        present = level_order(spec, factor, list(counts.index))
+        if not present:
+            continue
+        reference = _reference(spec, factor, present)
+        for level in present:
+            k, n = counts.loc[level]
+            low, high = proportion_confint(k, n, alpha=ALPHA, method="wilson")
+            p = np.nan
+            if level != reference and counts["diverged"].sum() > 0:
+                kb, nb = counts.loc[reference]
+                p = sps.fisher_exact([[k, n - k], [kb, nb - kb]]).pvalue
+            rows.append({"factor": factor, "level": level, "diverged": k, "trials": n,
+                         "rate": k / n, "rate_low": low, "rate_high": high, "fisher_p": p,
+                         "baseline": level == reference})
+    return pd.DataFrame(rows, columns=["factor", "level", "diverged", "trials", "rate",
+                                       "rate_low", "rate_high", "fisher_p", "baseline"])
 
 
-def _tied_ranks(tied_with_next: pd.Series) -> list[int]:
-    """Rank 1, 2, ... where a factor tied with the one above it shares that one's rank."""
-    ranks, current = [], 1
-    for i, tied in enumerate(tied_with_next):
-        ranks.append(current)
-        if not tied:
-            current = i + 2
-    return ranks
+def _omega_squared(comp: Comparison) -> float:
+    """Omega-squared of the factor's slice with the pooled error variance, clipped at zero:
+    eta-squared less what it averages when the levels do not differ."""
+    if comp.df == 0 or comp.ss_total == 0:
+        return float("nan")
+    k, mse = len(comp.levels), comp.s ** 2
+    return max(0.0, (comp.ss_between - (k - 1) * mse) / (comp.ss_total + mse))
 
 
-def varied_factors(trials: pd.DataFrame, spec: StudySpec) -> list[str]:
-    done = finished(trials)
-    return [f for f in spec.factors if done[f].nunique() > 1]
+def _seeds_to_decide(comp: Comparison, q: float, gap: float) -> int | None:
+    """Seeds per design point at which, at the observed noise and differences, the effect's
+    interval (half-width q * se) would clear the practical threshold that now lies `gap` from
+    the largest observed difference; None when more than MAX_SEEDS would be needed."""
+    c = comp.contrasts
+    unit = float(np.sqrt(np.max(np.diag(c @ c.T))))  # se at one seed per point, in units of s
+    for seeds in range(int(comp.n.min()) + 1, MAX_SEEDS + 1):
+        if q * comp.s * unit / np.sqrt(seeds) < gap:
+            return seeds
+    return None
 
 
-def interactions(trials: pd.DataFrame, spec: StudySpec
-                 ) -> tuple[pd.DataFrame, dict[tuple[str, str], pd.DataFrame]]:
-    """Two-way ANOVA with interaction for each pair of jointly varied factors, and each pair's
-    table of mean accuracy (rows: first factor's levels, columns: second's)."""
-    done = finished(trials)
-    rows, tables = [], {}
-    for a, b in itertools.combinations(varied_factors(trials, spec), 2):
-        frame = pd.DataFrame({"a": level_labels(done[a]), "b": level_labels(done[b]),
-                              "y": done[ACCURACY]})
-        cells = frame.groupby(["a", "b"]).size()
-        if (cells.groupby(level="a").size() >= 2).sum() < 2:
-            continue  # not crossed: the pair is never varied jointly (e.g. OFAT's L shape)
-        table = frame.pivot_table(index="a", columns="b", values="y", aggfunc="mean")
-        tables[(a, b)] = table.rename(index=str, columns=str).rename_axis(index=a, columns=b)
-        p, eta = np.nan, np.nan
-        if len(frame) > len(cells) and frame["y"].var() > 0:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                labelled = frame.astype({"a": str, "b": str})  # patsy reads no nullable ints
-                table = anova_lm(ols("y ~ C(a) * C(b)", data=labelled).fit(), typ=2)
-            p = table.loc["C(a):C(b)", "PR(>F)"]
-            eta = table.loc["C(a):C(b)", "sum_sq"] / table["sum_sq"].sum()
-        rows.append({"factor_a": a, "factor_b": b, "cells": len(cells),
-                     "interaction_p": p, "interaction_eta_squared": eta})
-    result = pd.DataFrame(rows, columns=["factor_a", "factor_b", "cells", "interaction_p",
-                                         "interaction_eta_squared"])
-    result["interaction_p_holm"] = _holm(result["interaction_p"])
-    return result.sort_values("interaction_p", ignore_index=True), tables
+def _divergence_seeds(rows: pd.DataFrame, tests: int) -> int | None:
+    """Seeds per level at which the observed divergence rates would differ significantly from
+    the baseline's (Fisher, Bonferroni over the tests); None beyond MAX_SEEDS."""
+    base = rows[rows["baseline"]].iloc[0]
+    others = rows[~rows["baseline"] & (rows["rate"] != base["rate"])]
+    for seeds in range(int(rows["trials"].min()) + 1, MAX_SEEDS + 1):
+        kb = round(base["rate"] * seeds)
+        for rate in others["rate"]:
+            k = round(rate * seeds)
+            if sps.fisher_exact([[k, seeds - k], [kb, seeds - kb]]).pvalue < ALPHA / tests:
+                return seeds
+    return None
 
 
-def optuna_importances(study: optuna.Study, spec: StudySpec, repeats: int = 5) -> pd.DataFrame:
-    """fANOVA and PED-ANOVA importances over `repeats` bootstrap resamples of the finished trials
-    (fANOVA's forest seeded alike): mean and std per (evaluator, factor)."""
-    trials = [t for t in study.get_trials(deepcopy=False)
-              if t.state == optuna.trial.TrialState.COMPLETE]
-    params = [f for f in spec.factors if len({t.params.get(f) for t in trials}) > 1]
-    if len(trials) < 10 or not params:
-        return pd.DataFrame(columns=IMPORTANCE_COLUMNS)
-    evaluators = {
-        "fANOVA": lambda s: optuna.importance.FanovaImportanceEvaluator(seed=s),
-        "PED-ANOVA": lambda s: optuna.importance.PedAnovaImportanceEvaluator(),
-    }
-    rng = np.random.default_rng(0)
-    rows = []
-    for r in range(repeats):
-        resample = optuna.create_study(direction="maximize")
-        resample.add_trials([trials[i] for i in rng.integers(0, len(trials), len(trials))])
-        for name, make in evaluators.items():
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                scores = optuna.importance.get_param_importances(
-                    resample, evaluator=make(r), params=params, normalize=True)
-            rows += [{"evaluator": name, "factor": f, "importance": scores.get(f, 0.0),
-                      "repeat": r} for f in params]
-    raw = pd.DataFrame(rows)
-    summary = raw.groupby(["evaluator", "factor"])["importance"].agg(["mean", "std", "count"])
-    return summary.rename(columns={"count": "repeats"}).reset_index().sort_values(
-        ["evaluator", "mean"], ascending=[True, False], ignore_index=True)
+def _seeds_text(seeds: int | None, per: str) -> str:
+    return (f"about {seeds} {per} would decide it" if seeds
+            else f"more than {MAX_SEEDS} {per} would be needed")
+
+
+def _verdict(row: dict, comp: Comparison | None, div: pd.DataFrame, threshold: float,
+             tests: int) -> tuple[str, str]:
+    """(verdict, reason) from the factor's tests, effect interval and divergence."""
+    points = f"{100 * threshold:g} point{'s' if threshold != 0.01 else ''}"
+    per = ("seeds per design point" if comp is None or comp.error_id == "pooled"
+           else "trials per level")
+    sig_acc, sig_div = row["accuracy_p_holm"] < ALPHA, row["divergence_p_holm"] < ALPHA
+    worse = div[~div["baseline"]]
+    base_rate = div.loc[div["baseline"], "rate"]
+    more_divergence = not base_rate.empty and (worse["rate"] > base_rate.iloc[0]).any()
+    if sig_div:
+        top = worse.loc[worse["fisher_p"].idxmin()]
+        return "influential", (f"diverges more often at {top['level']} ({top['diverged']}/"
+                               f"{top['trials']} trials) than at the baseline")
+    if comp is None:
+        return "undetermined", ("no level but the baseline has a converged trial; divergence "
+                                "does not yet differ significantly: "
+                                + _seeds_text(_divergence_seeds(div, tests), per))
+    if comp.df == 0:
+        return "undetermined", ("no design point has two converged seeds, so the noise cannot "
+                                "be measured: run more seeds")
+    if sig_acc and row["effect_ci_low"] >= threshold:
+        return "influential", f"its largest difference from the baseline is at least {points}"
+    if sig_acc and row["equivalence_bound"] < threshold:
+        return "small", f"it differs from the baseline, but every level by less than {points}"
+    if not sig_acc and row["equivalence_bound"] < threshold and not more_divergence:
+        return "negligible", (f"every level is within {points} of the baseline (equivalence "
+                              "test) and diverges no more often")
+    if more_divergence and not sig_acc:
+        return "undetermined", ("some level diverges more often than the baseline, not yet "
+                                "significantly: " + _seeds_text(_divergence_seeds(div, tests), per))
+    largest = abs(row["largest_difference"])
+    decide = (_seeds_to_decide(comp, row["q95"], largest - threshold) if largest >= threshold
+              else _seeds_to_decide(comp, row["q90"], threshold - largest))
+    return "undetermined", (f"the interval of its effect straddles {points}: "
+                            + _seeds_text(decide, per))
+
+
+def _factor_row(comp: Comparison) -> tuple[dict, FactorEstimates]:
+    est = estimate(comp)
+    d, se = est.differences, est.se
+    largest = int(np.argmax(np.abs(d)))
+    corrected = float(np.abs(d).max() - est.null_mean)  # NaN without a noise estimate
+    means = dict(zip(comp.levels, comp.weights @ comp.mean, strict=True))
+    return {
+        "factor": comp.factor,
+        "corrected": corrected,  # ranks; can be below zero
+        "effect": corrected if np.isnan(corrected) else max(0.0, corrected),
+        "effect_ci_low": float(np.max(np.clip(np.abs(d) - est.q95 * se, 0, None))),
+        "effect_ci_high": float(np.max(np.abs(d) + est.q95 * se)),
+        "equivalence_bound": float(np.max(np.abs(d) + est.q90 * se)),
+        "largest_level": comp.others[largest], "largest_difference": float(d[largest]),
+        "raw_range": float(max(means.values()) - min(means.values())),
+        "best_level": max(means, key=means.get), "worst_level": min(means, key=means.get),
+        "omega_squared": _omega_squared(comp), "accuracy_p": est.p,
+        "q95": est.q95, "q90": est.q90,
+    }, est
+
+
+RANKING_COLUMNS = [
+    "rank", "rank_low", "rank_high", "factor", "effect", "effect_ci_low", "effect_ci_high",
+    "equivalence_bound", "largest_level", "largest_difference", "raw_range", "best_level",
+    "worst_level", "omega_squared", "accuracy_p", "accuracy_p_holm", "divergence_p",
+    "divergence_p_holm", "levels", "trials", "diverged", "failed", "verdict", "reason"]
+
+
+def _no_data_row(part: pd.DataFrame, factor: str, spec: StudySpec) -> dict:
+    others = part[part[factor] != spec.factors[factor].baseline]
+    failed = int((others["state"] != "COMPLETE").sum())
+    reason = (f"all {len(others)} of its non-baseline trials failed" if len(others) and
+              failed == len(others) else "no finished trial at a non-baseline level yet")
+    return {"factor": factor, "verdict": "no data", "reason": reason}
+
+
+def _rank_intervals(comps: dict[str, Comparison], estimates: dict[str, FactorEstimates],
+                    draws: int = 1000) -> pd.DataFrame:
+    """95% intervals of each factor's rank, from redrawing every cell mean (and the error std)
+    under the fitted model and ranking the redrawn effects. A parametric redraw rather than
+    resampling seeds: it works with one seed per design point, where resampling cannot vary."""
+    rng = np.random.default_rng(1)
+    cells = sorted({c for comp in comps.values() for c in comp.cells})
+    z = dict(zip(cells, rng.standard_normal((len(cells), draws)), strict=True))
+    errors = {comp.error_id: (comp.s, comp.df) for comp in comps.values()}
+    scale = {eid: s * np.sqrt(rng.chisquare(df, draws) / df) for eid, (s, df) in errors.items()}
+    effects = {}
+    for name, comp in comps.items():
+        noise = np.stack([z[c] for c in comp.cells]) / np.sqrt(comp.n)[:, None]
+        means = comp.mean[:, None] + noise * scale[comp.error_id]
+        effects[name] = np.abs(comp.contrasts @ means).max(axis=0) - estimates[name].null_mean
+    table = pd.DataFrame(effects)
+    ranks = table.rank(axis=1, ascending=False, method="min")
+    return pd.DataFrame({"rank_low": ranks.quantile(0.025, interpolation="lower"),
+                         "rank_high": ranks.quantile(0.975, interpolation="higher")}).astype(int)
+
+
+def analyse(trials: pd.DataFrame, spec: StudySpec, noise: dict[str, float],
+            practical_effect: float = PRACTICAL_EFFECT) -> Analysis:
+    """The study's influence analysis (see the module's docstring)."""
+    slices = factor_slices(trials, spec)
+    comps = comparisons(trials, spec, slices)
+    div = divergence(spec, slices)
+    rows, estimates, level_rows, diff_rows = [], {}, [], []
+    for factor in slices:
+        comp, factor_div = comps.get(factor), div[div["factor"] == factor]
+        if comp is None and len(factor_div) < 2:
+            rows.append(_no_data_row(slices[factor], factor, spec))
+            continue
+        row = {"factor": factor}
+        if comp is not None:
+            row, estimates[factor] = _factor_row(comp)
+            level_rows += _level_rows(comp)
+            est = estimates[factor]
+            diff_rows += [{"factor": factor, "level": level, "difference": d, "se": se,
+                           "ci_low": d - est.q95 * se, "ci_high": d + est.q95 * se, "p": p}
+                          for level, d, se, p in zip(comp.others, est.differences, est.se,
+                                                     est.p_each, strict=True)]
+        tested = factor_div["fisher_p"].dropna()
+        row |= {"divergence_p": min(1.0, tested.min() * len(tested)) if len(tested) else np.nan,
+                "levels": len(factor_div), "trials": int(factor_div["trials"].sum()),
+                "diverged": int(factor_div["diverged"].sum()),
+                "failed": int((slices[factor]["state"] != "COMPLETE").sum())}
+        rows.append(row)
+    ranking = pd.DataFrame(rows, columns=[c for c in RANKING_COLUMNS if c not in
+                                          ("rank", "rank_low", "rank_high")]
+                           + ["corrected", "q95", "q90"])
+    family = pd.concat([ranking["accuracy_p"], ranking["divergence_p"]], ignore_index=True)
+    adjusted = holm(family)
+    ranking["accuracy_p_holm"] = adjusted.iloc[:len(ranking)].to_numpy()
+    ranking["divergence_p_holm"] = adjusted.iloc[len(ranking):].to_numpy()
+    tests = int(family.notna().sum()) or 1
+    decided = [(row["verdict"], row["reason"]) if row["verdict"] == "no data" else _verdict(
+        row.to_dict(), comps.get(row["factor"]), div[div["factor"] == row["factor"]],
+        practical_effect, tests) for _, row in ranking.iterrows()]
+    ranking["verdict"] = [verdict for verdict, _ in decided]
+    ranking["reason"] = [reason for _, reason in decided]
+    ranking = ranking.sort_values("corrected", ascending=False, na_position="last",
+                                  ignore_index=True)
+    # equal effects share a rank (e.g. all-equal accuracies); an undefined effect has none
+    ranking.insert(0, "rank", ranking["corrected"].rank(method="min", ascending=False)
+                   .astype("Int64"))
+    intervals = (_rank_intervals({f: comps[f] for f in estimates}, estimates)
+                 if estimates and all(comps[f].df for f in estimates) else pd.DataFrame())
+    for position, column in enumerate(("rank_low", "rank_high"), start=1):
+        values = (ranking["factor"].map(intervals[column]) if not intervals.empty
+                  else [pd.NA] * len(ranking))
+        ranking.insert(position, column, pd.array(values, dtype="Int64"))
+    levels = _merge_levels(pd.DataFrame(level_rows, columns=LEVEL_COLUMNS), div)
+    return Analysis(ranking[RANKING_COLUMNS], levels,
+                    pd.DataFrame(diff_rows, columns=["factor", "level", "difference", "se",
+                                                     "ci_low", "ci_high", "p"]),
+                    noise, practical_effect, spec.kind.fixed)
+
+
+LEVEL_COLUMNS = ["factor", "level", "n", "mean", "ci_low", "ci_high"]
+
+
+def _level_rows(comp: Comparison) -> list[dict]:
+    """Each level's mean accuracy with a 95% t-interval from the comparison's error."""
+    means = comp.weights @ comp.mean
+    se = comp.s * np.sqrt((comp.weights ** 2 / comp.n).sum(axis=1))
+    half = sps.t.ppf(0.975, comp.df) * se if comp.df else np.full(len(se), np.nan)
+    counts = comp.weights.astype(bool) @ comp.n
+    return [{"factor": comp.factor, "level": level, "n": int(n), "mean": m, "ci_low": m - h,
+             "ci_high": m + h} for level, n, m, h in zip(comp.levels, counts, means, half,
+                                                         strict=True)]
+
+
+def _merge_levels(levels: pd.DataFrame, div: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy (converged trials) and divergence (finished trials) per level, in design order:
+    a level whose trials all diverged has a divergence row and no accuracy."""
+    merged = div.merge(levels, on=["factor", "level"], how="left")
+    merged["n"] = merged["n"].fillna(0).astype(int)
+    return merged[["factor", "level", "baseline", "n", "mean", "ci_low", "ci_high", "diverged",
+                   "trials", "rate", "rate_low", "rate_high", "fisher_p"]]

@@ -282,7 +282,8 @@ def run_sweep(cfg: DictConfig) -> None:
                 break
     states = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
     log.info("study %s now holds %s", cfg.name, dict(states))
-    report_dir, _ = write_report(study, Path("reports"), Path(cfg.artifact_dir))
+    report_dir, _ = write_report(study, Path("reports"), Path(cfg.artifact_dir),
+                                 cfg.analysis.practical_effect)
     log.info("report: %s (and report.md)", report_dir / "report.html")
     log.info("see the study: optuna-dashboard --host 127.0.0.1 --artifact-dir %s %s",
              cfg.artifact_dir, mask_url(cfg.storage))

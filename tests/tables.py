@@ -6,12 +6,14 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import optuna
 import pandas as pd
+from optuna.trial import TrialState
 
 from study.analysis import ACCURACY
 from study.designs import FactorSpec
 from study.factors import FACTORS
-from study.spec import StudySpec, design_order
+from study.spec import SPEC_ATTR, StudySpec, design_order
 
 BASE = {"channels": 32, "activation": "relu", "pooling": "max", "dropout": 0.5,
         "preprocessing": "standardize", "batch_size": 128, "lr": 0.05}
@@ -37,7 +39,8 @@ GRID = table_spec("grid", GRID_LEVELS)
 
 def _row(number: int, point: str, seed: int, params: dict, accuracy: float) -> dict:
     return {"number": number, "state": "COMPLETE", "outcome": "complete", "design_point": point,
-            "seed": seed, **params, ACCURACY: accuracy}
+            "seed": seed, **params, ACCURACY: accuracy, "wall_time_s": 1.0, "epochs_run": 2,
+            "device": "table", "code": "test", "reason": None}
 
 
 def _like_trials_frame(rows: list[dict]) -> pd.DataFrame:
@@ -46,14 +49,27 @@ def _like_trials_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def ofat_table(shifts: dict[str, float], noise: float, seeds: int = 5,
-               rng: np.random.Generator | None = None) -> pd.DataFrame:
-    """OFAT trials: every non-baseline level of factor f shifts accuracy by shifts[f]."""
+               rng: np.random.Generator | None = None, levels: dict[str, list] | None = None,
+               diverged: dict[str, list[int]] | None = None) -> pd.DataFrame:
+    """OFAT trials: every non-baseline level of factor f shifts accuracy by shifts[f].
+    levels: the non-baseline levels (default LEVELS); diverged: design point -> the seeds that
+    diverge there (outcome diverged, chance accuracy)."""
     rng = rng or np.random.default_rng(0)
+    diverged = diverged or {}
     points = [("baseline", BASE, 0.0)] + [
-        (f"{f}={v}", BASE | {f: v}, shifts.get(f, 0.0)) for f, vs in LEVELS.items() for v in vs]
+        (f"{f}={v}", BASE | {f: v}, shifts.get(f, 0.0))
+        for f, vs in (levels or LEVELS).items() for v in vs]
     rows = [_row(len(points) * s + i, point, s, params, 0.7 + shift + rng.normal(0, noise))
             for s in range(seeds) for i, (point, params, shift) in enumerate(points)]
+    for row in rows:
+        if row["seed"] in diverged.get(row["design_point"], []):
+            row.update(outcome="diverged", **{ACCURACY: 0.1})
     return _like_trials_frame(rows)
+
+
+def ofat_spec(levels: dict[str, list]) -> StudySpec:
+    """The spec of an OFAT study over these non-baseline levels (the baseline joins them)."""
+    return table_spec("ofat", {f: [BASE[f], *vs] for f, vs in levels.items()})
 
 
 def grid_table(interaction: float, noise: float, seeds: int = 3,
@@ -70,3 +86,25 @@ def grid_table(interaction: float, noise: float, seeds: int = 3,
         rows += [_row(len(rows) + s, point, s, params, mean + rng.normal(0, noise))
                  for s in range(seeds)]
     return _like_trials_frame(rows)
+
+
+def study_from_table(table: pd.DataFrame, spec: StudySpec, name: str = "table") -> optuna.Study:
+    """An in-memory Optuna study holding these trials as the sweep records them (spec, params,
+    outcome, reason, curves), for tests of the report that need no training."""
+    study = optuna.create_study(study_name=name, direction="maximize")
+    study.set_user_attr(SPEC_ATTR, spec.to_dict())
+    distributions = spec.distributions()
+    for row in table.to_dict("records"):
+        params = {f: (int(row[f]) if spec.factors[f].kind == "int" else row[f])
+                  for f in spec.factors}
+        failed = row["state"] == "FAIL"
+        attrs = {"design_point": row["design_point"], "seed": int(row["seed"]),
+                 "outcome": row["outcome"], "wall_time_s": 1.0, "device": "table",
+                 "code": "test", "train_loss": [2.0, 1.5], "train_accuracy": [0.3, 0.5]}
+        if failed:
+            attrs["reason"] = "RuntimeError: planted failure"
+        study.add_trial(optuna.trial.create_trial(
+            params=params, distributions=distributions, user_attrs=attrs,
+            state=TrialState.FAIL if failed else TrialState.COMPLETE,
+            value=None if failed else float(row[ACCURACY])))
+    return study

@@ -40,6 +40,7 @@ def test_default_config_is_the_textbook_baseline() -> None:
     ("sweep.levels.activation=[relu,swish]", ["sweep.levels.activation", "swish", "relu"]),
     ("+sweep.levels.momentum=[0.9]", ["sweep.levels.momentum", "unknown factor", "channels"]),
     ("model.kernel_size=4", ["model.kernel_size", "odd"]),
+    ("analysis.practical_effect=0", ["analysis.practical_effect", "> 0 and < 1"]),
     ("train.optimizer=rmsprop", ["train.optimizer", "sgd, adam"]),
     ("train.compile=jit", ["train.compile", "auto, none, graph, model"]),
     ("sweep.workers=0", ["sweep.workers", ">= 1"]),

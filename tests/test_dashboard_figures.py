@@ -2,7 +2,7 @@
 
 from study.analysis import ACCURACY, seed_noise
 from study.dashboard import comparison_figure, importance_caveat, ranking_figure
-from study.stats import influence, level_intervals
+from study.stats import analyse
 from tests.tables import GRID, OFAT, ofat_table
 
 
@@ -15,8 +15,8 @@ def test_the_comparison_shows_every_factor_on_one_axis_in_design_order() -> None
     diverged = (trials["design_point"] == "lr=0.1") & (trials["seed"] == 0)
     trials.loc[diverged, ["outcome", ACCURACY]] = ["diverged", 0.1]
     factors = list(OFAT.factors)
-    figure = comparison_figure(trials, level_intervals(trials, OFAT, n_boot=100), OFAT, factors,
-                               seed_noise(trials))
+    figure = comparison_figure(trials, analyse(trials, OFAT, seed_noise(trials)).levels, OFAT,
+                               factors, seed_noise(trials))
     panels = [a.text for a in figure.layout.annotations]
     assert panels == factors  # one panel per factor, in the design's order
     y_axes = [figure.layout[name] for name in figure.layout if name.startswith("yaxis")]
@@ -35,7 +35,7 @@ def test_the_comparison_shows_every_factor_on_one_axis_in_design_order() -> None
 
 def test_the_ranking_figure_draws_each_effect_with_its_interval_in_rank_order() -> None:
     trials = ofat_table({"activation": -0.03}, noise=0.005, seeds=3)
-    ranking = influence(trials, OFAT, n_boot=200)
+    ranking = analyse(trials, OFAT, seed_noise(trials)).ranking
     figure = ranking_figure(ranking, seed_noise(trials))
     assert list(figure.layout.yaxis.categoryarray)[-1] == "activation"  # rank 1 on top
     intervals = [t for t in figure.data if t.name == "95% CI"]

@@ -1,7 +1,8 @@
 import pandas as pd
 
+from study.analysis import seed_noise
 from study.report import claim_table, recommendations, to_html, to_markdown
-from study.stats import influence
+from study.stats import analyse
 from tests.tables import OFAT, ofat_table
 
 
@@ -20,22 +21,26 @@ def test_html_is_escaped_and_markdown_tables_survive_pipes(tmp_path) -> None:
     assert 'src="data:image/png;base64,iVBORyBmYWtl"' in page and "figure.png" not in page
 
 
-def test_claim_and_advice_follow_the_numbers() -> None:
+def test_claims_and_advice_follow_the_verdicts() -> None:
     # channels and activation matter (as the textbook says), lr matters too (it says less).
     trials = ofat_table({"channels": 0.04, "activation": -0.03, "lr": -0.05}, noise=0.003,
-                        seeds=4)
-    ranking = influence(trials, OFAT, n_boot=300)
+                        seeds=8)
+    ranking = analyse(trials, OFAT, seed_noise(trials)).ranking
     claims = claim_table(ranking).set_index("factor")
-    assert claims.loc["lr", "agreement"] == "disagrees"  # ranked in the top three
+    assert claims.loc["lr", "agreement"] == "disagrees"  # surely in the top three
     assert claims.loc["channels", "agreement"] == "agrees"
-    assert claims.loc["preprocessing", "agreement"] == "disagrees"  # no effect planted
+    assert claims.loc["preprocessing", "agreement"] == "disagrees"  # surely not
     assert claims.loc["pooling", "agreement"] == "agrees"
     advice = recommendations(ranking)
-    assert advice[0].startswith("**lr**") and "5.0 points" in advice[0]
-    assert advice[-1].startswith("Leave at the baseline") and "pooling" in advice[-1]
+    assert advice[0].startswith("**lr**") and "-4.9 points (at 0.01)" in advice[0]
+    assert any(a.startswith("Leave at the baseline (shown negligible)") and "pooling" in a
+               for a in advice)
 
 
 def test_one_seed_study_makes_no_claims() -> None:
-    ranking = influence(ofat_table({"lr": 0.05}, noise=0.01, seeds=1), OFAT, n_boot=100)
-    assert set(claim_table(ranking)["agreement"]) == {"cannot tell (no replicate seeds)"}
-    assert recommendations(ranking)[0].startswith("No factor's effect stands out")
+    trials = ofat_table({"lr": 0.05}, noise=0.01, seeds=1)
+    ranking = analyse(trials, OFAT, seed_noise(trials)).ranking
+    assert claim_table(ranking)["agreement"].str.startswith("cannot tell yet").all()
+    advice = recommendations(ranking)
+    assert advice[0].startswith("No factor is shown to matter yet")
+    assert all("noise cannot be measured" in a for a in advice[1:])

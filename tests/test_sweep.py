@@ -103,8 +103,8 @@ def test_sweep_app_records_every_trial_and_writes_the_report(tmp_path) -> None:
     assert again.returncode == 0, again.stderr[-3000:]
     assert (tmp_path / "reports" / "smoke" / "report.md").read_text().count("\n| ") >= 8
     printed = again.stdout.split("Ranking of study smoke:\n")[1].splitlines()
-    assert printed[0].split()[:3] == ["rank", "factor", "effect"]
-    assert sorted(line.split()[1] for line in printed[1:]) == sorted(trial.params)
+    assert printed[0].split()[:5] == ["factor", "rank", "(95%", "interval)", "verdict"]
+    assert sorted(line.split()[0] for line in printed[1:]) == sorted(trial.params)
     curves = pd.read_csv(tmp_path / "reports" / "smoke" / "curves.csv")  # tidy: trial x epoch
     assert len(curves) == 16 and {"number", "epoch", "train_loss", "lr"} <= set(curves.columns)
 

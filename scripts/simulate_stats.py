@@ -1,0 +1,111 @@
+"""Seeded simulations of the statistics (study.stats) behind the README's table: false-positive
+rate, interval coverage, power and the textbook table's caution, on synthetic OFAT studies shaped
+like the default (seven factors, 2-4 levels; channels here at six levels) with Gaussian seed
+noise. The suite runs small versions of these (tests/test_stats.py); this runs the large ones:
+
+    python -m scripts.simulate_stats                    # the README table (about 10 min, 2 cores)
+    python -m scripts.simulate_stats --reports 500      # and 500 random studies through the report
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from study.analysis import seed_noise
+from study.report import claim_table, markdown_table, write_report
+from study.stats import analyse
+from tests.tables import LEVELS, ofat_spec, ofat_table, study_from_table
+from tests.test_report_robust import SHAPES, _table
+
+SIX_LEVELS = LEVELS | {"channels": [8, 16, 64, 128, 256]}
+CLAIMS = ("influential", "small")
+
+
+def null_row(sigma: float, seeds: int, studies: int, rng: np.random.Generator) -> dict:
+    spec = ofat_spec(SIX_LEVELS)
+    claims, covered, cannot, negligible, first = [], [], [], [], []
+    for _ in range(studies):
+        table = ofat_table({}, noise=sigma, seeds=seeds, rng=rng, levels=SIX_LEVELS)
+        result = analyse(table, spec, seed_noise(table))
+        ranking, diffs = result.ranking, result.differences
+        claims.append(ranking["verdict"].isin(CLAIMS).any())
+        covered += list((diffs["ci_low"] <= 0) & (diffs["ci_high"] >= 0))
+        cannot += list(claim_table(ranking)["agreement"].str.startswith("cannot tell"))
+        negligible += list(ranking["verdict"] == "negligible")
+        first.append(ranking.iloc[0]["factor"])
+    first = pd.Series(first)
+    return {"any claim (null)": np.mean(claims), "coverage": np.mean(covered),
+            "textbook: cannot tell (null)": np.mean(cannot),
+            "negligible (null)": np.mean(negligible),
+            "rank 1: channels (6 levels)": (first == "channels").mean(),
+            "rank 1: activation (3 levels)": (first == "activation").mean()}
+
+
+def power(sigma: float, seeds: int, studies: int, effect: float,
+          rng: np.random.Generator) -> float:
+    spec = ofat_spec(SIX_LEVELS)
+    hits = []
+    for _ in range(studies):
+        table = ofat_table({"lr": -effect}, noise=sigma, seeds=seeds, rng=rng, levels=SIX_LEVELS)
+        ranking = analyse(table, spec, seed_noise(table)).ranking.set_index("factor")
+        hits.append(ranking.loc["lr", "verdict"] == "influential")
+    return float(np.mean(hits))
+
+
+def table(studies: int) -> pd.DataFrame:
+    rng = np.random.default_rng(2026)
+    rows = []
+    for sigma in (0.005, 0.01):
+        for seeds in (2, 3, 5, 10):
+            row = {"sigma (points)": 100 * sigma, "seeds": seeds,
+                   **null_row(sigma, seeds, studies, rng)}
+            for effect in (0.02, 0.03):
+                row[f"power: {100 * effect:.0f}-point lr effect"] = power(sigma, seeds, studies,
+                                                                          effect, rng)
+            rows.append(row)
+            print(rows[-1], flush=True)
+    return pd.DataFrame(rows)
+
+
+def reports(count: int) -> None:
+    """Random study tables (as the report's property test draws them) through write_report."""
+    rng = np.random.default_rng(500)
+    started = time.time()
+    with tempfile.TemporaryDirectory() as folder:
+        for i in range(count):
+            shape = str(rng.choice(list(SHAPES)))
+            table = _table(shape, int(rng.integers(1, 4)), float(rng.choice([0, 0.005, 0.05])),
+                           float(rng.choice([0, 0.03])), float(rng.choice([0, 0.2, 1.0])),
+                           float(rng.choice([0, 0.3, 1.0])), int(rng.integers(0, 2 ** 16)))
+            out, _ = write_report(study_from_table(table, SHAPES[shape], f"s{i}"),
+                                  Path(folder))
+            shutil.rmtree(out)  # keep the disk small
+            if (i + 1) % 50 == 0:
+                print(f"{i + 1} reports written ({time.time() - started:.0f} s)", flush=True)
+    print(f"{count} random studies through write_report without an exception "
+          f"({time.time() - started:.0f} s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--studies", type=int, default=200, help="per cell of the table")
+    parser.add_argument("--reports", type=int, default=0, help="studies through write_report")
+    args = parser.parse_args()
+    if args.studies:
+        result = table(args.studies)
+        shown = result.assign(**{c: result[c].map("{:.3f}".format)
+                                 for c in result.columns[2:]})
+        print(markdown_table(shown))
+    if args.reports:
+        reports(args.reports)
+
+
+if __name__ == "__main__":
+    main()
