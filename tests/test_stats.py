@@ -54,8 +54,8 @@ def test_null_studies_make_no_claims_cover_and_give_no_head_start_to_more_levels
     assert abs((first == "channels").mean() - (first == "activation").mean()) <= 0.05
 
 
-def test_a_diverged_seed_elsewhere_does_not_hide_a_planted_effect() -> None:
-    trials = ofat_table({"lr": -0.03}, noise=0.005, seeds=3, diverged={"lr=0.1": [0]})
+def test_a_diverged_seed_at_another_level_does_not_hide_a_planted_effect() -> None:
+    trials = ofat_table({"lr=0.01": -0.03}, noise=0.005, seeds=3, diverged={"lr=0.1": [0]})
     result = _analyse(trials)
     lr = _row(result, "lr")
     assert lr["verdict"] == "influential" and lr["diverged"] == 1
@@ -144,3 +144,10 @@ def test_grid_levels_are_marginal_means_over_the_other_factors() -> None:
     assert activation["largest_difference"] == pytest.approx(0.02, abs=0.004)
     assert not result.ranking.set_index("factor").drop("activation")["verdict"].isin(
         CLAIMS).any()
+
+
+def test_the_practical_threshold_decides_influential_or_small() -> None:
+    trials = ofat_table({"activation": -0.03}, noise=0.002, seeds=5)
+    assert _row(_analyse(trials), "activation")["verdict"] == "influential"
+    strict = _row(_analyse(trials, practical_effect=0.05), "activation")
+    assert strict["verdict"] == "small" and "5 points" in strict["reason"]
