@@ -204,37 +204,37 @@ def setup_lines(spec: StudySpec, trials: pd.DataFrame) -> list[str]:
     return lines
 
 
-def method_text(analysis: stats.Analysis, spec: StudySpec) -> str:
+def method_lines(analysis: stats.Analysis, spec: StudySpec) -> list[str]:
     """How the ranking below was decided, with this study's noise."""
     noise, points = analysis.noise, f"{100 * analysis.practical_effect:g} point(s)"
-    model = ("One model for the whole study, accuracy ~ design point over the converged trials: "
-             "every test uses the seed noise pooled over all replicated design points. "
-             if analysis.pooled else
-             "No design point is replicated here, so each factor's levels (bins of sampled "
-             "values) get a one-way model of their own, whose error includes the other factors' "
-             "effects (conservative). ")
-    shared = ("OFAT's slices share the baseline point, so the factor tests are correlated; Holm's "
-              "correction holds under any dependence. " if spec.kind.on_slices else "")
-    return (
-        f"Noise floor: the seed-to-seed std of converged test accuracy is "
+    shared = (" OFAT's slices share the baseline point, so the factor tests are correlated; "
+              "Holm's correction holds under any dependence." if spec.kind.on_slices else "")
+    return [
+        f"**Noise floor**: the seed-to-seed std of converged test accuracy is "
         f"{fmt(noise['baseline_std'])} at the baseline ({noise['baseline_seeds']} converged "
-        f"seeds) and {fmt(noise['pooled_std'])} pooled over all design points. " + model +
-        "Per factor: an F-test of its levels against the baseline, each level's difference from "
-        "the baseline with Dunnett-type simultaneous 95% intervals, and Fisher's exact test of "
-        "each level's divergence rate against the baseline's; the factor tests (accuracy, and "
-        f"divergence where a trial diverged) are Holm-corrected together at {stats.ALPHA:.0%}. "
-        + shared +
-        "The effect is the largest difference from the baseline less what that maximum averages "
-        "when nothing matters (so a factor with more levels gains no head start), clipped at "
-        "zero, with the 95% interval that the simultaneous intervals give; the raw range is "
-        f"shown beside it. Verdicts at a practical threshold of {points} "
-        "(`analysis.practical_effect`): *influential*: significant and the effect's interval "
-        "lies above the threshold, or a significant divergence difference; *small*: significant, "
-        "but every level shown within the threshold; *negligible*: not significant, every level "
-        "shown within the threshold by an equivalence test (two one-sided tests, simultaneous "
-        "90% intervals) and no level diverging more than the baseline; *undetermined*: none of "
-        "these, with the seeds that would decide it at the observed noise. The rank interval is "
-        "the central 95% of the ranks in 1000 redraws of the study under the fitted model.")
+        f"seeds) and {fmt(noise['pooled_std'])} pooled over all design points.",
+        "**Model**: " + ("one for the whole study, accuracy ~ design point over the converged "
+                         "trials: every test uses the noise pooled over all replicated points."
+                         if analysis.pooled else
+                         "no design point is replicated, so each factor's levels (bins of "
+                         "sampled values) get a one-way model of their own, whose error includes "
+                         "the other factors' effects (conservative)."),
+        "**Tests**: per factor, an F-test of its levels against the baseline, each level's "
+        "difference from the baseline with Dunnett-type simultaneous 95% intervals, and "
+        "Fisher's exact test of each level's divergence rate against the baseline's; the factor "
+        "tests (accuracy, and divergence where a trial diverged) are Holm-corrected together at "
+        f"{stats.ALPHA:.0%}." + shared,
+        "**Effect**: the largest difference from the baseline less what that maximum averages "
+        "when nothing matters (a factor with more levels gains no head start), clipped at zero, "
+        "with the 95% interval the simultaneous intervals give; the raw range beside it.",
+        f"**Verdicts** at a practical threshold of {points} (`analysis.practical_effect`): "
+        "*influential*: significant and the effect's interval above the threshold, or a "
+        "significant divergence difference; *small*: significant, every level shown within the "
+        "threshold; *negligible*: not significant, every level shown within the threshold by an "
+        "equivalence test (simultaneous 90% intervals) and none diverging more than the "
+        "baseline; *undetermined*: none of these, with the seeds that would decide it.",
+        "**Rank interval**: the central 95% of the ranks in 1000 redraws of the study under the "
+        "fitted model."]
 
 
 def build_blocks(spec: StudySpec, trials: pd.DataFrame, analysis: stats.Analysis,
@@ -256,7 +256,7 @@ def build_blocks(spec: StudySpec, trials: pd.DataFrame, analysis: stats.Analysis
                        "factors' marginal means are confounded with each other: read the ranking "
                        "as a hint and check it with `sweep.sampler=random` or `qmc`."))
     blocks += [("h2", "Setup"), ("list", setup_lines(spec, trials)), ("h2", "Ranking"),
-               ("p", method_text(analysis, spec))]
+               ("list", method_lines(analysis, spec))]
     if ranking.empty:
         blocks.append(("p", "No factor is varied in this study."))
     else:
