@@ -51,10 +51,11 @@ class ModelConfig:
     activation: str = "relu"
     pooling: str = "max"
     dropout: float | None = 0.5  # before the classifier
-    kernel_size: int | None = 3
+    kernel_size: int | None = 3  # odd: same padding keeps the size
     stages: int | None = 3  # each stage halves the spatial size
-    convs_per_stage: int | None = 2
-    batch_norm: bool | None = True
+    convs_per_stage: int | None = 2  # the factor conv_layers
+    normalization: str | None = "batch"  # after every convolution: batch | none | group | layer
+    fc_layers: int | None = 1  # hidden fully connected layers before the logits
     fc_width: int | None = 256
 
 
@@ -77,6 +78,7 @@ class TrainConfig:
 
 @dataclass
 class SweepConfig:
+    label: str = "${sweep.design}"  # the default study name's first part (conf/sweep/article.yaml)
     design: str = "ofat"
     seeds: int = 3  # replicates of every design point (ofat, grid)
     levels: dict[str, list[Any]] = field(default_factory=dict)  # factor -> levels
@@ -115,7 +117,7 @@ class AnalysisConfig:
 
 @dataclass
 class StudyConfig:
-    name: str = "${sweep.design}-${budget}"  # Optuna study name
+    name: str = "${sweep.label}-${budget}"  # Optuna study name
     storage: str = "sqlite:///results/optuna.db"  # any SQLAlchemy URL
     artifact_dir: str = "results/artifacts"  # report figures attached to the study
     budget: str = "full"  # set by the budget group
@@ -128,8 +130,15 @@ class StudyConfig:
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
 
+def scale_epochs(epochs: int, factor: float) -> int:
+    """`${scale_epochs:${train.epochs},2}`: a level of the epochs factor that follows the budget
+    (conf/sweep/article.yaml), at least one epoch."""
+    return max(1, round(epochs * factor))
+
+
 def register_schema() -> None:
     ConfigStore.instance().store(name="study_schema", node=StudyConfig)
+    OmegaConf.register_new_resolver("scale_epochs", scale_epochs, replace=True)
 
 
 OTHER_CHECKS: dict[str, Check] = {
@@ -140,16 +149,13 @@ OTHER_CHECKS: dict[str, Check] = {
     "data.test_subset": optional(number(1, integer=True)),
     "data.synthetic_train": number(10, integer=True),
     "data.synthetic_test": number(1, integer=True),
-    "model.kernel_size": number(1, 15, integer=True, high_open=False),
     "model.stages": number(1, 5, integer=True, high_open=False),
-    "model.convs_per_stage": number(1, integer=True),
     "model.fc_width": number(1, integer=True),
     "train.optimizer": one_of(OPTIMIZERS),
     "train.momentum": number(0, 1),
     "train.weight_decay": number(0),
     "train.schedule": one_of(SCHEDULES),
     "train.warmup": number(0, 1),
-    "train.epochs": number(1, integer=True),
     "train.eval_batch_size": number(1, integer=True),
     "train.compile": one_of(ENGINES),
     "sweep.design": one_of(tuple(SWEEP_DESIGNS)),
@@ -194,8 +200,6 @@ def validate(cfg: DictConfig) -> None:
         problem = check(value)
         if problem:
             raise ConfigError(f"{key}={value!r} is not allowed: {problem}")
-    if cfg.model.kernel_size is not None and cfg.model.kernel_size % 2 == 0:
-        raise ConfigError(f"model.kernel_size={cfg.model.kernel_size} is not allowed: must be odd")
     if not cfg.name.strip():
         raise ConfigError("name='' is not allowed: the study needs a name")
     for name, levels in cfg.sweep.levels.items():

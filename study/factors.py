@@ -26,7 +26,7 @@ from optuna.distributions import (
 )
 
 from study.data import PREPROCESSINGS
-from study.model import ACTIVATION_LAYERS, ARCHITECTURES, POOLINGS
+from study.model import ACTIVATION_LAYERS, ARCHITECTURES, NORMALIZATIONS, POOLINGS
 
 Check = Callable[[Any], str | None]  # None when the value is allowed, else what is allowed
 
@@ -54,6 +54,11 @@ def number(low: float, high: float | None = None, *, integer: bool = False,
 
 def optional(check: Check) -> Check:
     return lambda v: None if v is None else check(v)
+
+
+def odd(check: Check) -> Check:
+    """The check, and then: an odd integer (a same-padded kernel keeps the image size)."""
+    return lambda v: check(v) or (None if v % 2 else "must be odd")
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,12 @@ FACTORS: dict[str, Factor] = {factor.name: factor for factor in (
     categorical("preprocessing", "data.preprocessing", tuple(PREPROCESSINGS)),
     Factor("batch_size", "train.batch_size", "int", number(1, integer=True), log=True),
     Factor("lr", "train.lr", "float", number(0, low_open=True), log=True),
+    Factor("kernel_size", "model.kernel_size", "int",
+           odd(number(1, 15, integer=True, high_open=False))),
+    Factor("conv_layers", "model.convs_per_stage", "int", number(1, integer=True)),
+    Factor("fc_layers", "model.fc_layers", "int", number(0, integer=True)),
+    categorical("normalization", "model.normalization", tuple(NORMALIZATIONS)),
+    Factor("epochs", "train.epochs", "int", number(1, integer=True)),
 )}
 
 

@@ -17,7 +17,11 @@ def test_default_config_is_the_textbook_baseline() -> None:
         ("standardize", 128, 0.05)
     assert (cfg.train.epochs, cfg.sweep.seeds, cfg.sweep.design) == (15, 3, "ofat")
     assert cfg.name == "ofat-full" and cfg.storage.startswith("sqlite:///results/")
-    assert set(cfg.sweep.levels) == set(FACTORS)
+    assert list(cfg.sweep.levels) == ["channels", "activation", "pooling", "dropout",
+                                      "preprocessing", "batch_size", "lr"]  # the textbook's 7
+    article = compose("budget=full", "sweep=article")
+    assert list(article.sweep.levels) == list(FACTORS) and article.name == "article-full"
+    assert list(article.sweep.levels.epochs) == [5, 10, 15, 30]
 
 
 @pytest.mark.parametrize(("override", "expected"), [

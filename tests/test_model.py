@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from study.factors import FACTORS
 from study.model import build_model
 from tests.conftest import compose, spec_of
 
@@ -9,13 +10,14 @@ def levels(cfg) -> dict[str, list]:
     return {name: factor.levels for name, factor in spec_of(cfg).factors.items()}
 
 
-ALL_LEVELS = [(f, v) for f, vs in levels(compose("budget=full")).items() for v in vs
-              if f in ("channels", "activation", "pooling", "dropout")]
+MODEL_FACTORS = [name for name, f in FACTORS.items() if f.key.startswith("model.")]
+ALL_LEVELS = [(f, v) for f, vs in levels(compose("budget=full", "sweep=article")).items()
+              for v in vs if f in MODEL_FACTORS]
 
 
 @pytest.mark.parametrize(("factor", "level"), ALL_LEVELS)
 def test_every_model_factor_level_builds_a_ten_way_classifier(factor: str, level) -> None:
-    cfg = compose(f"model.{factor}={level}")
+    cfg = compose(f"{FACTORS[factor].key}={level}")
     model = build_model(cfg.model).eval()
     logits = model(torch.randn(2, 3, 32, 32))
     assert logits.shape == (2, 10) and torch.isfinite(logits).all()
@@ -40,12 +42,13 @@ def test_factor_levels_change_the_network() -> None:
 @pytest.mark.parametrize("arch", ["lenet5", "alexnet"])
 def test_textbook_networks_build_for_every_factor_level_they_have(arch: str) -> None:
     chosen = [f"model={arch}", *(["~sweep.levels.dropout"] if arch == "lenet5" else [])]
-    model_levels = {f: vs for f, vs in levels(compose(*chosen)).items()
-                    if f in ("channels", "activation", "pooling", "dropout")}
+    model_levels = {f: vs for f, vs in levels(compose(*chosen)).items() if f in MODEL_FACTORS}
     assert ("dropout" in model_levels) == (arch == "alexnet")
-    for factor, values in model_levels.items():
+    assert ("normalization" in model_levels) == (arch == "alexnet")
+    for factor, values in (model_levels | {"normalization": ["batch", "none", "group", "layer"]}
+                           if arch == "alexnet" else model_levels).items():
         for value in values:
-            cfg = compose(*chosen, f"model.{factor}={value}")
+            cfg = compose(*chosen, f"{FACTORS[factor].key}={value}")
             logits = build_model(cfg.model).eval()(torch.randn(2, 3, 32, 32))
             assert logits.shape == (2, 10) and torch.isfinite(logits).all(), (factor, value)
 

@@ -36,8 +36,8 @@ def test_the_spec_is_written_once_and_a_rerun_continues_the_study(tmp_path) -> N
     _, _, study, spec = _open(tmp_path)
     stored = study.user_attrs[SPEC_ATTR]
     assert stored["version"] == 1 and stored["identity_hash"] == spec.identity_hash()
-    assert stored["setup"]["train.epochs"] == 1 and stored["setup"]["data.fingerprint"] == \
-        "synthetic:200+50:seed1234"
+    assert stored["factors"]["epochs"]["baseline"] == 1 and stored["setup"][
+        "data.fingerprint"] == "synthetic:200+50:seed1234"
     assert stored["factors"]["lr"]["levels"] == [0.05, 0.1] and stored["seeds"] == [0]
     assert StudySpec.from_dict(stored) == spec
     enqueue_missing(study, spec)
@@ -127,8 +127,8 @@ def test_train_app_jobs_share_a_study_only_with_the_same_setup(tmp_path) -> None
     job("model.activation=relu")
     spec = job("model.activation=tanh", "train.seed=3")
     assert spec.factors["activation"].levels == ["relu", "tanh"] and spec.seeds == [0, 3]
-    with pytest.raises(UserError, match=r"train\.epochs=1; this run has train\.epochs=2"):
-        job("train.epochs=2")
+    with pytest.raises(UserError, match=r"train\.warmup=0\.2; this run has train\.warmup=0\.1"):
+        job("train.warmup=0.1")
 
 
 def _legacy_study(storage: str) -> optuna.Study:

@@ -41,7 +41,7 @@ def test_same_seed_gives_identical_results_on_cpu(synthetic) -> None:
 
 def test_diverging_trial_stops_and_is_a_result(synthetic) -> None:
     cfg = compose("data=synthetic", "train.epochs=5", "model.channels=8", "train.lr=1e4",
-                  "train.schedule=constant", "model.batch_norm=false")
+                  "train.schedule=constant", "model.normalization=none")
     result = train_trial(cfg, synthetic)
     assert result.outcome == "diverged"
     assert result.test_accuracy == CHANCE_ACCURACY
