@@ -134,12 +134,15 @@ def seed_noise(trials: pd.DataFrame) -> dict[str, float]:
             "baseline_seeds": len(base), "pooled_std": pooled_var ** 0.5}
 
 
-def design_table(trials: pd.DataFrame) -> pd.DataFrame:
-    """Per design point: trials in the study, finished ones, mean and seed std of accuracy."""
+def design_table(trials: pd.DataFrame, order: list[str] | None = None) -> pd.DataFrame:
+    """Per design point: trials in the study, finished ones, mean and seed std of accuracy; in
+    `order` (the design's), then any other points in the order their trials were made."""
     done = finished(trials).groupby("design_point", sort=False)[ACCURACY]
     table = pd.DataFrame({"trials": trials.groupby("design_point", sort=False).size(),
                           "finished": done.count(), "mean": done.mean(), "std": done.std()})
-    table = table.reindex(trials["design_point"].unique())  # design order, not alphabetical
+    present = list(trials["design_point"].dropna().unique())
+    table = table.reindex([p for p in order or [] if p in present]
+                          + [p for p in present if p not in (order or [])])
     table["finished"] = table["finished"].fillna(0).astype(int)
     return table.reset_index(names="design_point")
 

@@ -35,12 +35,14 @@ from study.analysis import (
     trials_frame,
 )
 from study.cli import run_app
+from study.cost import point_costs
 from study.errors import UserError
 from study.spec import StudySpec, study_spec
 from study.storage import mask_url, open_storage
 
 log = logging.getLogger("study.report")
-CLAIMED_MOST = ("channels", "activation", "preprocessing")  # the textbook: the rest matter less
+CLAIMED_MOST = ("channels", "activation", "preprocessing")  # the textbook: these matter most,
+CLAIMED_LESS = ("dropout", "pooling", "batch_size", "lr")  # these less; it ranks no others
 Block = tuple[str, Any]  # (kind, content): h2, p, note, list, table (DataFrame), img (stem)
 
 
@@ -111,6 +113,10 @@ def claim_table(ranking: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, r in ranking.iterrows():
         claimed_most, verdict = r["factor"] in CLAIMED_MOST, r["verdict"]
+        if not claimed_most and r["factor"] not in CLAIMED_LESS:
+            rows.append({"factor": r["factor"], "textbook": "not named",
+                         "this study": f"rank {rank_text(r)}, {verdict}", "agreement": "n/a"})
+            continue
         inside = pd.notna(r["rank_high"]) and r["rank_high"] <= top
         outside = pd.notna(r["rank_low"]) and r["rank_low"] > top
         decided = verdict in ("influential", "small", "negligible")
@@ -241,7 +247,11 @@ def build_blocks(spec: StudySpec, trials: pd.DataFrame, analysis: stats.Analysis
                  figures: dict[str, list[str]], pairs: pd.DataFrame,
                  importances: pd.DataFrame) -> list[Block]:
     budget = spec.setup.get("budget") or "?"
-    ranking, design = analysis.ranking, design_table(trials)
+    order = [point.id for point in spec.points()] if spec.kind.fixed else None
+    ranking, design = analysis.ranking, design_table(trials, order)
+    costs = point_costs(spec)
+    design.insert(1, "cost (x baseline)", design["design_point"].map(
+        lambda p: fmt(costs.get(p), ".2f")))
     blocks: list[Block] = []
     if budget != "full":
         blocks.append(("note", f"**Budget `{budget}`**: a reduced study (training subset, fewer "
@@ -267,7 +277,8 @@ def build_blocks(spec: StudySpec, trials: pd.DataFrame, analysis: stats.Analysis
                     "less. A factor agrees (or disagrees) only when its rank interval lies wholly "
                     "inside or wholly outside this study's top three and its verdict supports it "
                     "(influential to be among the top three; decided, whatever it is, to be "
-                    "outside them); otherwise this study cannot tell yet."),
+                    "outside them); otherwise this study cannot tell yet. Factors the textbook "
+                    "does not rank are marked not named."),
                    ("table", claim_table(ranking)),
                    ("h2", "What to tune first"), ("list", recommendations(ranking)),
                    ("h2", "Accuracy and divergence by level"), ("table", level_table(analysis)),
@@ -292,7 +303,10 @@ def build_blocks(spec: StudySpec, trials: pd.DataFrame, analysis: stats.Analysis
     unusable = trials[trials["outcome"].isin(["diverged", "failed"])]
     if figures["time"]:
         blocks += [("h2", "Accuracy vs training time"), ("img", "accuracy_vs_time")]
-    blocks += [("h2", "Design"), ("table", design.assign(
+    blocks += [("h2", "Design"),
+               ("p", "Cost: the point's multiply-accumulates per image times its epochs, "
+                "relative to the baseline (the sweep starts the most expensive points first)."),
+               ("table", design.assign(
                    mean=design["mean"].map(fmt), std=design["std"].map(fmt))),
                ("h2", "Diverged and failed trials"),
                ("p", "Rule: a diverged trial (loss NaN/inf) is a result of its settings: it "

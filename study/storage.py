@@ -33,6 +33,7 @@ import sqlalchemy
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
+from study.cost import point_costs
 from study.engine import TrialResult
 from study.errors import UserError
 from study.spec import SPEC_ATTR, StudySpec, code_version, stored_spec
@@ -179,11 +180,14 @@ def study_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator
 
 
 def enqueue_missing(study: optuna.Study, spec: StudySpec) -> int:
-    """Enqueue every (design point, seed) that is not already done, running or waiting."""
+    """Enqueue every (design point, seed) that is not already done, running or waiting, the most
+    expensive points first (workers take the queue in order: the longest trials start first and
+    the run ends with short ones, not with one long trial and idle workers)."""
     claimed = Counter((t.user_attrs.get("design_point"), t.user_attrs.get("seed"))
                       for t in study.get_trials(deepcopy=False, states=CLAIMED))
+    costs = point_costs(spec)
     added = 0
-    for point in spec.points():
+    for point in sorted(spec.points(), key=lambda p: -costs.get(p.id, 1.0)):
         for seed in spec.seeds:
             if claimed[(point.id, seed)] == 0:
                 study.enqueue_trial(point.params, user_attrs={"design_point": point.id,
