@@ -267,7 +267,7 @@ def time_study_slice(cfg: DictConfig, workers: int, streams: int) -> dict:
     return {"slice": list(cfg.bench.study), "overrides": overrides, "wall_time_s": seconds,
             "trials": len(trials),
             "complete": sum(t.state.name == "COMPLETE" for t in trials),
-            "epochs_per_trial": study_spec(study).setup["train.epochs"],
+            "epochs_per_trial": study_spec(study).setting("train.epochs"),
             "baseline_test_accuracy": accuracy.get("baseline", [])}
 
 

@@ -36,8 +36,7 @@ def point_costs(spec: StudySpec) -> dict[str, float]:
     has no fixed points or the spec cannot rebuild its networks."""
     if not spec.kind.fixed:
         return {}
-    epochs = spec.factors["epochs"].baseline if "epochs" in spec.factors else \
-        spec.setup.get("train.epochs")
+    epochs = spec.setting("train.epochs")
     macs: dict[str, int] = {}
     work = {}
     for point in spec.points():

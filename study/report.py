@@ -193,7 +193,8 @@ def setup_lines(spec: StudySpec, trials: pd.DataFrame) -> list[str]:
         f"Data: {created.get('data_source', '?')} (fingerprint "
         f"`{setup.get('data.fingerprint', '?')}`); preprocessing statistics fitted on the "
         "training split",
-        f"Training: {setup.get('train.epochs', '?')} epochs, {setup.get('train.optimizer', '?')} "
+        f"Training: {spec.setting('train.epochs') or '?'} epochs, "
+        f"{setup.get('train.optimizer', '?')} "
         f"(momentum {setup.get('train.momentum', '?')}), {setup.get('train.schedule', '?')} "
         f"schedule, weight decay {setup.get('train.weight_decay', '?')}, augmentation "
         f"{'on' if setup.get('train.augment') else 'off'}; training subset: "

@@ -82,6 +82,13 @@ class StudySpec:
     def baseline(self) -> dict[str, Any]:
         return baseline(self.factors)
 
+    def setting(self, key: str) -> Any:
+        """A config key's value for the study: from the setup, or the baseline of the factor
+        with that key (a key that became a factor left the setup, e.g. train.epochs)."""
+        if key in self.setup:
+            return self.setup[key]
+        return next((f.baseline for f in self.factors.values() if f.key == key), None)
+
     @property
     def varied(self) -> list[str]:
         return [name for name, factor in self.factors.items() if factor.varied]

@@ -21,7 +21,9 @@ from tests.conftest import compose, spec_of
 FACTOR_TYPES = {"activation": "CategoricalDistribution", "pooling": "CategoricalDistribution",
                 "preprocessing": "CategoricalDistribution", "lr": "FloatDistribution",
                 "dropout": "FloatDistribution", "batch_size": "IntDistribution",
-                "channels": "IntDistribution"}
+                "channels": "IntDistribution", "kernel_size": "IntDistribution",
+                "conv_layers": "IntDistribution", "fc_layers": "IntDistribution",
+                "normalization": "CategoricalDistribution", "epochs": "IntDistribution"}
 
 
 def _free_port() -> int:
@@ -40,7 +42,7 @@ def test_dashboard_serves_the_study_its_trials_and_the_report_note(tmp_path: Pat
     storage_url = f"sqlite:///{tmp_path}/study.db"
     cfg = compose("data=synthetic", "model.channels=8", f"storage={storage_url}", "name=dash",
                   "sweep=grid", "sweep.levels.lr=[0.01,0.1]", "sweep.levels.batch_size=[64,128]",
-                  "+sweep.levels.activation=[relu,tanh]")
+                  "+sweep.levels.activation=[relu,tanh]", "sweep.seeds=2")  # 2: an effect
     storage = open_storage(cfg.storage)
     study, spec = open_study(cfg, storage, spec_of(cfg))
     enqueue_missing(study, spec)
@@ -76,7 +78,7 @@ def test_dashboard_serves_the_study_its_trials_and_the_report_note(tmp_path: Pat
         server.terminate()
         server.wait(timeout=30)
 
-    assert len(shown["trials"]) == len(study.trials) == 8
+    assert len(shown["trials"]) == len(study.trials) == 16
     for trial, frozen in zip(shown["trials"], study.trials, strict=True):
         assert trial["state"] == "Complete" and trial["values"] == [frozen.value]
         params = {p["name"]: p for p in trial["params"]}

@@ -17,6 +17,7 @@ import torch
 from optuna.trial import TrialState
 
 from study.data import synthetic_images
+from study.factors import FACTORS
 from study.storage import (
     WORKER_ID,
     claim_waiting_trial,
@@ -57,8 +58,8 @@ def test_sweep_app_records_every_trial_and_writes_the_report(tmp_path) -> None:
     assert Counter((t.user_attrs["design_point"], t.user_attrs["seed"]) for t in study.trials) == \
         {(p, s): 1 for p in {t.user_attrs["design_point"] for t in study.trials} for s in (0, 1)}
     trial = study.trials[0]
-    assert set(trial.params) == {"channels", "activation", "pooling", "dropout", "preprocessing",
-                                 "batch_size", "lr"}
+    assert set(trial.params) == set(FACTORS)  # the unvaried ones at their baselines
+    varied = ["activation", "batch_size", "channels", "dropout", "lr", "pooling", "preprocessing"]
     assert {"seed", "design_point", "train_loss", "train_accuracy", "wall_time_s", "device",
             "outcome"} <= set(trial.user_attrs)
     assert f"optuna-dashboard --host 127.0.0.1 --artifact-dir results/artifacts sqlite:///{db}" \
@@ -70,9 +71,9 @@ def test_sweep_app_records_every_trial_and_writes_the_report(tmp_path) -> None:
     report = (out / "report.md").read_text()
     ranking = report.split("## Ranking")[1].split("![influence]")[0]
     rows = [line for line in ranking.splitlines() if line.startswith("| ") and "| rank" not in line]
-    assert sorted(row.split("|")[2].strip() for row in rows) == sorted(trial.params)
+    assert sorted(row.split("|")[2].strip() for row in rows) == varied
     assert "Budget `smoke`" in report and "## The textbook's claim vs this study" in report
-    for factor in trial.params:
+    for factor in varied:
         for stem in (f"factor_{factor}", f"curves_{factor}"):
             assert (out / f"{stem}.png").stat().st_size > 1000 and (out / f"{stem}.svg").exists()
     page = (out / "report.html").read_text()
@@ -104,7 +105,7 @@ def test_sweep_app_records_every_trial_and_writes_the_report(tmp_path) -> None:
     assert (tmp_path / "reports" / "smoke" / "report.md").read_text().count("\n| ") >= 8
     printed = again.stdout.split("Ranking of study smoke:\n")[1].splitlines()
     assert printed[0].split()[:5] == ["factor", "rank", "(95%", "interval)", "verdict"]
-    assert sorted(line.split()[0] for line in printed[1:]) == sorted(trial.params)
+    assert sorted(line.split()[0] for line in printed[1:]) == varied
     curves = pd.read_csv(tmp_path / "reports" / "smoke" / "curves.csv")  # tidy: trial x epoch
     assert len(curves) == 16 and {"number", "epoch", "train_loss", "lr"} <= set(curves.columns)
 
@@ -250,7 +251,8 @@ def test_hydra_multirun_of_the_train_app_records_one_study(tmp_path) -> None:
     spec = study.user_attrs["spec"]
     assert study.metric_names == ["test_accuracy"]  # the dashboard's name for the objective
     assert spec["design"] == "hydra" and spec["factors"]["activation"]["levels"] == ["relu", "tanh"]
-    assert spec["setup"]["train.epochs"] == 1 and spec["factors"]["lr"]["levels"] == [0.01, 0.1]
+    assert spec["factors"]["epochs"]["baseline"] == 1
+    assert spec["factors"]["lr"]["levels"] == [0.01, 0.1]
     assert {(t.params["activation"], t.params["lr"]) for t in study.trials} == \
         {("relu", 0.01), ("relu", 0.1), ("tanh", 0.01), ("tanh", 0.1)}
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
