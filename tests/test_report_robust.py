@@ -8,8 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from study.analysis import ACCURACY, seed_noise
+from study.contrasts import studied
 from study.report import build_blocks, to_markdown, write_report
-from study.stats import VERDICTS, analyse, studied
+from study.stats import VERDICTS, analyse
 from tests.tables import GRID, OFAT, grid_table, ofat_spec, ofat_table, study_from_table
 
 SHAPES = {"ofat": OFAT, "grid": GRID, "one level": ofat_spec({"lr": [0.1]})}
