@@ -19,8 +19,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import optuna
 import pandas as pd
+from pandas.core.groupby import SeriesGroupBy
 
 from study.spec import StudySpec
 
@@ -122,16 +124,23 @@ def labelled_slice(frame: pd.DataFrame, factor: str, spec: StudySpec
     return part.assign(level=part["level"].astype(str)), order
 
 
+def pooled_std(groups: SeriesGroupBy) -> tuple[float, int]:
+    """Pooled within-group standard deviation and its degrees of freedom (NaN and 0 when no
+    group has two values)."""
+    dof = (groups.count() - 1).clip(lower=0)
+    if dof.sum() == 0:
+        return float("nan"), 0
+    return float(np.sqrt((groups.var(ddof=1).fillna(0) * dof).sum() / dof.sum())), int(dof.sum())
+
+
 def seed_noise(trials: pd.DataFrame) -> dict[str, float]:
     """Seed-to-seed std of the converged trials' test accuracy: at the baseline, and pooled over
     all design points (NaN where no point has two converged seeds, e.g. sampled designs)."""
     done = converged(trials)
-    by_point = done.groupby("design_point")[ACCURACY]
     base = done.loc[done["design_point"] == "baseline", ACCURACY]
-    dof = (by_point.count() - 1).clip(lower=0)
-    pooled_var = (by_point.var().fillna(0) * dof).sum() / dof.sum() if dof.sum() else float("nan")
     return {"baseline_std": base.std() if len(base) > 1 else float("nan"),
-            "baseline_seeds": len(base), "pooled_std": pooled_var ** 0.5}
+            "baseline_seeds": len(base),
+            "pooled_std": pooled_std(done.groupby("design_point")[ACCURACY])[0]}
 
 
 def design_table(trials: pd.DataFrame, order: list[str] | None = None) -> pd.DataFrame:
@@ -141,8 +150,8 @@ def design_table(trials: pd.DataFrame, order: list[str] | None = None) -> pd.Dat
     table = pd.DataFrame({"trials": trials.groupby("design_point", sort=False).size(),
                           "finished": done.count(), "mean": done.mean(), "std": done.std()})
     present = list(trials["design_point"].dropna().unique())
-    table = table.reindex([p for p in order or [] if p in present]
-                          + [p for p in present if p not in (order or [])])
+    listed = [p for p in order or [] if p in present]
+    table = table.reindex(listed + [p for p in present if p not in listed])
     table["finished"] = table["finished"].fillna(0).astype(int)
     return table.reset_index(names="design_point")
 

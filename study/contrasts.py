@@ -22,7 +22,14 @@ import pandas as pd
 from scipy import stats as sps
 from statsmodels.stats.proportion import proportion_confint
 
-from study.analysis import ACCURACY, converged, finished, level_order, level_slice
+from study.analysis import (
+    ACCURACY,
+    converged,
+    finished,
+    level_order,
+    level_slice,
+    pooled_std,
+)
 from study.spec import StudySpec
 
 N_DRAWS = 4000  # Monte Carlo draws: simultaneous critical values and null means
@@ -57,14 +64,6 @@ class Comparison:
         return [level for level in self.levels if level != self.reference]
 
 
-def _error(groups: pd.core.groupby.SeriesGroupBy) -> tuple[float, int]:
-    """Pooled within-group standard deviation and its degrees of freedom."""
-    dof = int((groups.count() - 1).clip(lower=0).sum())
-    if dof == 0:
-        return float("nan"), 0
-    return float(np.sqrt(groups.var(ddof=1).fillna(0).mul(groups.count() - 1).sum() / dof)), dof
-
-
 def studied(spec: StudySpec) -> list[str]:
     """The factors the study compares levels of: varied, over more than one level (a hydra
     study marks every factor varied, whether its jobs changed it or not)."""
@@ -84,7 +83,7 @@ def comparisons(trials: pd.DataFrame, spec: StudySpec, slices: dict[str, pd.Data
     if pooled:
         by_point = converged(trials).groupby("design_point")[ACCURACY]
         point_stats = by_point.agg(["count", "mean"])
-        s, df = _error(by_point)
+        s, df = pooled_std(by_point)
     result = {}
     for factor in slices:
         part = converged(slices[factor])
@@ -102,7 +101,7 @@ def comparisons(trials: pd.DataFrame, spec: StudySpec, slices: dict[str, pd.Data
             cells = [f"{factor}={level}" for level in present]
             groups = part.assign(cell=[f"{factor}={v}" for v in part["level"]]).groupby(
                 "cell")[ACCURACY]
-            stats, error = groups.agg(["count", "mean"]).loc[cells], (*_error(groups), factor)
+            stats, error = groups.agg(["count", "mean"]).loc[cells], (*pooled_std(groups), factor)
         weights = np.array([[1 / len(points[level]) if c in points[level] else 0.0
                             for c in cells] for level in present])
         values = part[ACCURACY].astype(float)
@@ -124,16 +123,12 @@ def _reference(spec: StudySpec, factor: str, present: list[Any]) -> Any:
 @functools.lru_cache(maxsize=256)
 def _null_draws(cov_key: tuple, df: int) -> tuple[np.ndarray, np.ndarray]:
     """Monte Carlo draws of max_v |z_v| (z ~ N(0, cov), the contrasts in units of the error
-    std) and of max_v |t_v| (the same standardised, with the error std estimated on df)."""
+    std) and of max_v |t_v| (the same standardised, with the error std estimated on df > 0)."""
     cov = np.array(cov_key)
     rng = np.random.default_rng(0)
     z = rng.multivariate_normal(np.zeros(len(cov)), cov, size=N_DRAWS, method="cholesky")
-    se = np.sqrt(np.diag(cov))
-    max_z = np.abs(z).max(axis=1)
-    if df == 0:
-        return max_z, np.full(N_DRAWS, np.nan)
     scale = np.sqrt(rng.chisquare(df, N_DRAWS) / df)
-    return max_z, (np.abs(z / se).max(axis=1) / scale)
+    return np.abs(z).max(axis=1), np.abs(z / np.sqrt(np.diag(cov))).max(axis=1) / scale
 
 
 def _key(cov: np.ndarray) -> tuple:
@@ -155,11 +150,11 @@ def estimate(comp: Comparison) -> FactorEstimates:
     c = comp.contrasts
     d = c @ comp.mean
     cov_unit = (c / comp.n) @ c.T
-    se = comp.s * np.sqrt(np.diag(cov_unit))
-    max_z, max_t = _null_draws(_key(cov_unit), comp.df)
     if comp.df == 0:
         nan = np.full(len(d), np.nan)
         return FactorEstimates(d, nan, nan, np.nan, np.nan, np.nan, np.nan)
+    se = comp.s * np.sqrt(np.diag(cov_unit))
+    max_z, max_t = _null_draws(_key(cov_unit), comp.df)
     with np.errstate(divide="ignore", invalid="ignore"):  # no noise at all (s = 0): t is inf
         t = np.abs(d) / se
         wald = d @ np.linalg.pinv(cov_unit) @ d / comp.s ** 2 / len(d)

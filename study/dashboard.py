@@ -77,7 +77,7 @@ def study_page_figures(trials: pd.DataFrame, analysis: Analysis, spec: StudySpec
     if finished(trials).empty or ranking.empty:
         return {}
     shown = set(ranking.loc[ranking["verdict"] != "no data", "factor"])
-    return {RANKING_ID: ranking_figure(ranking[ranking["effect"].notna()], analysis.noise),
+    return {RANKING_ID: ranking_figure(ranking, analysis.noise),
             COMPARISON_ID: comparison_figure(trials, analysis.levels, spec,
                                              [f for f in spec.factors if f in shown],
                                              analysis.noise)}
@@ -85,8 +85,9 @@ def study_page_figures(trials: pd.DataFrame, analysis: Analysis, spec: StudySpec
 
 def ranking_figure(ranking: pd.DataFrame, noise: dict[str, float]) -> go.Figure:
     """Each factor's effect (largest difference from the baseline, selection-corrected) with its
-    95% interval, coloured by verdict,
-    rank 1 on top, with the seed-to-seed std marked."""
+    95% interval, coloured by verdict, rank 1 on top, with the seed-to-seed std marked; factors
+    without an effect are left out."""
+    ranking = ranking[ranking["effect"].notna()]
     fig = go.Figure()
     for verdict, colour in VERDICT_COLOURS.items():
         rows = ranking[ranking["verdict"] == verdict]

@@ -19,10 +19,10 @@ import optuna
 import pandas as pd
 from statsmodels.formula.api import ols
 from statsmodels.stats.anova import anova_lm
-from statsmodels.stats.multitest import multipletests
 
 from study.analysis import ACCURACY, finished, level_labels
 from study.spec import StudySpec
+from study.stats import holm
 
 IMPORTANCE_COLUMNS = ["evaluator", "factor", "mean", "std", "shuffled_mean", "repeats"]
 PED_ANOVA_QUANTILE = 0.1  # Optuna's default target_quantile: the top 10% of trials
@@ -60,11 +60,7 @@ def interactions(trials: pd.DataFrame, spec: StudySpec
                      "interaction_p": p, "interaction_eta_squared": eta})
     result = pd.DataFrame(rows, columns=["factor_a", "factor_b", "cells", "interaction_p",
                                          "interaction_eta_squared"])
-    valid = result["interaction_p"].notna()
-    result["interaction_p_holm"] = np.nan
-    if valid.any():
-        result.loc[valid, "interaction_p_holm"] = multipletests(
-            result.loc[valid, "interaction_p"], method="holm")[1]
+    result["interaction_p_holm"] = holm(result["interaction_p"])
     return result.sort_values("interaction_p", ignore_index=True), tables
 
 

@@ -21,7 +21,7 @@ from matplotlib.ticker import MaxNLocator
 
 from study.analysis import ACCURACY, finished, labelled_slice
 from study.spec import StudySpec
-from study.stats import VERDICTS
+from study.stats import VERDICTS, rank_text
 
 logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its INFO lines are noise here
 sns.set_theme(style="whitegrid", context="notebook")
@@ -48,10 +48,7 @@ def plot_influence(ranking: pd.DataFrame, noise: dict[str, float], threshold: fl
     # the interval as a segment from its ends, so it need not be centred on the estimate
     ax.hlines(y, ranked["effect_ci_low"], ranked["effect_ci_high"], color="black", lw=1.5,
               label="95% interval")
-    labels = [f"{row.factor}  {row.rank}" + ("" if pd.isna(row.rank_low) else
-                                             f" ({row.rank_low}-{row.rank_high})")
-              for row in ranked.itertuples()]
-    ax.set_yticks(y, labels)
+    ax.set_yticks(y, [f"{row['factor']}  {rank_text(row)}" for _, row in ranked.iterrows()])
     ax.invert_yaxis()
     ax.axvline(threshold, color="black", linestyle="-.", lw=1,
                label=f"practical threshold ({threshold:g})")

@@ -50,18 +50,9 @@ def fmt(value: Any, spec: str = ".3f") -> str:
     return "n/a" if value is None or pd.isna(value) else format(value, spec)
 
 
-def rank_text(row: pd.Series) -> str:
-    """`2 (1-3)`: the rank and its 95% interval; n/a for a factor without an effect."""
-    if pd.isna(row["rank"]):
-        return "n/a"
-    if pd.isna(row["rank_low"]):
-        return str(row["rank"])
-    return f"{row['rank']} ({row['rank_low']}-{row['rank_high']})"
-
-
 def ranking_table(ranking: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
-        "rank (95% interval)": ranking.apply(rank_text, axis=1),
+        "rank (95% interval)": ranking.apply(stats.rank_text, axis=1),
         "factor": ranking["factor"],
         "verdict": ranking["verdict"],
         "effect [95% CI]": [f"{fmt(e)} [{fmt(lo)}, {fmt(hi)}]" for e, lo, hi in zip(
@@ -115,7 +106,8 @@ def claim_table(ranking: pd.DataFrame) -> pd.DataFrame:
         claimed_most, verdict = r["factor"] in CLAIMED_MOST, r["verdict"]
         if not claimed_most and r["factor"] not in CLAIMED_LESS:
             rows.append({"factor": r["factor"], "textbook": "not named",
-                         "this study": f"rank {rank_text(r)}, {verdict}", "agreement": "n/a"})
+                         "this study": f"rank {stats.rank_text(r)}, {verdict}",
+                         "agreement": "n/a"})
             continue
         inside = pd.notna(r["rank_high"]) and r["rank_high"] <= top
         outside = pd.notna(r["rank_low"]) and r["rank_low"] > top
@@ -135,7 +127,7 @@ def claim_table(ranking: pd.DataFrame) -> pd.DataFrame:
             agreement = "agrees" if shown_most == claimed_most else "disagrees"
         rows.append({"factor": r["factor"],
                      "textbook": "matters most" if claimed_most else "matters less",
-                     "this study": f"rank {rank_text(r)}, {verdict}",
+                     "this study": f"rank {stats.rank_text(r)}, {verdict}",
                      "agreement": agreement})
     return pd.DataFrame(rows)
 

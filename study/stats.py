@@ -62,13 +62,24 @@ class Analysis:
     pooled: bool  # one model over all design points (fixed designs), else one per factor
 
 
+def rank_text(row: pd.Series) -> str:
+    """`2 (1-3)`: a ranking row's rank and its 95% interval; n/a for a factor without an
+    effect."""
+    if pd.isna(row["rank"]):
+        return "n/a"
+    if pd.isna(row["rank_low"]):
+        return str(row["rank"])
+    return f"{row['rank']} ({row['rank_low']}-{row['rank_high']})"
+
+
 def holm(p: pd.Series) -> pd.Series:
     """Holm-adjusted p-values (NaN stays NaN). Written out because statsmodels' multipletests
     runs gc.collect() on every call: 0.1 s each with torch loaded, too slow for simulations."""
     adjusted = pd.Series(np.nan, index=p.index)
     valid = p.dropna().sort_values()
-    steps = (len(valid) - np.arange(len(valid))) * valid.to_numpy()
-    adjusted[valid.index] = np.minimum(1.0, np.maximum.accumulate(steps))
+    if not valid.empty:
+        steps = (len(valid) - np.arange(len(valid))) * valid.to_numpy()
+        adjusted[valid.index] = np.minimum(1.0, np.maximum.accumulate(steps))
     return adjusted
 
 
@@ -204,9 +215,10 @@ def analyse(trials: pd.DataFrame, spec: StudySpec, noise: dict[str, float],
     slices = factor_slices(trials, spec)
     comps = comparisons(trials, spec, slices)
     div = divergence(spec, slices)
+    divs = {factor: div[div["factor"] == factor] for factor in slices}
     rows, estimates, per_level, diff_rows = [], {}, [], []
     for factor in slices:
-        comp, factor_div = comps.get(factor), div[div["factor"] == factor]
+        comp, factor_div = comps.get(factor), divs[factor]
         if comp is None and len(factor_div) < 2:
             rows.append(_no_data_row(slices[factor], factor, spec))
             continue
@@ -234,8 +246,8 @@ def analyse(trials: pd.DataFrame, spec: StudySpec, noise: dict[str, float],
     ranking["divergence_p_holm"] = adjusted.iloc[len(ranking):].to_numpy()
     tests = int(family.notna().sum()) or 1
     decided = [(row["verdict"], row["reason"]) if row["verdict"] == "no data" else _verdict(
-        row.to_dict(), comps.get(row["factor"]), div[div["factor"] == row["factor"]],
-        practical_effect, tests) for _, row in ranking.iterrows()]
+        row.to_dict(), comps.get(row["factor"]), divs[row["factor"]], practical_effect, tests)
+        for _, row in ranking.iterrows()]
     ranking["verdict"] = [verdict for verdict, _ in decided]
     ranking["reason"] = [reason for _, reason in decided]
     ranking = ranking.sort_values("corrected", ascending=False, na_position="last",

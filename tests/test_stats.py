@@ -135,6 +135,7 @@ def test_holm_matches_statsmodels_and_keeps_missing_values() -> None:
     expected = multipletests(p.dropna(), method="holm")[1]
     assert holm(p).dropna().to_numpy() == pytest.approx(expected)
     assert np.isnan(holm(p)[1])
+    assert holm(pd.Series([], dtype=float)).empty  # nothing to test (e.g. no crossed pair)
 
 
 def test_grid_levels_are_marginal_means_over_the_other_factors() -> None:
