@@ -21,8 +21,7 @@ import pandas as pd
 from study.analysis import seed_noise
 from study.report import claim_table, markdown_table, write_report
 from study.stats import analyse
-from tests.tables import LEVELS, ofat_spec, ofat_table, study_from_table
-from tests.test_report_robust import SHAPES, _table
+from tests.tables import LEVELS, SHAPES, ofat_spec, ofat_table, random_table, study_from_table
 
 SIX_LEVELS = LEVELS | {"channels": [8, 16, 64, 128, 256]}
 CLAIMS = ("influential", "small")
@@ -81,9 +80,10 @@ def reports(count: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         for i in range(count):
             shape = str(rng.choice(list(SHAPES)))
-            table = _table(shape, int(rng.integers(1, 4)), float(rng.choice([0, 0.005, 0.05])),
-                           float(rng.choice([0, 0.03])), float(rng.choice([0, 0.2, 1.0])),
-                           float(rng.choice([0, 0.3, 1.0])), int(rng.integers(0, 2 ** 16)))
+            table = random_table(shape, int(rng.integers(1, 4)),
+                                 float(rng.choice([0, 0.005, 0.05])),
+                                 float(rng.choice([0, 0.03])), float(rng.choice([0, 0.2, 1.0])),
+                                 float(rng.choice([0, 0.3, 1.0])), int(rng.integers(0, 2 ** 16)))
             out, _ = write_report(study_from_table(table, SHAPES[shape], f"s{i}"),
                                   Path(folder))
             shutil.rmtree(out)  # keep the disk small

@@ -89,6 +89,28 @@ def grid_table(interaction: float, noise: float, seeds: int = 3,
     return _like_trials_frame(rows)
 
 
+SHAPES = {"ofat": OFAT, "grid": GRID, "one level": ofat_spec({"lr": [0.1]})}
+
+
+def random_table(shape: str, seeds: int, noise: float, effect: float, diverge: float,
+                 fail: float, seed: int) -> pd.DataFrame:
+    """A study table of one of SHAPES with planted effects, and each trial diverged with
+    probability `diverge` or failed with probability `fail`: what the report must survive."""
+    rng = np.random.default_rng(seed)
+    if shape == "grid":
+        table = grid_table(interaction=effect, noise=noise, seeds=seeds, rng=rng)
+    else:
+        levels = {"lr": [0.1]} if shape == "one level" else None
+        table = ofat_table({"lr": effect, "activation": -effect}, noise=noise, seeds=seeds,
+                           rng=rng, levels=levels)
+    draw = rng.uniform(size=len(table))
+    table.loc[draw < diverge, ["outcome", ACCURACY]] = ["diverged", 0.1]
+    failed = draw > 1 - fail
+    table.loc[failed, ["state", "outcome", ACCURACY, "reason"]] = ["FAIL", "failed", None,
+                                                                   "RuntimeError: planted"]
+    return table
+
+
 def study_from_table(table: pd.DataFrame, spec: StudySpec, name: str = "table") -> optuna.Study:
     """An in-memory Optuna study holding these trials as the sweep records them (spec, params,
     outcome, reason, curves), for tests of the report that need no training."""

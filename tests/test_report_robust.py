@@ -2,35 +2,15 @@
 divergences, single seeds, single levels, all-equal accuracies) through the analysis and the
 report's text, and whole reports of extreme studies through write_report."""
 
-import numpy as np
 import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from study.analysis import ACCURACY, seed_noise
+from study.analysis import seed_noise
 from study.contrasts import studied
 from study.report import build_blocks, to_markdown, write_report
 from study.stats import VERDICTS, analyse
-from tests.tables import GRID, OFAT, grid_table, ofat_spec, ofat_table, study_from_table
-
-SHAPES = {"ofat": OFAT, "grid": GRID, "one level": ofat_spec({"lr": [0.1]})}
-
-
-def _table(shape: str, seeds: int, noise: float, effect: float, diverge: float, fail: float,
-           seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    if shape == "grid":
-        table = grid_table(interaction=effect, noise=noise, seeds=seeds, rng=rng)
-    else:
-        levels = {"lr": [0.1]} if shape == "one level" else None
-        table = ofat_table({"lr": effect, "activation": -effect}, noise=noise, seeds=seeds,
-                           rng=rng, levels=levels)
-    draw = rng.uniform(size=len(table))
-    table.loc[draw < diverge, ["outcome", ACCURACY]] = ["diverged", 0.1]
-    failed = draw > 1 - fail
-    table.loc[failed, ["state", "outcome", ACCURACY, "reason"]] = ["FAIL", "failed", None,
-                                                                   "RuntimeError: planted"]
-    return table
+from tests.tables import OFAT, SHAPES, random_table, study_from_table
 
 
 @settings(max_examples=40, deadline=None, derandomize=True,
@@ -42,7 +22,7 @@ def _table(shape: str, seeds: int, noise: float, effect: float, diverge: float, 
 def test_any_study_table_gets_an_analysis_and_a_report_text(shape, seeds, noise, effect, diverge,
                                                             fail, seed) -> None:
     spec = SHAPES[shape]
-    table = _table(shape, seeds, noise, effect, diverge, fail, seed)
+    table = random_table(shape, seeds, noise, effect, diverge, fail, seed)
     result = analyse(table, spec, seed_noise(table))
     ranking = result.ranking
     assert list(ranking["factor"].sort_values()) == sorted(studied(spec))  # none dropped
@@ -63,9 +43,9 @@ def test_any_study_table_gets_an_analysis_and_a_report_text(shape, seeds, noise,
 
 
 def test_reports_of_extreme_studies_are_written_in_full(tmp_path) -> None:
-    everything_failed = _table("ofat", 2, 0.005, 0.0, 0.0, 1.0, 0)
-    mixed = _table("ofat", 2, 0.005, 0.03, 0.2, 0.2, 1)
-    one_seed_all_equal = _table("ofat", 1, 0.0, 0.0, 0.0, 0.0, 2)
+    everything_failed = random_table("ofat", 2, 0.005, 0.0, 0.0, 1.0, 0)
+    mixed = random_table("ofat", 2, 0.005, 0.03, 0.2, 0.2, 1)
+    one_seed_all_equal = random_table("ofat", 1, 0.0, 0.0, 0.0, 0.0, 2)
     for name, table in (("failed", everything_failed), ("mixed", mixed),
                         ("equal", one_seed_all_equal)):
         out, ranking = write_report(study_from_table(table, OFAT, name), tmp_path)
