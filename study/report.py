@@ -104,10 +104,10 @@ def claim_table(ranking: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, r in ranking.iterrows():
         claimed_most, verdict = r["factor"] in CLAIMED_MOST, r["verdict"]
+        row = {"factor": r["factor"], "textbook": "not named",
+               "this study": f"rank {stats.rank_text(r)}, {verdict}", "agreement": "n/a"}
+        rows.append(row)
         if not claimed_most and r["factor"] not in CLAIMED_LESS:
-            rows.append({"factor": r["factor"], "textbook": "not named",
-                         "this study": f"rank {stats.rank_text(r)}, {verdict}",
-                         "agreement": "n/a"})
             continue
         inside = pd.notna(r["rank_high"]) and r["rank_high"] <= top
         outside = pd.notna(r["rank_low"]) and r["rank_low"] > top
@@ -125,10 +125,8 @@ def claim_table(ranking: pd.DataFrame) -> pd.DataFrame:
             agreement = f"cannot tell yet ({why})"
         else:
             agreement = "agrees" if shown_most == claimed_most else "disagrees"
-        rows.append({"factor": r["factor"],
-                     "textbook": "matters most" if claimed_most else "matters less",
-                     "this study": f"rank {stats.rank_text(r)}, {verdict}",
-                     "agreement": agreement})
+        row |= {"textbook": "matters most" if claimed_most else "matters less",
+                "agreement": agreement}
     return pd.DataFrame(rows)
 
 
