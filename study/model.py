@@ -157,8 +157,10 @@ def count_parameters(model: nn.Module) -> int:
 def macs_per_image(model_cfg: DictConfig) -> int:
     """Multiply-accumulates of one forward pass on one image, convolutions and linear layers
     (the arithmetic that decides a trial's time; normalization and activations are not
-    counted)."""
-    model, macs = build_model(model_cfg), []
+    counted). Built on the meta device: shapes only, no memory, so a network too large to train
+    is still priced (and then fails as a trial, with its reason)."""
+    with torch.device("meta"):
+        model, macs = build_model(model_cfg), []
 
     def count(layer: nn.Module, _: tuple, output: torch.Tensor) -> None:
         weight = layer.weight
@@ -169,6 +171,6 @@ def macs_per_image(model_cfg: DictConfig) -> int:
         if isinstance(layer, nn.Conv2d | nn.Linear):
             layer.register_forward_hook(count)
     with torch.no_grad():
-        model.eval()(torch.zeros(1, 3, SIDE, SIDE))
+        model.eval()(torch.zeros(1, 3, SIDE, SIDE, device="meta"))
     return sum(macs)
 
