@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import pickle
 import tarfile
@@ -28,14 +29,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from study.errors import UserError
+from study.errors import UserError, one_line
+
+log = logging.getLogger("study.data")
 
 SIDE = 32  # CIFAR-10 images are 32x32 RGB
 GCN_EPS = 1e-4  # keeps uniform images finite under global contrast normalization
 DEFAULT_ROOT = Path("data")
-CACHE_FORMAT = 2  # bump when the cached arrays change (2: with the fingerprint)
+CACHE_FORMAT = 3  # bump when the cached arrays change (2: the fingerprint, 3: the checksum)
+CACHED = ("x_train", "y_train", "x_test", "y_test", "classes", "fingerprint")
 HOW_TO_PROVIDE = (
     "set data.path=<cifar-10-batches-py folder | image-folder tree | .tar.gz of one>, "
     "or export CIFAR10_PATH=<same>, or go online so torchvision can download it to ./data"
@@ -100,15 +104,49 @@ def load_cifar10(path: str | None, cache_dir: Path) -> Images:
     stat = source.stat()
     key = hashlib.sha1(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
     cache = cache_dir / f"cifar10-v{CACHE_FORMAT}-{key[:16]}.npz"
-    if cache.exists():
-        with np.load(cache) as arrays:
-            return _images_from_arrays(arrays, str(source))
-    arrays = _read_cifar10(source)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    partial = cache.with_suffix(f".{os.getpid()}.tmp.npz")  # several workers may fill the cache
-    np.savez(partial, **arrays)
-    partial.replace(cache)
+    arrays = _read_cache(cache, source) if cache.exists() else None
+    if arrays is None:
+        arrays = _read_cifar10(source)
+        arrays["checksum"] = np.asarray(checksum(arrays))
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_suffix(f".{os.getpid()}.tmp.npz")  # several workers may fill it
+        np.savez(partial, **arrays)
+        partial.replace(cache)
     return _images_from_arrays(arrays, str(source))
+
+
+def checksum(arrays: dict[str, np.ndarray]) -> str:
+    """A digest of every array the cache holds (but the checksum itself)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for key in CACHED:
+        digest.update(key.encode())
+        digest.update(np.ascontiguousarray(arrays[key]).tobytes())
+    return digest.hexdigest()
+
+
+def _read_cache(cache: Path, source: Path) -> dict[str, np.ndarray] | None:
+    """The cached arrays, or None (after one warning line) when the file is unreadable or does
+    not hold what was written: the caller rebuilds it from the source."""
+    try:
+        with np.load(cache) as stored:
+            arrays = {key: stored[key] for key in (*CACHED, "checksum")}
+        problem = _cache_problem(arrays)
+    except Exception as error:  # a damaged zip raises BadZipFile, EOFError, KeyError, zlib.error
+        problem = f"unreadable ({type(error).__name__})"
+    if problem is None:
+        return arrays
+    log.warning("data cache %s is %s; rebuilding it from %s", cache, problem, source)
+    return None
+
+
+def _cache_problem(arrays: dict[str, np.ndarray]) -> str | None:
+    if str(arrays["checksum"]) != checksum(arrays):
+        return "not what was written (checksum mismatch)"
+    count = int(str(arrays["fingerprint"]).split(":")[1])
+    images = len(arrays["y_train"]) + len(arrays["y_test"])
+    if count != images:
+        return f"incomplete ({images} images; its source has {count})"
+    return None
 
 
 def _images_from_arrays(arrays: dict[str, np.ndarray], source: str) -> Images:
@@ -176,37 +214,42 @@ def _read_torchvision_batches(batches: Path) -> dict[str, np.ndarray]:
 
 
 def _decode(data: bytes, name: str) -> np.ndarray:
+    """The image's pixels (3, 32, 32); UserError naming the file for anything else. Its size is
+    checked before the pixels are decoded, so a huge image costs nothing."""
     try:
-        pixels = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-    except (UnidentifiedImageError, OSError) as error:
-        raise UserError(f"cannot decode image {name}: {error}") from None
-    if pixels.shape != (SIDE, SIDE, 3):
-        raise UserError(f"image {name} is {pixels.shape[1]}x{pixels.shape[0]}; CIFAR-10 images "
-                        f"are {SIDE}x{SIDE}")
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        pixels = np.asarray(image.convert("RGB")) if (width, height) == (SIDE, SIDE) else None
+    except Exception as error:  # PIL raises many kinds; DecompressionBombError is no OSError
+        raise UserError(f"cannot decode image {name}: {type(error).__name__}: "
+                        f"{one_line(error, 200)}") from None
+    if pixels is None:
+        raise UserError(f"image {name} is {width}x{height}; CIFAR-10 images are {SIDE}x{SIDE}")
     return pixels.transpose(2, 0, 1)
 
 
 def _collect(entries: list[tuple[tuple[str, ...], bytes]], where: str) -> dict[str, np.ndarray]:
     """Entries are (path parts ending in split/class/file, bytes); split is train or test."""
-    by_split: dict[str, list[tuple[str, str, bytes]]] = {"train": [], "test": []}
+    by_split: dict[str, list[tuple[str, str, bytes, str]]] = {"train": [], "test": []}
     for parts, data in entries:
         if len(parts) >= 3 and parts[-3] in by_split:
-            by_split[parts[-3]].append((parts[-2], parts[-1], data))
-    classes = sorted({cls for cls, _, _ in by_split["train"]})
+            by_split[parts[-3]].append((parts[-2], parts[-1], data, "/".join(parts)))
+    classes = sorted({cls for cls, *_ in by_split["train"]})
     if not by_split["train"] or not by_split["test"]:
         raise UserError(f"{where} has no train/<class>/<image> and test/<class>/<image> files;"
                         f" {HOW_TO_PROVIDE}")
-    unknown = {cls for cls, _, _ in by_split["test"]} - set(classes)
+    unknown = {cls for cls, *_ in by_split["test"]} - set(classes)
     if unknown:
         raise UserError(f"{where}: test classes {sorted(unknown)} are not among train classes")
     files = ((f"{split}/{c}/{n}", len(data)) for split, found in by_split.items()
-             for c, n, data in found)
+             for c, n, data, _ in found)
     arrays: dict[str, np.ndarray] = {"classes": np.asarray(classes), "fingerprint": np.asarray(
         file_list_fingerprint("images", files))}
     for split, files in by_split.items():
         files.sort(key=lambda f: (f[0], f[1]))
-        arrays[f"x_{split}"] = np.stack([_decode(data, f"{split}/{c}/{n}") for c, n, data in files])
-        arrays[f"y_{split}"] = np.asarray([classes.index(c) for c, _, _ in files], dtype=np.int64)
+        arrays[f"x_{split}"] = np.stack([_decode(data, f"{where}: {member}")
+                                         for _, _, data, member in files])
+        arrays[f"y_{split}"] = np.asarray([classes.index(c) for c, *_ in files], dtype=np.int64)
     return arrays
 
 

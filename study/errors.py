@@ -1,6 +1,9 @@
-"""The errors a user can fix. The apps (study.cli) print them as one line and exit with 2."""
+"""The errors a user can fix, and the signals that stop a run. The apps (study.cli) print each
+as one line: a UserError exits with 2, an interruption with 128 + the signal's number."""
 
 from __future__ import annotations
+
+import signal
 
 
 class UserError(Exception):
@@ -14,3 +17,38 @@ class StudyStopped(UserError):
 
 class ConfigError(UserError):
     """A config value is invalid; the message is one line naming the key and what is allowed."""
+
+
+class Interrupted(BaseException):
+    """SIGINT (Ctrl-C) or SIGTERM (what SLURM sends before it kills a job) arrived. Not an
+    Exception, like KeyboardInterrupt, so that no `except Exception` takes it for a failed
+    trial; `status` says what the run recorded, for the one line the app prints."""
+
+    def __init__(self, signum: int, status: str = "") -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum, self.status = signum, status
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+
+def one_line(text: object, limit: int = 400) -> str:
+    """`text` on one line (an exception's message may hold several), cut to `limit`
+    characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
+
+
+def raise_on_signals() -> None:
+    """Turn the first SIGINT or SIGTERM of this process into `Interrupted`; later ones are
+    ignored, so that recording the interrupted trials is not itself interrupted (a worker gets
+    Ctrl-C from the terminal and SIGTERM from its parent)."""
+
+    def interrupt(signum: int, _frame: object) -> None:
+        for each in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(each, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    for each in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(each, interrupt)

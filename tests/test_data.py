@@ -1,7 +1,11 @@
 import io
+import logging
 import pickle
+import struct
 import tarfile
 import time
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +14,7 @@ from PIL import Image
 
 from study.data import (
     apply_zca,
+    checksum,
     crop_flip,
     fit_zca,
     global_contrast_normalize,
@@ -125,6 +130,77 @@ def test_bad_data_fails_with_one_clear_line(tmp_path, make) -> None:
     if make == "wrong_size":
         assert "28x28" in message
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares its size and holds no pixels: all a decoder reads before decoding."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(("image", "expected"), [
+    (_png_header(30_000, 30_000), "DecompressionBombError"),  # 900 megapixels
+    (_png_header(100, 100), "is 100x100; CIFAR-10 images are 32x32"),
+    (b"\x89PNG garbled", "UnidentifiedImageError"),
+], ids=["decompression_bomb", "too_large", "garbled"])
+def test_an_undecodable_image_is_one_line_naming_its_archive_member(tmp_path, image: bytes,
+                                                                     expected: str) -> None:
+    path = tmp_path / "data.tar.gz"
+    good = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(good, format="PNG")
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in (("cifar/train/cat/0.png", good.getvalue()),
+                           ("cifar/train/dog/odd.png", image),
+                           ("cifar/test/cat/0.png", good.getvalue())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(UserError) as error:
+        load_cifar10(str(path), tmp_path / "cache")
+    message = str(error.value)
+    assert "\n" not in message and len(message) < 400
+    assert f"{path}: cifar/train/dog/odd.png" in message and expected in message
+
+
+def _damage(cache: Path, damage: str) -> None:
+    data = cache.read_bytes()
+    if damage == "truncated":
+        cache.write_bytes(data[:len(data) // 2])
+    elif damage == "garbled":
+        cache.write_bytes(data[:100] + bytes(1000) + data[1100:])
+    else:
+        with np.load(cache) as stored:
+            arrays = dict(stored)
+        if damage == "fewer_images":  # a well-formed file, checksum and all: only the count
+            arrays["x_train"], arrays["y_train"] = arrays["x_train"][1:], arrays["y_train"][1:]
+            arrays["checksum"] = np.asarray(checksum(arrays))
+        else:  # wrong labels, the file's checksum left as it was
+            arrays["y_train"] = (arrays["y_train"] + 1) % 10
+        np.savez(cache, **arrays)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbled", "fewer_images", "wrong_labels"])
+def test_a_bad_cache_is_one_warning_and_rebuilt_from_the_source(tmp_path, caplog,
+                                                                 damage: str) -> None:
+    images = synthetic_images(40, 20)
+    _write_image_folder(tmp_path / "tree", images)
+    first = load_cifar10(str(tmp_path / "tree"), tmp_path / "cache")
+    [cache] = (tmp_path / "cache").iterdir()
+    _damage(cache, damage)
+    with caplog.at_level(logging.WARNING, logger="study.data"):
+        again = load_cifar10(str(tmp_path / "tree"), tmp_path / "cache")
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert f"data cache {cache} is" in warning and "rebuilding it from" in warning
+    assert "\n" not in warning
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        assert torch.equal(getattr(again, key), getattr(first, key))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="study.data"):
+        load_cifar10(str(tmp_path / "tree"), tmp_path / "cache")  # the rebuilt cache is good
+    assert not caplog.records
 
 
 def test_synthetic_set_is_deterministic_and_balanced_enough() -> None:
