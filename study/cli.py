@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shlex
 import shutil
 import sys
 from collections.abc import Callable
@@ -34,8 +35,17 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from study.config import StudyConfig, register_schema, validate
-from study.errors import ConfigError, StudyStopped, UserError
+from study.errors import (
+    ConfigError,
+    Interrupted,
+    StudyStopped,
+    UserError,
+    one_line,
+    raise_on_signals,
+)
 from study.factors import FACTORS
+from study.paths import check_writable
+from study.storage import INVALID_URL, mask_url
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 log = logging.getLogger("study")
@@ -109,7 +119,7 @@ def _remove_run_dir() -> None:
 
 
 def _fail(error: Exception) -> NoReturn:
-    print(f"error: {error}", file=sys.stderr)
+    print(f"error: {one_line(error)}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -118,18 +128,54 @@ def _not_given(overrides: tuple[str, ...], args: list[str]) -> list[str]:
             if not any(re.match(rf"\+*{re.escape(o.partition('=')[0])}=", a) for a in args)]
 
 
+def _hide_storage_secret(args: list[str]) -> tuple[list[str], str | None]:
+    """The command line with a storage URL's secrets masked, and the real URL (None when there
+    was nothing to mask): Hydra writes the command line and the config into its run folder
+    (.hydra/*.yaml), and those must not hold a password; the task gets the real URL back."""
+    masked, real = [], None
+    for arg in args:
+        key, is_override, value = arg.partition("=")
+        quote = value[0] if len(value) > 1 and value[0] == value[-1] and value[0] in "'\"" else ""
+        url = value[1:-1] if quote else value  # a URL with ?password= must be quoted for Hydra
+        if is_override and key.lstrip("+") == "storage" and \
+                mask_url(url) not in (url, INVALID_URL):
+            real, arg = url, f"{key}={quote}{mask_url(url)}{quote}"
+        masked.append(arg)
+    return masked, real
+
+
+def _interrupted(stop: Interrupted, job_name: str, args: list[str]) -> NoReturn:
+    status = f"{stop.status}; " if stop.status else ""
+    command = shlex.join(["python", "-m", f"study.{job_name}", *args])
+    print(f"interrupted by {stop}: {status}continue with: {command}", file=sys.stderr)
+    sys.exit(stop.exit_code)
+
+
 def run_app(task: Callable[[DictConfig], None], job_name: str,
             cpu_defaults: tuple[str, ...] = ("budget=quick",),
             app_defaults: tuple[str, ...] = ()) -> None:
-    """Check the command line, then run `task` as a Hydra job; user errors print one line.
-    Each of `app_defaults` (key=value) applies unless its key is given; without a GPU, so does
-    each of `cpu_defaults`."""
-    args = sys.argv[1:]
+    """Check the command line, then run `task` as a Hydra job; user errors print one line, and
+    so do Ctrl-C and SIGTERM. Each of `app_defaults` (key=value) applies unless its key is
+    given; without a GPU, so does each of `cpu_defaults`."""
+    raise_on_signals()
+    given, real_storage = _hide_storage_secret(sys.argv[1:])
+    try:
+        _run_app(task, job_name, given, real_storage, cpu_defaults, app_defaults)
+    except Interrupted as stop:
+        _interrupted(stop, job_name, given)
+
+
+def _run_app(task: Callable[[DictConfig], None], job_name: str, given: list[str],
+             real_storage: str | None, cpu_defaults: tuple[str, ...],
+             app_defaults: tuple[str, ...]) -> None:
+    args = list(given)
     passes_through = any(a.startswith(("--help", "-h", "--cfg", "-c", "--info")) for a in args)
     auto = [] if passes_through or _has_gpu() else _not_given(cpu_defaults, args)
     args.extend([*auto, *_not_given(app_defaults, args)])
 
     def checked_task(cfg: DictConfig) -> None:
+        if real_storage is not None:
+            cfg.storage = real_storage
         if "budget=quick" in auto:
             log.warning("No GPU found: running budget=quick (a training subset, fewer epochs, one"
                         " seed); pass budget=full for the full study.")
@@ -153,7 +199,8 @@ def run_app(task: Callable[[DictConfig], None], job_name: str,
     with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name=job_name):
         try:
             cfg, _ = _compose(args)
-        except ConfigError as error:
+            check_writable(Path(cfg.hydra.run.dir), "hydra.run.dir")  # Hydra's first write
+        except UserError as error:
             _fail(error)
         cfg.hydra.mode = RunMode.RUN
         context = HydraContext(config_loader=GlobalHydra.instance().config_loader(),

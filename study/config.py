@@ -20,6 +20,7 @@ from study.designs import SWEEP_DESIGNS
 from study.errors import ConfigError
 from study.factors import FACTORS, Check, applicable_factors, number, one_of, optional
 from study.model import ARCHITECTURES
+from study.paths import name_problem
 
 DATA_SOURCES = ("cifar10", "synthetic")
 OPTIMIZERS = ("sgd", "adam")
@@ -173,6 +174,21 @@ OTHER_CHECKS: dict[str, Check] = {
 }
 
 
+def check_batch_sizes(cfg: DictConfig, n_train: int, levels: bool = True) -> None:
+    """ConfigError when a batch size (with `levels`, also a studied level) exceeds the training
+    images: training would cut it to the data's size, so the study would rank a factor that
+    did not vary."""
+    sizes = [("train.batch_size", cfg.train.batch_size)]
+    if levels:
+        sizes += [("sweep.levels.batch_size level", size)
+                  for size in cfg.sweep.levels.get("batch_size", [])]
+    for key, size in sizes:
+        if size > n_train:
+            raise ConfigError(f"{key} {size} is more than the {n_train} training images, so it "
+                              "would be cut to them; train on more images (data.train_subset) "
+                              "or leave the size out")
+
+
 def validate_model_keys(cfg: DictConfig) -> None:
     arch = cfg.model.arch
     if arch not in ARCHITECTURES:
@@ -200,8 +216,9 @@ def validate(cfg: DictConfig) -> None:
         problem = check(value)
         if problem:
             raise ConfigError(f"{key}={value!r} is not allowed: {problem}")
-    if not cfg.name.strip():
-        raise ConfigError("name='' is not allowed: the study needs a name")
+    problem = name_problem(cfg.name)
+    if problem:
+        raise ConfigError(f"name={cfg.name!r} is not allowed: {problem}")
     for name, levels in cfg.sweep.levels.items():
         key = f"sweep.levels.{name}"
         if name not in FACTORS:

@@ -111,3 +111,13 @@ def applicable_factors(cfg: DictConfig) -> dict[str, Factor]:
     keys = ARCHITECTURES[cfg.model.arch].keys
     return {name: factor for name, factor in FACTORS.items()
             if not factor.key.startswith("model.") or factor.key.split(".")[1] in keys}
+
+
+def untrainable(params: dict[str, Any]) -> str | None:
+    """Why a trial with these factor values cannot be trained (older versions queued values
+    such as lr=nan), or None."""
+    for name, value in params.items():
+        problem = FACTORS[name].check(value) if name in FACTORS else None
+        if problem:
+            return f"{name}={value!r} cannot be trained: {problem}"
+    return None

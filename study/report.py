@@ -37,6 +37,7 @@ from study.analysis import (
 from study.cli import run_app
 from study.cost import point_costs
 from study.errors import UserError
+from study.paths import REPORTS, check_outputs, named_folder
 from study.spec import StudySpec, study_spec
 from study.storage import mask_url, open_storage
 
@@ -386,7 +387,7 @@ def write_report(study: optuna.Study, reports_root: Path, artifact_dir: Path | N
                  practical_effect: float = stats.PRACTICAL_EFFECT) -> tuple[Path, pd.DataFrame]:
     """Write the report files; with artifact_dir, also attach the report to the study. Returns
     the report's folder and its ranking table."""
-    out = reports_root / study.study_name
+    out = named_folder(reports_root, study.study_name)
     out.mkdir(parents=True, exist_ok=True)
     spec = study_spec(study)
     trials, curves = trials_frame(study, spec), curves_frame(study, spec)
@@ -412,13 +413,14 @@ def write_report(study: optuna.Study, reports_root: Path, artifact_dir: Path | N
 
 
 def run_report(cfg: DictConfig) -> None:
-    storage = open_storage(cfg.storage)
+    check_outputs(cfg, None, report=True)
+    storage = open_storage(cfg.storage, create=False)  # reading: never make a new storage
     names = [s.study_name for s in storage.get_all_studies()]
     if cfg.name not in names:
         raise UserError(f"no study named {cfg.name!r} in {mask_url(cfg.storage)}; studies there: "
                         f"{', '.join(names) or 'none'}")
     study = optuna.load_study(study_name=cfg.name, storage=storage)
-    out, ranking = write_report(study, Path("reports"), Path(cfg.artifact_dir),
+    out, ranking = write_report(study, REPORTS, Path(cfg.artifact_dir),
                                 cfg.analysis.practical_effect)
     finished_trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     log.info("report of %d finished trials (of %d) written to %s", len(finished_trials),

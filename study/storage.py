@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
 import socket
 import time
 import warnings
@@ -27,6 +28,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import optuna
 import sqlalchemy
@@ -36,55 +38,82 @@ from optuna.trial import TrialState
 from study.cost import point_costs
 from study.engine import TrialResult
 from study.errors import UserError
+from study.factors import untrainable
+from study.paths import check_writable
 from study.spec import SPEC_ATTR, StudySpec, code_version, stored_spec
 
 log = logging.getLogger("study.storage")
+# The one place Optuna's ExperimentalWarning is silenced, for every app and worker (they all
+# import this module): the project relies on heartbeats, their retry callback, metric names and
+# artifacts on purpose, and the warnings would break a user error's one line on stderr.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+# Optuna's log lines ("A new study created ...") go through the app's logging (Hydra's: stdout
+# and the run's log file) rather than straight to stderr, which is kept for the one-line errors.
+optuna.logging.disable_default_handler()
+optuna.logging.enable_propagation()
 CLAIMED = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"  # recorded on each trial a process claims
 SCHEMA_ATTEMPTS = 3  # tries to open a storage whose tables another process is creating
 SQLITE_BUSY_TIMEOUT_S = 300  # how long a worker waits for another's SQLite write lock
+SECRET_QUERY_KEY = re.compile(r"pass|pwd|secret|token", re.IGNORECASE)  # ?password=, ...
+MASK = "***"
+INVALID_URL = "<invalid storage URL>"
 OBJECTIVE = "test_accuracy"  # the name of every study's one objective, shown by the dashboard
-
-
-@contextlib.contextmanager
-def knowingly_experimental() -> Iterator[None]:
-    """Optuna marks heartbeats, their retry callback and metric names experimental; the project
-    relies on them on purpose, and its warning would break a user error's one line."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        yield
+INTERRUPTED = "interrupted"  # the reason recorded on trials stopped by Ctrl-C or SIGTERM
 
 
 def mask_url(url: str) -> str:
-    """The storage URL with any password replaced by ***, for logs and reports."""
-    try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except sqlalchemy.exc.ArgumentError:
-        return "<invalid storage URL>"
-
-
-def open_storage(url: str, heartbeat_s: int | None = None) -> optuna.storages.RDBStorage:
-    """The study storage at `url`; with heartbeat_s, running trials whose heartbeat is older
-    than 3 x heartbeat_s count as stale (their worker died): `fail_stale_trials` fails them
-    and queues each again."""
+    """The storage URL with its password and every query parameter that may carry one (libpq
+    takes `?password=`) replaced by ***, for logs, reports and the files Hydra writes."""
     try:
         parsed = sqlalchemy.engine.make_url(url)
     except sqlalchemy.exc.ArgumentError:
+        return INVALID_URL
+    hidden = {key: MASK for key in parsed.query if SECRET_QUERY_KEY.search(key)}
+    rendered = parsed.update_query_dict(hidden).render_as_string(hide_password=True)
+    return rendered.replace(quote(MASK, safe=""), MASK)
+
+
+def parse_url(url: str) -> sqlalchemy.engine.URL:
+    try:
+        return sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError:
         raise UserError(f"storage={mask_url(url)} is not a SQLAlchemy URL (e.g. "
                         "sqlite:///results/optuna.db, postgresql://user@host/db)") from None
-    sqlite = parsed.get_backend_name() == "sqlite"
-    if sqlite and parsed.database:
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite storage URL; None for other databases and in-memory
+    SQLite."""
+    parsed = parse_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def open_storage(url: str, heartbeat_s: int | None = None, create: bool = True
+                 ) -> optuna.storages.RDBStorage:
+    """The study storage at `url`; with heartbeat_s, running trials whose heartbeat is older
+    than 3 x heartbeat_s count as stale (their worker died): `fail_stale_trials` fails them
+    and queues each again. Without `create`, a SQLite file that does not exist is a UserError
+    instead of a new, empty storage (for commands that only read)."""
+    sqlite = parse_url(url).get_backend_name() == "sqlite"
+    database = sqlite_file(url)
+    if database is not None and not create and not database.is_file():
+        raise UserError(f"no storage at {database} (storage={mask_url(url)}): check the path, "
+                        "or run python -m study.sweep first")
+    if database is not None:
+        check_writable(database.parent, "storage")
+        database.parent.mkdir(parents=True, exist_ok=True)
     engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}} if sqlite else {}
     for attempt in range(SCHEMA_ATTEMPTS):
         try:
-            with knowingly_experimental():
-                storage = optuna.storages.RDBStorage(
-                    url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
-                    grace_period=3 * heartbeat_s if heartbeat_s else None,
-                    heartbeat_stale_trial_callback=(
-                        optuna.storages.RetryHeartbeatStaleTrialCallback() if heartbeat_s
-                        else None))
+            storage = optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
+                grace_period=3 * heartbeat_s if heartbeat_s else None,
+                heartbeat_stale_trial_callback=(
+                    optuna.storages.RetryHeartbeatStaleTrialCallback() if heartbeat_s
+                    else None))
             break
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             # another process is creating Optuna's tables in this empty database right now
@@ -136,8 +165,7 @@ def open_study(cfg: DictConfig, storage: optuna.storages.RDBStorage, run_spec: S
         if spec is not stored:
             study.set_user_attr(SPEC_ATTR, spec.to_dict())
         if study.metric_names != [OBJECTIVE]:
-            with knowingly_experimental():
-                study.set_metric_names([OBJECTIVE])
+            study.set_metric_names([OBJECTIVE])
     if stored is not None and spec is not stored:
         log.info("study %s grows: %s", cfg.name, spec.history[-1])
     return study, spec
@@ -194,6 +222,24 @@ def enqueue_missing(study: optuna.Study, spec: StudySpec) -> int:
                                                               "seed": seed})
                 added += 1
     return added
+
+
+def fail_untrainable(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[str]:
+    """Record as failed, with the reason, every waiting trial whose queued values cannot be
+    trained (a study poisoned by an older version, e.g. lr=nan), so that a rerun repairs the
+    study instead of crashing on it: its design queues the point again with the values of its
+    spec. Returns the reasons."""
+    study_id = storage.get_study_id_from_name(study.study_name)
+    reasons = []
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        problem = untrainable(frozen.system_attrs.get("fixed_params", {}))
+        if problem is None:
+            continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
+        if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):  # claimed
+            record_failure(study, optuna.Trial(study, trial_id), problem)
+            reasons.append(problem)
+    return reasons
 
 
 def claim_waiting_trial(study: optuna.Study, storage: optuna.storages.BaseStorage

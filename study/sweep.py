@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import platform
 import socket
 import threading
@@ -40,16 +41,20 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
 from study.cli import run_app
+from study.config import check_batch_sizes
 from study.data import DeviceData, Images, load_images, to_device
 from study.engine import device_name, pick_device, resolve_engine, trial_steps, worker_device
-from study.errors import StudyStopped
+from study.errors import Interrupted, StudyStopped, one_line, raise_on_signals
+from study.paths import REPORTS, check_outputs
 from study.progress import SweepProgress
 from study.spec import StudySpec, spec_for_run, stored_spec
 from study.storage import (
     CLAIMED,
+    INTERRUPTED,
     claim_waiting_trial,
     enqueue_missing,
     fail_trials_of,
+    fail_untrainable,
     failures_since,
     make_sampler,
     mark_claimed,
@@ -57,6 +62,7 @@ from study.storage import (
     open_storage,
     open_study,
     record_failure,
+    sqlite_file,
     study_lock,
 )
 from study.streams import TrialStreams
@@ -145,9 +151,9 @@ def run_worker(cfg: DictConfig, spec: StudySpec, study: optuna.Study,
             for trial, outcome in trials.turn():
                 heartbeat.unfollow(trial._trial_id)
                 outcomes[outcome] += 1
-    except KeyboardInterrupt:
-        for other in trials.running:  # the interrupted one recorded itself
-            record_failure(study, other.key, "interrupted")
+    except Interrupted:
+        for other in trials.running:  # the interrupted one recorded itself and left `running`
+            record_failure(study, other.key, INTERRUPTED)
         raise
     finally:
         heartbeat.stop.set()
@@ -177,8 +183,8 @@ def train_one(cfg: DictConfig, spec: StudySpec, study: optuna.Study, trial: optu
             if device.type == "cuda":  # trials on other streams will read it
                 torch.cuda.current_stream(device).synchronize()
         result = yield from trial_steps(trial_cfg, prepared[preprocessing], on_epoch=on_epoch)
-    except KeyboardInterrupt:
-        record_failure(study, trial, "interrupted")
+    except Interrupted:
+        record_failure(study, trial, INTERRUPTED)
         raise
     except Exception as error:  # a failing trial is recorded and the sweep goes on
         log.exception("%s failed", label)
@@ -206,6 +212,7 @@ def auto_workers(cfg: DictConfig, device: torch.device) -> int:
 def worker_process(config: dict, index: int, count: int, quiet: bool) -> None:
     """Entry point of a spawned worker: load the data once, then train until the queue is dry.
     `quiet`: log warnings only (a live progress display shows the rest)."""
+    raise_on_signals()
     cfg = OmegaConf.create(config)
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
                         format=f"[%(asctime)s][worker {index}][%(levelname)s] - %(message)s")
@@ -216,8 +223,8 @@ def worker_process(config: dict, index: int, count: int, quiet: bool) -> None:
     spec = stored_spec(cfg.name, study.user_attrs)
     try:
         run_worker(cfg, spec, study, storage, load_images(cfg.data), device)
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
+    except Interrupted as stop:
+        raise SystemExit(stop.exit_code) from None
 
 
 def run_workers(cfg: DictConfig, study: optuna.Study, storage: optuna.storages.BaseStorage,
@@ -233,11 +240,24 @@ def run_workers(cfg: DictConfig, study: optuna.Study, storage: optuna.storages.B
     try:
         for process in processes:
             process.join()
-    except KeyboardInterrupt:
-        for process in processes:  # they got the same SIGINT and record their trials
+    except Interrupted as stop:
+        for process in processes:  # they record their trials (Ctrl-C reached them too)
+            if process.is_alive():
+                os.kill(process.pid, stop.signum)
+        for process in processes:
             process.join(timeout=60)
+        fail_dead_workers(study, storage, processes, stopped=stop)
         raise
+    fail_dead_workers(study, storage, processes)
+
+
+def fail_dead_workers(study: optuna.Study, storage: optuna.storages.BaseStorage,
+                      processes: list[multiprocessing.Process],
+                      stopped: Interrupted | None = None) -> None:
+    """Record as failed the trials of workers that exited without recording them."""
     for process in processes:
+        if stopped is not None and process.exitcode == stopped.exit_code:
+            continue  # it recorded its own trials as interrupted
         if process.exitcode != 0:
             reason = f"worker process {process.pid} died (exit code {process.exitcode})"
             log.error("%s", reason)
@@ -251,7 +271,9 @@ def run_sweep(cfg: DictConfig) -> None:
 
     device = pick_device()
     resolve_engine(cfg.train.compile, device)  # a mode this device lacks is an error now
+    check_outputs(cfg, sqlite_file(cfg.storage), report=True)  # now, not after the training
     images = load_images(cfg.data)  # before the storage, so that bad data writes nothing
+    check_batch_sizes(cfg, len(images.y_train))
     storage = open_storage(cfg.storage, cfg.sweep.heartbeat_s)
     run_spec = spec_for_run(cfg, cfg.sweep.design, images.fingerprint, created={
         "device": device_name(device), "data_source": images.source, "torch": torch.__version__,
@@ -262,9 +284,40 @@ def run_sweep(cfg: DictConfig) -> None:
              "once; study %s, identity %s", images.source, device_name(device), cfg.budget,
              cfg.train.epochs, workers, "" if workers == 1 else "es", cfg.sweep.streams,
              "" if cfg.sweep.streams == 1 else "s", cfg.name, spec.identity_hash())
-    start = datetime.now()
     with study_lock(storage, cfg.name):  # trials of workers killed in an earlier run
         optuna.storages.fail_stale_trials(study)
+        repaired = fail_untrainable(study, storage)
+    if repaired:
+        log.warning("%d queued trials could not be trained and are recorded as failed (%s); "
+                    "their design points are queued again", len(repaired), repaired[0])
+    start = datetime.now()
+    try:
+        failed = train_design(cfg, spec, study, storage, images, device, workers, start)
+    except Interrupted as stop:
+        raise Interrupted(stop.signum, interrupted_status(study, start)) from None
+    states = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
+    log.info("study %s now holds %s", cfg.name, dict(states))
+    report_dir, _ = write_report(study, REPORTS, Path(cfg.artifact_dir),
+                                 cfg.analysis.practical_effect)
+    log.info("report: %s (and report.md)", report_dir / "report.html")
+    log.info("see the study: optuna-dashboard --host 127.0.0.1 --artifact-dir %s %s",
+             cfg.artifact_dir, mask_url(cfg.storage))
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(failed) >= cfg.sweep.max_failures or (failed and not finished):
+        reasons = Counter(one_line(t.user_attrs.get("reason", "no heartbeat")) for t in failed)
+        what = (f"stopped after {len(failed)} failed trial{'' if len(failed) == 1 else 's'} "
+                f"(sweep.max_failures={cfg.sweep.max_failures})"
+                if len(failed) >= cfg.sweep.max_failures else f"all {len(failed)} trials failed")
+        raise StudyStopped(f"{what}; most common reason: {reasons.most_common(1)[0][0]}; "
+                           f"{report_dir / 'report.md'} lists every failed trial with its "
+                           "reason")
+
+
+def train_design(cfg: DictConfig, spec: StudySpec, study: optuna.Study,
+                 storage: optuna.storages.RDBStorage, images: Images, device: torch.device,
+                 workers: int, start: datetime) -> list[optuna.trial.FrozenTrial]:
+    """Train the design's missing trials with `workers` processes, until none is left or
+    sweep.max_failures trials failed since `start`; returns those failures."""
     with SweepProgress(study, spec.total_trials(), cfg.train.epochs) as progress:
         while True:
             if spec.kind.fixed:
@@ -279,19 +332,17 @@ def run_sweep(cfg: DictConfig) -> None:
             failed = failures_since(study, start)
             if len(failed) >= cfg.sweep.max_failures or \
                     not wait_for_stale_trials(study, storage, cfg):
-                break
-    states = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
-    log.info("study %s now holds %s", cfg.name, dict(states))
-    report_dir, _ = write_report(study, Path("reports"), Path(cfg.artifact_dir),
-                                 cfg.analysis.practical_effect)
-    log.info("report: %s (and report.md)", report_dir / "report.html")
-    log.info("see the study: optuna-dashboard --host 127.0.0.1 --artifact-dir %s %s",
-             cfg.artifact_dir, mask_url(cfg.storage))
-    if len(failed) >= cfg.sweep.max_failures:
-        reasons = Counter(t.user_attrs.get("reason", "no heartbeat") for t in failed)
-        raise StudyStopped(f"stopped after {len(failed)} failed trials (sweep.max_failures="
-                        f"{cfg.sweep.max_failures}); most common reason: "
-                        f"{reasons.most_common(1)[0][0]}; the report lists them all")
+                return failed
+
+
+def interrupted_status(study: optuna.Study, start: datetime) -> str:
+    """What an interrupted run leaves: its finished trials and those recorded as interrupted."""
+    ended = [t for t in study.get_trials(deepcopy=False) if t.datetime_complete is not None
+             and t.datetime_complete >= start]
+    interrupted = sum(t.user_attrs.get("reason") == INTERRUPTED for t in ended)
+    done = sum(t.state == TrialState.COMPLETE for t in ended)
+    return (f"{done} trial{'' if done == 1 else 's'} of this run finished and recorded, "
+            f"{interrupted} running recorded as interrupted (a rerun trains them again)")
 
 
 def wait_for_stale_trials(study: optuna.Study, storage: optuna.storages.RDBStorage,

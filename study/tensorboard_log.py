@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from study.paths import named_folder
+
 
 class TrialLog:
     def __init__(self, log_dir: str, study: str, run: str) -> None:
@@ -17,7 +19,7 @@ class TrialLog:
         # bare GPU node without it still runs the sweep
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(Path(log_dir) / study / run))
+        self.writer = SummaryWriter(str(named_folder(Path(log_dir), study) / run))
 
     def epoch(self, epoch: int, loss: float, accuracy: float) -> None:
         self.writer.add_scalar("train/loss", loss, epoch + 1)

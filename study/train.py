@@ -20,12 +20,22 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from study.cli import run_app
+from study.config import check_batch_sizes
 from study.data import load_images, to_device
 from study.designs import HydraJobs
 from study.engine import device_name, pick_device, resolve_engine, train_trial
+from study.errors import Interrupted
 from study.factors import FACTORS
+from study.paths import check_outputs
 from study.spec import spec_for_run
-from study.storage import open_storage, open_study, record_job
+from study.storage import (
+    INTERRUPTED,
+    mask_url,
+    open_storage,
+    open_study,
+    record_job,
+    sqlite_file,
+)
 from study.tensorboard_log import TrialLog
 
 log = logging.getLogger("study.train")
@@ -49,7 +59,9 @@ def run_one(cfg: DictConfig) -> None:
     """Train the configured trial and record it as a trial of the study `name`."""
     device = pick_device()
     resolve_engine(cfg.train.compile, device)
+    check_outputs(cfg, sqlite_file(cfg.storage), report=False)
     images = load_images(cfg.data)
+    check_batch_sizes(cfg, len(images.y_train), levels=False)
     storage = open_storage(cfg.storage)
     job = spec_for_run(cfg, HydraJobs.name, images.fingerprint,
                        created={"device": device_name(device), "data_source": images.source})
@@ -57,7 +69,8 @@ def run_one(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     point = job_design_point(list(hydra_cfg.overrides.task))
     job_dir = Path(hydra_cfg.runtime.output_dir)
-    (job_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    saved = OmegaConf.to_container(cfg, resolve=True) | {"storage": mask_url(cfg.storage)}
+    (job_dir / "config.yaml").write_text(OmegaConf.to_yaml(saved))
     data = to_device(images, cfg.data.preprocessing, device, cfg.data.zca_epsilon)
     log.info("%s on %s; training %d epochs [%s, seed %d]", images.source, device_name(device),
              cfg.train.epochs, point, cfg.train.seed)
@@ -71,6 +84,9 @@ def run_one(cfg: DictConfig) -> None:
 
     try:
         result = train_trial(cfg, data, on_epoch=on_epoch)
+    except Interrupted as stop:
+        number = record_job(study, storage, spec, job, point, None, INTERRUPTED)
+        raise Interrupted(stop.signum, f"trial {number} recorded as interrupted") from None
     except Exception as error:  # recorded, then raised: Hydra reports the failed job
         record_job(study, storage, spec, job, point, None, f"{type(error).__name__}: {error}")
         raise

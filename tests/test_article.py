@@ -105,7 +105,7 @@ def test_costs_follow_the_arithmetic_and_the_queue_starts_with_the_dearest(tmp_p
 @pytest.mark.slow
 def test_the_article_design_trains_every_level_and_reports_twelve_factors(tmp_path) -> None:
     command = [sys.executable, "-m", "study.sweep", "sweep=article", "data=synthetic",
-               "budget=smoke", "model.channels=8", "data.synthetic_train=300",
+               "budget=smoke", "model.channels=8", "data.synthetic_train=512",
                "data.synthetic_test=100"]
     run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]

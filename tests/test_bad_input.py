@@ -1,70 +1,274 @@
-"""Every kind of bad user input, through the real command line: a non-zero exit within seconds,
-one line on stderr naming the problem, no traceback, and nothing written anywhere."""
+"""Every class of bad input, fault and signal, through the real command line (README:
+Reliability): the exit status, exactly one line on stderr, no traceback, nothing written outside
+reports/ and results/ (and for a refused command nothing at all), no credential in any file the
+run wrote, and the study unchanged or repaired. In-process tables of the same classes:
+tests/test_config.py (values and names) and tests/test_data.py (images and the cache)."""
 
+import io
+import math
 import os
+import signal
 import subprocess
 import sys
+import tarfile
 import time
+import uuid
 from pathlib import Path
 
+import optuna
 import pytest
+from optuna.trial import TrialState
+from PIL import Image
 
-from study.data import synthetic_images
+from study.data import load_cifar10, synthetic_images
 from study.storage import open_storage, open_study
 from tests.conftest import compose, spec_of
+from tests.test_data import _damage, _png_header, _write_image_folder
 from tests.test_spec import _legacy_study
 
 STUDY = ["budget=smoke", "data=synthetic"]
+ONE_LEVEL = [f"sweep.levels.{name}=[{level}]" for name, level in (
+    ("channels", 8), ("activation", "relu"), ("pooling", "max"), ("dropout", 0.5),
+    ("preprocessing", "standardize"), ("batch_size", 128))]
+TINY = [*STUDY, "model.channels=8", *ONE_LEVEL, "sweep.levels.lr=[0.05,0.1]"]  # 2 points
 SECRET = "s3cret-pw"
+POSTGRES = os.environ.get("STUDY_POSTGRES_URL")  # .ci/postgres: its password is study-ci
 
 
-def _files(root: Path) -> dict[str, int]:
-    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*")}
+def _files(root: Path) -> dict[str, int | None]:
+    """Every file (its modification time) and folder (None) under root."""
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns if p.is_file() else None
+            for p in root.rglob("*")}
 
 
-# (app, arguments, parts of the one-line error); {tmp} is the test's folder. Config values are
-# checked before Hydra starts (tests/test_config.py has their table, in-process); these cases
-# fail later, inside the app, after Hydra made its run folder, which must then be gone again.
-CASES = [
-    ("sweep", ["+sweep.levels.momentum=[0.9]"], ["unknown factor", "channels"]),
-    ("sweep", ["train.compile=graph"], ["needs a CUDA GPU"]),
-    ("sweep", [*STUDY, "storage=not a url"], ["is not a SQLAlchemy URL"]),
-    ("sweep", [*STUDY, f"storage=postgresql://ann:{SECRET}@127.0.0.1:1/db"],
+def _written_outside_outputs(root: Path, before: dict[str, int]) -> list[str]:
+    """Files the run added or changed anywhere but under reports/ and results/."""
+    return [name for name, mtime in _files(root).items() if mtime is not None and
+            before.get(name) != mtime and Path(name).parts[0] not in ("reports", "results")]
+
+
+def _run(app: str, arguments: list[str], cwd: Path, timeout: int = 300
+         ) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "CIFAR10_PATH"}
+    return subprocess.run([sys.executable, "-m", f"study.{app}", *arguments], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _one_line(run: subprocess.CompletedProcess, code: int) -> str:
+    assert run.returncode == code, run.stderr[-3000:]
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr[-3000:]  # one line: no traceback, no warnings
+    return lines[0]
+
+
+def _tar(path: Path, members: dict[str, bytes]) -> None:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+# (class, app, arguments, folder it runs in, parts of the one-line error); {tmp} is the test's
+# folder. Each is refused before any training, after Hydra made its run folder (which must then
+# be gone again) or before.
+REFUSED = [
+    ("config", "sweep", ["+sweep.levels.momentum=[0.9]"], ".", ["unknown factor", "channels"]),
+    ("config", "sweep", ["train.compile=graph"], ".", ["needs a CUDA GPU"]),
+    ("name", "sweep", [*STUDY, "name=../../etc/evil"], ".",
+     ["name='../../etc/evil' is not allowed", "letters, digits and '-_.'"]),
+    ("name", "sweep", [*STUDY, "name=${oc.env:HOME}"], ".", ["is not allowed", "100 letters"]),
+    ("secret", "sweep", [*STUDY, f"storage=postgresql://ann:{SECRET}@127.0.0.1:1/db"], ".",
      ["cannot open storage postgresql://ann:***@127.0.0.1:1/db"]),
-    ("sweep", ["data.source=cifar10", "data.path={tmp}/missing"], ["CIFAR-10", "data.path="]),
-    ("sweep", ["data.source=cifar10", "data.path={tmp}/corrupt.tar.gz"], ["corrupt.tar.gz"]),
-    ("sweep", [*STUDY, "storage=sqlite:///{tmp}/old.db", "name=taken", "model.activation=gelu"],
+    ("secret", "sweep", [*STUDY, f"storage='postgresql://ann@127.0.0.1:1/db?password={SECRET}'"],
+     ".", ["cannot open storage postgresql://ann@127.0.0.1:1/db?password=***"]),
+    ("secret", "sweep", [*STUDY, "storage=not a url"], ".", ["is not a SQLAlchemy URL"]),
+    ("non-finite", "train", [*STUDY, "train.lr=nan"], ".", ["train.lr=nan is not allowed"]),
+    ("meaning", "sweep", [*STUDY, "data.train_subset=300"], ".",
+     ["sweep.levels.batch_size level 512 is more than the 300 training images"]),
+    ("identity", "sweep", [*STUDY, "storage=sqlite:///{tmp}/old.db", "name=taken",
+                           "model.activation=gelu"], ".",
      ["study 'taken' was created with model.activation=relu; this run has "
       "model.activation=gelu: choose another name=", "--storage sqlite:///{tmp}/old.db"]),
-    ("sweep", [*STUDY, "storage=sqlite:///{tmp}/old.db", "name=old"],
+    ("identity", "sweep", [*STUDY, "storage=sqlite:///{tmp}/old.db", "name=old"], ".",
      ["study 'old' was made by an older version", "can be reported", "choose another name="]),
-    ("report", ["storage=sqlite:///{tmp}/old.db", "name=nope"],
+    ("outputs", "sweep", STUDY, "reports_is_a_file",
+     ["reports: reports is not a folder, so reports/ofat-smoke cannot be written"]),
+    ("outputs", "sweep", STUDY, "results_is_a_file", ["hydra.run.dir: results is not a folder"]),
+    ("outputs", "sweep", [*STUDY, "storage=sqlite:///{tmp}/a_file/db/study.db"], ".",
+     ["storage: {tmp}/a_file is not a folder"]),
+    ("outputs", "sweep", [*STUDY, "artifact_dir={tmp}/a_file/artifacts"], ".",
+     ["artifact_dir: {tmp}/a_file is not a folder"]),
+    ("outputs", "report", ["storage=sqlite:///{tmp}/old.db", "name=nope"], ".",
      ["no study named 'nope'", "studies there: old, taken"]),
-    ("train", ["model.activation=swish"], ["model.activation", "relu"]),
+    ("outputs", "report", ["storage=sqlite:///{tmp}/new/dir/study.db", "name=nope"], ".",
+     ["no storage at {tmp}/new/dir/study.db"]),
+    ("images", "sweep", ["data.source=cifar10", "data.path={tmp}/missing"], ".",
+     ["CIFAR-10", "data.path="]),
+    ("images", "sweep", ["data.source=cifar10", "data.path={tmp}/corrupt.tar.gz"], ".",
+     ["corrupt.tar.gz"]),
+    ("images", "sweep", ["data.source=cifar10", "data.path={tmp}/bomb.tar.gz"], ".",
+     ["{tmp}/bomb.tar.gz: cifar/train/dog/huge.png", "DecompressionBombError"]),
 ]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(("app", "arguments", "expected"), CASES,
-                         ids=[" ".join(c[1]) for c in CASES])
-def test_bad_input_stops_at_once_with_one_line_and_writes_nothing(
-        tmp_path, app: str, arguments: list[str], expected: list[str]) -> None:
+@pytest.fixture
+def refusing_folder(tmp_path: Path) -> Path:
+    """A folder with something for every refused case to trip on."""
     (tmp_path / "corrupt.tar.gz").write_bytes(b"\x1f\x8b not really gzip")
+    image = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(image, format="PNG")
+    png = image.getvalue()
+    _tar(tmp_path / "bomb.tar.gz", {"cifar/train/cat/0.png": png, "cifar/test/cat/0.png": png,
+                                    "cifar/train/dog/huge.png": _png_header(30_000, 30_000)})
+    (tmp_path / "a_file").write_text("")
+    for blocked in ("reports", "results"):
+        (tmp_path / f"{blocked}_is_a_file").mkdir()
+        (tmp_path / f"{blocked}_is_a_file" / blocked).write_text("")
     _legacy_study(f"sqlite:///{tmp_path}/old.db")
     taken = compose(*STUDY, f"storage=sqlite:///{tmp_path}/old.db", "name=taken")
     fingerprint = synthetic_images(taken.data.synthetic_train, taken.data.synthetic_test)
     open_study(taken, open_storage(taken.storage), spec_of(taken, fingerprint.fingerprint))
-    before = _files(tmp_path)
-    env = {k: v for k, v in os.environ.items() if k != "CIFAR10_PATH"}
+    return tmp_path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("kind", "app", "arguments", "folder", "expected"), REFUSED,
+                         ids=[f"{c[0]}: {c[1]} {' '.join(c[2])} in {c[3]}" for c in REFUSED])
+def test_a_refused_command_is_one_line_and_writes_nothing(
+        refusing_folder: Path, kind: str, app: str, arguments: list[str], folder: str,
+        expected: list[str]) -> None:
+    tmp = refusing_folder
+    before = _files(tmp)
     start = time.monotonic()
-    run = subprocess.run([sys.executable, "-m", f"study.{app}",
-                          *(a.format(tmp=tmp_path) for a in arguments)],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+    run = _run(app, [a.replace("{tmp}", str(tmp)) for a in arguments], tmp / folder, timeout=120)
     assert time.monotonic() - start < 60
-    assert run.returncode == 2, run.stderr[-2000:]
-    [error] = run.stderr.strip().splitlines()  # one line, warnings included
+    error = _one_line(run, 2)
     assert error.startswith("error: ") and "Traceback" not in run.stdout
     for part in expected:
-        assert part.format(tmp=tmp_path) in error
+        assert part.replace("{tmp}", str(tmp)) in error
     assert SECRET not in run.stdout + run.stderr
-    assert _files(tmp_path) == before  # no storage, data cache, results or Hydra folder
+    assert _files(tmp) == before  # no storage, data cache, results, report or Hydra folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ([], "all 2 trials failed"),
+    (["sweep.max_failures=1"], "stopped after 1 failed trial (sweep.max_failures=1)"),
+])
+def test_failing_trials_are_listed_and_the_error_line_says_so(tmp_path, overrides: list[str],
+                                                              expected: str) -> None:
+    huge = ["model.channels=10000000", "sweep.levels.channels=[10000000]"]  # cannot allocate
+    run = _run("sweep", [*TINY, *huge, "name=fails", *overrides], tmp_path)
+    error = _one_line(run, 2)
+    assert error.startswith(f"error: {expected}; most common reason: RuntimeError")
+    assert "reports/fails/report.md lists every failed trial with its reason" in error
+    study = optuna.load_study(study_name="fails",
+                              storage=f"sqlite:///{tmp_path}/results/optuna.db")
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    report = (tmp_path / "reports" / "fails" / "report.md").read_text()
+    for trial in failed:
+        assert f"| {trial.number} | failed |" in report
+    assert len(failed) == (1 if overrides else 2) and "can't allocate memory" in report
+    assert _written_outside_outputs(tmp_path, {}) == []
+
+
+def _wait_for_training(database: Path, name: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            trials = optuna.load_study(study_name=name, storage=f"sqlite:///{database}").trials
+        except KeyError:  # not created yet
+            trials = []
+        if any(t.state == TrialState.RUNNING and t.user_attrs.get("epochs_done") for t in trials):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no trial started training: {process.poll()}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_and_sigterm_record_the_running_trial_and_exit_with_one_line(
+        tmp_path, signum: int, code: int) -> None:
+    (tmp_path / "results").mkdir()
+    database = tmp_path / "results" / "optuna.db"
+    optuna.create_study(study_name="other", storage=f"sqlite:///{database}")  # the file exists
+    command = [sys.executable, "-m", "study.sweep", *TINY, "train.epochs=100", "name=stop"]
+    with subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as process:
+        try:
+            _wait_for_training(database, "stop", process)
+            process.send_signal(signum)
+            stdout, stderr = process.communicate(timeout=120)
+        finally:
+            process.kill()
+    error = _one_line(subprocess.CompletedProcess(command, process.returncode, stdout, stderr),
+                      code)
+    assert error.startswith(f"interrupted by {signal.Signals(signum).name}: 0 trials of this "
+                            "run finished and recorded, 1 running recorded as interrupted")
+    assert error.endswith("continue with: python -m study.sweep " + " ".join(
+        f"'{a}'" if "[" in a else a for a in [*TINY, "train.epochs=100", "name=stop"]))
+    states = sorted((t.state.name, t.user_attrs.get("reason"))
+                    for t in optuna.load_study(study_name="stop",
+                                               storage=f"sqlite:///{database}").trials)
+    assert states == [("FAIL", "interrupted"), ("WAITING", None)]  # nothing lost
+    assert _written_outside_outputs(tmp_path, {}) == []
+
+
+@pytest.mark.slow
+def test_a_study_poisoned_by_an_older_version_is_repaired_by_the_rerun(tmp_path) -> None:
+    storage = f"sqlite:///{tmp_path}/results/optuna.db"
+    cfg = compose(*TINY, f"storage={storage}", "name=poisoned")
+    data = synthetic_images(cfg.data.synthetic_train, cfg.data.synthetic_test)
+    study, spec = open_study(cfg, open_storage(storage), spec_of(cfg, data.fingerprint))
+    [baseline] = [p for p in spec.points() if p.id == "baseline"]
+    study.enqueue_trial(baseline.params | {"lr": math.nan},  # as a version without checks did
+                        user_attrs={"design_point": "baseline", "seed": 0})
+    run = _run("sweep", [*TINY, f"storage={storage}", "name=poisoned"], tmp_path)
+    assert run.returncode == 0 and run.stderr == "", run.stderr[-3000:]
+    assert "1 queued trials could not be trained and are recorded as failed (lr=nan cannot be " \
+           "trained: must be a number > 0)" in run.stdout
+    trials = optuna.load_study(study_name="poisoned", storage=storage).trials
+    reasons = [t.user_attrs.get("reason") for t in trials if t.state == TrialState.FAIL]
+    assert "lr=nan cannot be trained: must be a number > 0" in reasons
+    complete = sorted(t.user_attrs["design_point"] for t in trials
+                      if t.state == TrialState.COMPLETE)
+    assert complete == ["baseline", "lr=0.1"]  # repaired: every point trained, once
+
+
+@pytest.mark.slow
+def test_a_bad_cache_is_one_warning_and_rebuilt_by_the_sweep(tmp_path) -> None:
+    _write_image_folder(tmp_path / "tree", synthetic_images(200, 50))
+    load_cifar10(str(tmp_path / "tree"), tmp_path / ".cache" / "study")
+    [cache] = (tmp_path / ".cache" / "study").iterdir()
+    _damage(cache, "truncated")
+    arguments = ["data=cifar10", f"data.path={tmp_path / 'tree'}", *TINY[2:], "name=cached"]
+    run = _run("sweep", arguments, tmp_path)
+    assert run.returncode == 0 and run.stderr == "", run.stderr[-3000:]
+    [warning] = [line for line in run.stdout.splitlines() if "data cache" in line]
+    assert f"data cache {Path('.cache/study') / cache.name} is unreadable" in warning
+    assert "rebuilding it from" in warning
+    rebuilt = load_cifar10(str(tmp_path / "tree"), tmp_path / ".cache" / "study")
+    assert len(rebuilt.y_train) == 200
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(POSTGRES is None, reason="no PostgreSQL: export STUDY_POSTGRES_URL "
+                                             "(.ci/postgres starts one)")
+@pytest.mark.parametrize("form", ["user:password", "query parameter"])
+def test_no_file_a_run_writes_holds_the_storage_password(tmp_path, form: str) -> None:
+    url = optuna.storages.RDBStorage(POSTGRES).engine.url  # checks that it is reachable
+    password = url.password
+    if form == "query parameter":  # libpq's ?password=, quoted for Hydra's parser
+        url = f"'{url.set(password=None).render_as_string()}?password={password}'"
+    else:
+        url = url.render_as_string(hide_password=False)
+    name = f"secret-{uuid.uuid4().hex[:8]}"
+    run = _run("sweep", [*TINY, f"storage={url}", f"name={name}"], tmp_path)
+    assert run.returncode == 0 and run.stderr == "", run.stderr[-3000:]
+    assert password not in run.stdout
+    leaking = [str(p) for p in tmp_path.rglob("*") if p.is_file() and
+               password.encode() in p.read_bytes()]
+    assert leaking == []  # .hydra/*.yaml, the log, the report, the figures: none
+    assert (tmp_path / "results" / "hydra" / name).is_dir()
+    assert _written_outside_outputs(tmp_path, {}) == []

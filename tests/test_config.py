@@ -3,6 +3,7 @@ import sys
 
 import pytest
 
+from study.config import check_batch_sizes
 from study.errors import ConfigError
 from study.factors import FACTORS
 from study.model import ACTIVATION_LAYERS
@@ -34,6 +35,7 @@ def test_default_config_is_the_textbook_baseline() -> None:
     ("train.lr=-0.1", ["train.lr", "> 0"]),
     ("train.lr=abc", ["train.lr", "Float"]),
     ("train.lr=nan", ["train.lr", "> 0"]),
+    ("train.lr=NaN", ["train.lr", "> 0"]),
     ("sweep.levels.lr=[0.1,inf]", ["sweep.levels.lr", "inf", "> 0"]),
     ("model.channels=many", ["model.channels", "Integer"]),
     ("model.colour=red", ["model.colour", "activation", "channels"]),
@@ -54,12 +56,28 @@ def test_default_config_is_the_textbook_baseline() -> None:
     ("model=lenet5", ["sweep.levels.dropout", "lenet5 has no dropout", "~sweep.levels.dropout"]),
     ("model=resnet", ["model=resnet", "alexnet, cnn, lenet5"]),
     ("model.arch=vgg", ["model.arch", "cnn, lenet5, alexnet"]),
-    ("model=alexnet model.stages=4", ["model.stages", "alexnet has no stages", "fc_width"]),
+    (("model=alexnet", "model.stages=4"), ["model.stages", "alexnet has no stages", "fc_width"]),
+    # every float that reaches training is finite
+    ("train.lr=inf", ["train.lr", "> 0"]),
+    ("train.momentum=nan", ["train.momentum", ">= 0 and < 1"]),
+    ("model.dropout=nan", ["model.dropout", ">= 0 and < 1"]),
+    ("data.zca_epsilon=inf", ["data.zca_epsilon", "> 0"]),
+    ("train.weight_decay=-inf", ["train.weight_decay", ">= 0"]),
+    ("sweep.levels.dropout=[0.25,nan]", ["sweep.levels.dropout", "nan"]),
+    # a study's name becomes a folder: one plain path component
+    ("name=../../etc/evil", ["name='../../etc/evil'", "letters, digits and '-_.'"]),
+    ("name=/abs/dir", ["name='/abs/dir'", "letters, digits"]),
+    ("name=.hidden", ["name='.hidden'", "not starting with '.'"]),
+    ("name=${oc.env:HOME}", ["is not allowed", "letters, digits"]),
+    ("name='two\nlines'", ["is not allowed", "letters, digits"]),
+    ("name='<img src=x onerror=alert(1)>'", ["name='<img src=x onerror=alert(1)>'"]),
+    (f"name={'x' * 101}", ["1-100 letters"]),
+    ("name=''", ["name=''", "1-100 letters"]),
 ])
-def test_bad_values_fail_with_one_line_naming_key_and_allowed(override: str,
+def test_bad_values_fail_with_one_line_naming_key_and_allowed(override: str | tuple[str, ...],
                                                               expected: list[str]) -> None:
     with pytest.raises(ConfigError) as error:
-        compose(*override.split())
+        compose(*((override,) if isinstance(override, str) else override))
     message = str(error.value)
     assert "\n" not in message
     for part in expected:
@@ -97,3 +115,14 @@ def test_a_run_composes_its_config_once_and_runs_as_a_hydra_job(tmp_path) -> Non
     [job] = (tmp_path / "results" / "hydra" / "once").iterdir()  # Hydra's run folder
     assert "task saw once tanh" in (job / "probe.log").read_text()  # Hydra's job logging
     assert "- model.activation=tanh" in (job / ".hydra" / "overrides.yaml").read_text()
+
+
+def test_a_batch_size_larger_than_the_training_images_is_refused() -> None:
+    cfg = compose("data=synthetic", "train.batch_size=64")
+    check_batch_sizes(cfg, 512)  # the smoke budget's subset holds the largest level
+    check_batch_sizes(cfg, 100, levels=False)  # study.train trains the baseline's size only
+    with pytest.raises(ConfigError, match=r"sweep\.levels\.batch_size level 128 is more than the "
+                                          "100 training images"):
+        check_batch_sizes(cfg, 100)
+    with pytest.raises(ConfigError, match=r"train\.batch_size 64 is more than the 63 training"):
+        check_batch_sizes(cfg, 63, levels=False)

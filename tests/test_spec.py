@@ -48,7 +48,7 @@ def test_the_spec_is_written_once_and_a_rerun_continues_the_study(tmp_path) -> N
 @pytest.mark.parametrize(("overrides", "named"), [
     (["model.activation=gelu"], ["model.activation=relu", "model.activation=gelu"]),
     (["train.epochs=2"], ["train.epochs=1", "train.epochs=2"]),
-    (["data.train_subset=100"], ["data.train_subset=256", "data.train_subset=100"]),
+    (["data.train_subset=300"], ["data.train_subset=512", "data.train_subset=300"]),
     (["model=lenet5", "~sweep.levels.dropout", "model.channels=8"], ["model.arch=cnn",
                                                                      "model.arch=lenet5"]),
     (["train=adam"], ["train.optimizer=sgd", "train.optimizer=adam"]),
