@@ -229,15 +229,11 @@ def fail_untrainable(study: optuna.Study, storage: optuna.storages.BaseStorage) 
     trained (a study poisoned by an older version, e.g. lr=nan), so that a rerun repairs the
     study instead of crashing on it: its design queues the point again with the values of its
     spec. Returns the reasons."""
-    study_id = storage.get_study_id_from_name(study.study_name)
     reasons = []
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         problem = untrainable(frozen.system_attrs.get("fixed_params", {}))
-        if problem is None:
-            continue
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
-        if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):  # claimed
-            record_failure(study, optuna.Trial(study, trial_id), problem)
+        if problem and (trial := _claim(study, storage, frozen)) is not None:
+            record_failure(study, trial, problem)
             reasons.append(problem)
     return reasons
 
@@ -246,18 +242,26 @@ def claim_waiting_trial(study: optuna.Study, storage: optuna.storages.BaseStorag
                         ) -> optuna.Trial | None:
     """Take the next enqueued trial, as Study.ask does, but never create a new one: a fixed
     design must not grow sampler-made trials when its queue runs dry."""
-    study_id = storage.get_study_id_from_name(study.study_name)
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
-        if storage.get_heartbeat_interval():
-            # before the claim: Optuna never counts a running trial without a heartbeat as
-            # stale, so a worker killed between claim and first beat would hold it forever
-            storage.record_heartbeat(trial_id)
-        try:
-            if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
-                return mark_claimed(optuna.Trial(study, trial_id))
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
+        if (trial := _claim(study, storage, frozen)) is not None:
+            return mark_claimed(trial)
+    return None
+
+
+def _claim(study: optuna.Study, storage: optuna.storages.BaseStorage,
+           frozen: optuna.trial.FrozenTrial) -> optuna.Trial | None:
+    """Set a waiting trial running; None when another process claimed it first."""
+    study_id = storage.get_study_id_from_name(study.study_name)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
+    if storage.get_heartbeat_interval():
+        # before the claim: Optuna never counts a running trial without a heartbeat as
+        # stale, so a worker killed between claim and first beat would hold it forever
+        storage.record_heartbeat(trial_id)
+    try:
+        if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+            return optuna.Trial(study, trial_id)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass
     return None
 
 
