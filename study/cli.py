@@ -83,7 +83,7 @@ def _one_line(error: BaseException, overrides: list[str]) -> str:
     text = str(cause if isinstance(cause, OmegaConfBaseException) else error)
     text = text.split("\n    full_key:")[0]  # OmegaConf appends object details we do not need
     key = getattr(cause, "full_key", None)
-    message = " ".join(text.split())
+    message = one_line(text)
     return f"{key}: {message}" if key and key not in message else message
 
 

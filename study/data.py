@@ -272,8 +272,8 @@ def _read_image_folder_archive(archive: Path) -> dict[str, np.ndarray]:
         raise UserError(f"cannot read archive {archive}: not a tar archive (plain, .gz, .bz2 or "
                         ".xz), or truncated") from None
     except (tarfile.TarError, EOFError, OSError) as error:
-        reason = " ".join(str(error).split()) or type(error).__name__
-        raise UserError(f"cannot read archive {archive}: {reason}") from None
+        raise UserError(f"cannot read archive {archive}: "
+                        f"{one_line(error) or type(error).__name__}") from None
     return _collect(entries, str(archive))
 
 
