@@ -4,13 +4,11 @@ reports/ and results/ (and for a refused command nothing at all), no credential 
 run wrote, and the study unchanged or repaired. In-process tables of the same classes:
 tests/test_config.py (values and names) and tests/test_data.py (images and the cache)."""
 
-import io
 import math
 import os
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -20,12 +18,11 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
-from PIL import Image
 
 from study.data import load_cifar10, synthetic_images
 from study.storage import open_storage, open_study
 from tests.conftest import compose, spec_of
-from tests.test_data import _damage, _png_header, _write_image_folder
+from tests.test_data import _damage, _png, _png_header, _tar, _write_image_folder
 from tests.test_spec import _legacy_study
 
 STUDY = ["budget=smoke", "data=synthetic"]
@@ -61,14 +58,6 @@ def _one_line(run: subprocess.CompletedProcess, code: int) -> str:
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1, run.stderr[-3000:]  # one line: no traceback, no warnings
     return lines[0]
-
-
-def _tar(path: Path, members: dict[str, bytes]) -> None:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
 
 
 # (class, app, arguments, folder it runs in, parts of the one-line error); {tmp} is the test's
@@ -112,9 +101,7 @@ REFUSED = [
 def _refusing_folder(folder: Path) -> Path:
     """A folder with something for every refused case to trip on."""
     (folder / "corrupt.tar.gz").write_bytes(b"\x1f\x8b not really gzip")
-    image = io.BytesIO()
-    Image.new("RGB", (32, 32)).save(image, format="PNG")
-    png = image.getvalue()
+    png = _png(32)
     _tar(folder / "bomb.tar.gz", {"cifar/train/cat/0.png": png, "cifar/test/cat/0.png": png,
                                   "cifar/train/dog/huge.png": _png_header(30_000, 30_000)})
     (folder / "a_file").write_text("")

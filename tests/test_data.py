@@ -111,14 +111,9 @@ def test_bad_data_fails_with_one_clear_line(tmp_path, make) -> None:
     if make == "not_gzip":
         path.write_bytes(b"not an archive")
     elif make in ("truncated", "wrong_layout", "wrong_size"):
-        side = 28 if make == "wrong_size" else 32
-        buffer = io.BytesIO()
-        Image.new("RGB", (side, side)).save(buffer, format="PNG")
-        with tarfile.open(path, "w:gz") as tar:
-            for split in ("train", "test"):
-                info = tarfile.TarInfo(f"{split}/cat/0.png" if make != "wrong_layout" else "x.png")
-                info.size = len(buffer.getvalue())
-                tar.addfile(info, io.BytesIO(buffer.getvalue()))
+        png = _png(28 if make == "wrong_size" else 32)
+        _tar(path, {f"{split}/cat/0.png" if make != "wrong_layout" else "x.png": png
+                    for split in ("train", "test")})
         if make == "truncated":
             path.write_bytes(path.read_bytes()[:60])
     with pytest.raises(UserError) as error:
@@ -130,6 +125,22 @@ def test_bad_data_fails_with_one_clear_line(tmp_path, make) -> None:
     if make == "wrong_size":
         assert "28x28" in message
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def _png(side: int) -> bytes:
+    """A black side x side PNG."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _tar(path: Path, members: dict[str, bytes]) -> None:
+    """A .tar.gz at path holding these members (name -> bytes)."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
 
 
 def _png_header(width: int, height: int) -> bytes:
@@ -149,15 +160,8 @@ def _png_header(width: int, height: int) -> bytes:
 def test_an_undecodable_image_is_one_line_naming_its_archive_member(tmp_path, image: bytes,
                                                                      expected: str) -> None:
     path = tmp_path / "data.tar.gz"
-    good = io.BytesIO()
-    Image.new("RGB", (32, 32)).save(good, format="PNG")
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in (("cifar/train/cat/0.png", good.getvalue()),
-                           ("cifar/train/dog/odd.png", image),
-                           ("cifar/test/cat/0.png", good.getvalue())):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+    _tar(path, {"cifar/train/cat/0.png": _png(32), "cifar/train/dog/odd.png": image,
+                "cifar/test/cat/0.png": _png(32)})
     with pytest.raises(UserError) as error:
         load_cifar10(str(path), tmp_path / "cache")
     message = str(error.value)
