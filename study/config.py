@@ -82,6 +82,9 @@ class SweepConfig:
     label: str = "${sweep.design}"  # the default study name's first part (conf/sweep/article.yaml)
     design: str = "ofat"
     seeds: int = 3  # replicates of every design point (ofat, grid)
+    # ofat: replicates of the baseline point (at least `seeds`); the noise they measure lets
+    # one seed per other point give verdicts. grid and optuna have no baseline point.
+    baseline_seeds: int = 4
     levels: dict[str, list[Any]] = field(default_factory=dict)  # factor -> levels
     n_trials: int = 50  # optuna design: trials in all
     sampler: str = "tpe"  # optuna design
@@ -161,6 +164,7 @@ OTHER_CHECKS: dict[str, Check] = {
     "train.compile": one_of(ENGINES),
     "sweep.design": one_of(tuple(SWEEP_DESIGNS)),
     "sweep.seeds": number(1, integer=True),
+    "sweep.baseline_seeds": number(1, integer=True),
     "sweep.n_trials": number(1, integer=True),
     "sweep.sampler": one_of(SAMPLERS),
     "sweep.workers": optional(number(1, integer=True)),

@@ -5,8 +5,9 @@
 - `grid`: the full factorial over the varied factors; the others stay at the baseline.
 - `optuna`: a sampler draws points from the varied factors' ranges; there is no fixed list.
 - `hydra`: the jobs of `python -m study.train` (a Hydra multirun), each recording itself.
-Fixed designs are replicated over the study's seeds. The grid, optuna and hydra designs compare
-a factor's levels by marginal means over all trials.
+Fixed designs are replicated over the study's seeds (OFAT's baseline point over its own, more,
+seeds: the replicated centre point of classical design of experiments). The grid, optuna and
+hydra designs compare a factor's levels by marginal means over all trials.
 
 Adding a design: a subclass here, its entry in DESIGNS, a `conf/sweep/<name>.yaml`, and tests.
 """
@@ -55,9 +56,9 @@ class Design:
     def points(self, factors: dict[str, FactorSpec]) -> list[DesignPoint]:
         raise NotImplementedError(f"the {self.name} design has no fixed list of points")
 
-    def total_trials(self, factors: dict[str, FactorSpec], seeds: list[int],
-                     n_trials: int | None) -> int:
-        return len(self.points(factors)) * len(seeds)
+    def total_trials(self, n_trials: int | None) -> int:
+        """Trials in all of a design without fixed points (fixed ones: StudySpec.total_trials)."""
+        raise NotImplementedError(f"the {self.name} design has fixed points")
 
     def fixes_baseline(self, factor: FactorSpec) -> bool:
         """Whether the factor's baseline value decides what this design trains (a study's
@@ -107,8 +108,7 @@ class Sampler(Design):
     name = "optuna"
     sampled, fixed = True, False
 
-    def total_trials(self, factors: dict[str, FactorSpec], seeds: list[int],
-                     n_trials: int | None) -> int:
+    def total_trials(self, n_trials: int | None) -> int:
         return n_trials or 0
 
 
@@ -118,8 +118,7 @@ class HydraJobs(Design):
     name = "hydra"
     fixed, varies_every_factor = False, True
 
-    def total_trials(self, factors: dict[str, FactorSpec], seeds: list[int],
-                     n_trials: int | None) -> int:
+    def total_trials(self, n_trials: int | None) -> int:
         return 0
 
     def fixes_baseline(self, factor: FactorSpec) -> bool:

@@ -166,6 +166,8 @@ def grown(entry: dict[str, Any]) -> str:
     parts = []
     if "seeds" in entry:
         parts.append(f"seeds {', '.join(map(str, entry['seeds']))}")
+    if "baseline_seeds" in entry:
+        parts.append(f"baseline seeds {', '.join(map(str, entry['baseline_seeds']))}")
     for factor, levels in entry.get("levels", {}).items():
         parts.append(f"{factor} levels {', '.join(map(str, levels))}")
     if "n_trials" in entry:
@@ -179,7 +181,9 @@ def setup_lines(spec: StudySpec, trials: pd.DataFrame) -> list[str]:
     counts = ", ".join(f"{k}: {v}" for k, v in outcome_counts(trials).items())
     lines = [
         f"Design: `{spec.design}`; factors varied: {', '.join(spec.varied) or 'none'}; seeds: "
-        f"{', '.join(map(str, spec.seeds)) or 'n/a'}",
+        f"{', '.join(map(str, spec.seeds)) or 'n/a'}"
+        + (f"; the baseline's seeds: {', '.join(map(str, spec.baseline_seeds))}"
+           if spec.baseline_seeds and spec.baseline_seeds != spec.seeds else ""),
         f"Trials: {len(trials)} in the study, {len(finished(trials))} finished and used ({counts})",
         f"Data: {created.get('data_source', '?')} (fingerprint "
         f"`{setup.get('data.fingerprint', '?')}`); preprocessing statistics fitted on the "

@@ -1,17 +1,19 @@
 """A study's spec: what the study is, written once when it is created and kept with it.
 
 `StudySpec` records the design; every factor with its config key, kind, scale, baseline and
-levels; the seeds; everything else that changes what a trial learns (`setup`: the budget, epochs,
-subsets, optimizer, schedule, augmentation, the network and its fixed settings, and the data's
-fingerprint); and, for information only, when and by which code it was created and grown.
+levels; the seeds (OFAT's baseline point has its own, more); everything else that changes what
+a trial learns (`setup`: the budget, epochs, subsets, optimizer, schedule, augmentation, the
+network and its fixed settings, and the data's fingerprint); and, for information only, when and
+by which code it was created and grown.
 It lives in the study's user attribute `spec` (JSON, with a format version).
 
 Its `identity` is the part that must match for a run to continue a study: a run that changes
 any of it is refused (`grow` raises UserError naming the first differing keys). A run may grow
-a study: more seeds, and more levels of a factor the design already varies (not for a sampler,
-whose levels are its search space); the spec keeps the union and a history of what was added
-when. The analysis reads the spec, never today's code (`study_spec`); a study written before
-specs existed is analysed from what its trials recorded (`spec_from_trials`).
+a study: more seeds (of every point, or of OFAT's baseline), and more levels of a factor the
+design already varies (not for a sampler, whose levels are its search space); the spec keeps the
+union and a history of what was added when. The analysis reads the spec, never today's code
+(`study_spec`); a study written before specs existed is analysed from what its trials recorded
+(`spec_from_trials`).
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class StudySpec:
     n_trials: int | None = None  # sampled designs: trials in all
     created: dict[str, Any] = field(default_factory=dict)  # at, code, device, ... (information)
     history: list[dict[str, Any]] = field(default_factory=list)  # what was added when
+    baseline_seeds: list[int] = field(default_factory=list)  # ofat's baseline point; [] = seeds
     version: int = SPEC_VERSION
     recorded: bool = True  # False: rebuilt from the trials of a study that has no spec
 
@@ -96,8 +99,14 @@ class StudySpec:
     def points(self) -> list[DesignPoint]:
         return self.kind.points(self.factors)
 
+    def point_seeds(self, point_id: str) -> list[int]:
+        """The seeds a fixed design's point is replicated over."""
+        return (self.baseline_seeds or self.seeds) if point_id == "baseline" else self.seeds
+
     def total_trials(self) -> int:
-        return self.kind.total_trials(self.factors, self.seeds, self.n_trials)
+        if self.kind.fixed:
+            return sum(len(self.point_seeds(point.id)) for point in self.points())
+        return self.kind.total_trials(self.n_trials)
 
     def identity(self) -> dict[str, Any]:
         """What must match for a run to continue the study: config key -> value, the setup
@@ -160,10 +169,14 @@ class StudySpec:
                             f"another name=... (or delete the study: optuna delete-study "
                             f"--study-name {name} --storage {storage})")
         added: dict[str, Any] = {}
-        seeds = self.seeds
+        seeds, baseline_seeds = self.seeds, self.baseline_seeds
         if not self.kind.sampled:
             if new_seeds := [s for s in run.seeds if s not in self.seeds]:
                 seeds, added["seeds"] = sorted([*self.seeds, *new_seeds]), new_seeds
+            stored_base = self.point_seeds("baseline")
+            if new_base := [s for s in run.point_seeds("baseline") if s not in stored_base]:
+                baseline_seeds = sorted([*stored_base, *new_base])
+                added["baseline_seeds"] = new_base
             factors = {}
             for fname, factor in self.factors.items():
                 new = [v for v in run.factors[fname].levels if v not in factor.levels]
@@ -177,7 +190,7 @@ class StudySpec:
                 added["n_trials"] = run.n_trials
         if not added:
             return self
-        return replace(self, seeds=seeds, factors=factors,
+        return replace(self, seeds=seeds, baseline_seeds=baseline_seeds, factors=factors,
                        n_trials=max(self.n_trials or 0, run.n_trials or 0) or None,
                        history=[*self.history, {"at": now(), "code": code_version(), **added}])
 
@@ -207,6 +220,10 @@ def spec_for_run(cfg: DictConfig, design: str, data_fingerprint: str,
                                    varied=name in listed or kind.varies_every_factor)
     seeds = ([cfg.train.seed + r for r in range(cfg.sweep.seeds)] if kind.fixed
              else [cfg.train.seed])
+    has_baseline_point = kind.fixed and kind.on_slices
+    baseline_seeds = ([cfg.train.seed + r for r in range(max(cfg.sweep.seeds,
+                                                             cfg.sweep.baseline_seeds))]
+                      if has_baseline_point else [])
     factor_keys = {f.key for f in FACTORS.values()}
     setup = {"budget": cfg.budget, "data.fingerprint": data_fingerprint}
     for group in SETUP_GROUPS:
@@ -215,6 +232,7 @@ def spec_for_run(cfg: DictConfig, design: str, data_fingerprint: str,
             if dotted not in NOT_IDENTITY and dotted not in factor_keys:
                 setup[dotted] = value
     return StudySpec(design=design, factors=factors, seeds=seeds, setup=setup,
+                     baseline_seeds=baseline_seeds,
                      sampler=cfg.sweep.sampler if kind.sampled else None,
                      n_trials=cfg.sweep.n_trials if kind.sampled else None,
                      created={"at": now(), "code": code_version()} | (created or {}))

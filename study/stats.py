@@ -84,13 +84,14 @@ def holm(p: pd.Series) -> pd.Series:
 
 
 def _seeds_to_decide(comp: Comparison, q: float, gap: float) -> int | None:
-    """Seeds per design point at which, at the observed noise and differences, the effect's
-    interval (half-width q * se) would clear the practical threshold that now lies `gap` from
-    the largest observed difference; None when more than MAX_SEEDS would be needed."""
+    """Seeds per design point (a point that has more, like a replicated baseline, keeps them) at
+    which, at the observed noise and differences, the effect's interval (half-width q * se)
+    would clear the practical threshold that now lies `gap` from the largest observed
+    difference; None when more than MAX_SEEDS would be needed."""
     c = comp.contrasts
-    unit = float(np.sqrt(np.max(np.diag(c @ c.T))))  # se at one seed per point, in units of s
     for seeds in range(int(comp.n.min()) + 1, MAX_SEEDS + 1):
-        if q * comp.s * unit / np.sqrt(seeds) < gap:
+        se = comp.s * np.sqrt(np.max(np.diag((c / np.maximum(comp.n, seeds)) @ c.T)))
+        if q * se < gap:
             return seeds
     return None
 

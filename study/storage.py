@@ -216,7 +216,7 @@ def enqueue_missing(study: optuna.Study, spec: StudySpec) -> int:
     costs = point_costs(spec)
     added = 0
     for point in sorted(spec.points(), key=lambda p: -costs.get(p.id, 1.0)):
-        for seed in spec.seeds:
+        for seed in spec.point_seeds(point.id):
             if claimed[(point.id, seed)] == 0:
                 study.enqueue_trial(point.params, user_attrs={"design_point": point.id,
                                                               "seed": seed})

@@ -323,8 +323,9 @@ def train_design(cfg: DictConfig, spec: StudySpec, study: optuna.Study,
             if spec.kind.fixed:
                 with study_lock(storage, cfg.name):
                     added = enqueue_missing(study, spec)
-                log.info("study %s: %d trials enqueued (%d design points x %d seeds in the "
-                         "design)", cfg.name, added, len(spec.points()), len(spec.seeds))
+                log.info("study %s: %d trials enqueued (%d in the design: %d points x %d seeds, "
+                         "the baseline x %d)", cfg.name, added, spec.total_trials(),
+                         len(spec.points()), len(spec.seeds), len(spec.point_seeds("baseline")))
             if workers == 1:
                 run_worker(cfg, spec, study, storage, images, device)
             else:

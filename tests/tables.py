@@ -50,11 +50,13 @@ def _like_trials_frame(rows: list[dict]) -> pd.DataFrame:
 
 def ofat_table(shifts: dict[str, float], noise: float, seeds: int = 5,
                rng: np.random.Generator | None = None, levels: dict[str, list] | None = None,
-               diverged: dict[str, list[int]] | None = None) -> pd.DataFrame:
+               diverged: dict[str, list[int]] | None = None,
+               baseline_seeds: int = 0) -> pd.DataFrame:
     """OFAT trials: every non-baseline level of factor f shifts accuracy by shifts[f] (a key
     "f=level" shifts that level alone).
     levels: the non-baseline levels (default LEVELS); diverged: design point -> the seeds that
-    diverge there (outcome diverged, chance accuracy)."""
+    diverge there (outcome diverged, chance accuracy); baseline_seeds: the baseline's
+    replicates, when more than `seeds`."""
     rng = rng or np.random.default_rng(0)
     diverged = diverged or {}
     points = [("baseline", BASE, 0.0)] + [
@@ -62,6 +64,8 @@ def ofat_table(shifts: dict[str, float], noise: float, seeds: int = 5,
         for f, vs in (levels or LEVELS).items() for v in vs]
     rows = [_row(len(points) * s + i, point, s, params, 0.7 + shift + rng.normal(0, noise))
             for s in range(seeds) for i, (point, params, shift) in enumerate(points)]
+    rows += [_row(len(rows) + s, "baseline", seeds + s, BASE, 0.7 + rng.normal(0, noise))
+             for s in range(baseline_seeds - seeds)]
     for row in rows:
         if row["seed"] in diverged.get(row["design_point"], []):
             row.update(outcome="diverged", **{ACCURACY: 0.1})

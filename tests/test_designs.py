@@ -7,7 +7,8 @@ from tests.conftest import compose, spec_of
 def test_ofat_expands_to_the_textbook_design() -> None:
     spec = spec_of(compose("budget=full"))
     points = spec.points()
-    assert len(points) == 25 and spec.seeds == [0, 1, 2] and spec.total_trials() == 75
+    assert len(points) == 25 and spec.seeds == [0, 1, 2] and spec.total_trials() == 24 * 3 + 6
+    assert spec.point_seeds("baseline") == [0, 1, 2, 3, 4, 5]
     assert len({p.id for p in points}) == 25
     base = spec.baseline
     assert points[0].id == "baseline" and points[0].params == base
@@ -26,6 +27,7 @@ def test_grid_is_the_full_factorial_of_listed_factors() -> None:
     assert len({tuple(sorted(p.params.items())) for p in points}) == 18
     assert all(p.params["pooling"] == "max" for p in points)
     assert points[0].id == "lr=0.01,batch_size=64,activation=relu"
+    assert spec.baseline_seeds == [] and spec.total_trials() == 18 * len(spec.seeds)  # no baseline
 
 
 def test_distributions_have_the_factors_real_types() -> None:

@@ -42,7 +42,8 @@ def test_the_spec_is_written_once_and_a_rerun_continues_the_study(tmp_path) -> N
     assert StudySpec.from_dict(stored) == spec
     enqueue_missing(study, spec)
     again = _open(tmp_path)
-    assert again[3] == spec and _state(again[2]) == (8, stored)  # nothing added or rewritten
+    # 7 points x 1 seed + the baseline x 4 (budget smoke); nothing added or rewritten
+    assert again[3] == spec and _state(again[2]) == (11, stored)
 
 
 @pytest.mark.parametrize(("overrides", "named"), [
@@ -85,15 +86,31 @@ def test_more_seeds_grow_the_study_and_the_analysis_uses_them(tmp_path) -> None:
     cfg, storage, study, spec = _open(tmp_path, "sweep.seeds=2")
     assert spec.seeds == [0, 1] and spec.history[0]["seeds"] == [1]
     assert _state(study)[1]["seeds"] == [0, 1]
-    assert enqueue_missing(study, spec) == 8
+    assert enqueue_missing(study, spec) == 7  # the baseline already has seed 1
     run_worker(cfg, spec, study, storage, IMAGES, CPU)
     trials = trials_frame(study, study_spec(study))
-    assert set(design_table(trials)["finished"]) == {2}
-    assert seed_noise(trials)["baseline_seeds"] == 2
+    assert set(design_table(trials)["finished"]) == {2, 4}
+    assert seed_noise(trials)["baseline_seeds"] == 4
     assert any(line.startswith("Grown ") and line.endswith("added seeds 1")
                for line in setup_lines(study_spec(study), trials))
     # a run asking for fewer seeds continues the grown study; it shrinks nothing
     assert _open(tmp_path, "sweep.seeds=1")[3].seeds == [0, 1]
+
+
+def test_the_baseline_has_its_own_seeds_and_more_of_them_grow_the_study(tmp_path) -> None:
+    study, spec = _open(tmp_path)[2:]
+    assert spec.seeds == [0] and spec.baseline_seeds == [0, 1, 2, 3]
+    assert enqueue_missing(study, spec) == 7 + 4 == spec.total_trials()
+    study, spec = _open(tmp_path, "sweep.baseline_seeds=6")[2:]
+    assert spec.baseline_seeds == list(range(6)) and spec.history[-1]["baseline_seeds"] == [4, 5]
+    assert enqueue_missing(study, spec) == 2  # only the baseline's new seeds
+    # more seeds everywhere than the baseline asks for: the baseline gets them too
+    study, spec = _open(tmp_path, "sweep.seeds=7")[2:]
+    assert spec.point_seeds("baseline") == list(range(7)) and spec.point_seeds("lr=0.1") == \
+        list(range(7))
+    assert enqueue_missing(study, spec) == 6 * 7 + 1
+    assert "; the baseline's seeds: 0, 1, 2, 3, 4, 5, 6" not in setup_lines(spec, trials_frame(
+        study, spec))[0]  # the same seeds as every point: not said twice
 
 
 def test_extra_levels_grow_the_study_and_train_with_optuna_s_distributions(tmp_path) -> None:

@@ -54,6 +54,23 @@ def test_null_studies_make_no_claims_cover_and_give_no_head_start_to_more_levels
     assert abs((first == "channels").mean() - (first == "activation").mean()) <= 0.05
 
 
+def test_a_replicated_baseline_gives_one_seed_per_point_verdicts_at_the_nominal_rate() -> None:
+    # the quick budget's design: one seed per point, six at the baseline (5 df of noise)
+    planted = _analyse(ofat_table({"activation": -0.05}, noise=0.005, seeds=1,
+                                  baseline_seeds=6))
+    assert _row(planted, "activation")["verdict"] == "influential"
+    assert planted.ranking.iloc[0]["factor"] == "activation"
+    assert not planted.ranking["reason"].str.contains("cannot be measured").any()
+    rng, rejected, claimed, unjudged = np.random.default_rng(11), [], [], []
+    for _ in range(100):
+        result = _analyse(ofat_table({}, noise=0.005, seeds=1, rng=rng, baseline_seeds=6))
+        rejected.append((result.ranking["accuracy_p_holm"] < ALPHA).any())
+        claimed.append(result.ranking["verdict"].isin(CLAIMS).any())
+        unjudged += list(result.ranking["reason"].str.contains("cannot be measured"))
+    assert np.mean(rejected) <= 0.08 and np.mean(claimed) <= 0.05  # family-wise, 7 factors
+    assert not any(unjudged)  # every factor is judged: none lacks a noise estimate
+
+
 def test_a_diverged_seed_at_another_level_does_not_hide_a_planted_effect() -> None:
     trials = ofat_table({"lr=0.01": -0.03}, noise=0.005, seeds=3, diverged={"lr=0.1": [0]})
     result = _analyse(trials)
