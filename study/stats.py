@@ -47,6 +47,7 @@ from study.spec import StudySpec
 ALPHA = 0.05  # family-wise error rate over the factor tests (Holm)
 PRACTICAL_EFFECT = 0.01  # accuracy: one point; the default of analysis.practical_effect
 MAX_SEEDS = 200  # seeds-needed estimates above this say "more than"
+RANK_DECIMALS = 12  # effects equal to this many decimals share a rank (float noise is no effect)
 VERDICTS = ("influential", "small", "negligible", "undetermined", "no data")
 
 
@@ -205,7 +206,7 @@ def _rank_intervals(comps: dict[str, Comparison], estimates: dict[str, FactorEst
         means = comp.mean[:, None] + noise * scale[comp.error_id]
         effects[name] = np.abs(comp.contrasts @ means).max(axis=0) - estimates[name].null_mean
     table = pd.DataFrame(effects)
-    ranks = table.rank(axis=1, ascending=False, method="min")
+    ranks = table.round(RANK_DECIMALS).rank(axis=1, ascending=False, method="min")
     return pd.DataFrame({"rank_low": ranks.quantile(0.025, interpolation="lower"),
                          "rank_high": ranks.quantile(0.975, interpolation="higher")}).astype(int)
 
@@ -254,7 +255,8 @@ def analyse(trials: pd.DataFrame, spec: StudySpec, noise: dict[str, float],
     ranking = ranking.sort_values("corrected", ascending=False, na_position="last",
                                   ignore_index=True)
     # equal effects share a rank (e.g. all-equal accuracies); an undefined effect has none
-    ranking.insert(0, "rank", ranking["corrected"].rank(method="min", ascending=False)
+    ranking.insert(0, "rank", ranking["corrected"].round(RANK_DECIMALS).rank(method="min",
+                                                                              ascending=False)
                    .astype("Int64"))
     intervals = (_rank_intervals({f: comps[f] for f in estimates}, estimates)
                  if estimates and all(comps[f].df for f in estimates) else pd.DataFrame())
