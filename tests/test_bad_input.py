@@ -29,7 +29,8 @@ STUDY = ["budget=smoke", "data=synthetic"]
 ONE_LEVEL = [f"sweep.levels.{name}=[{level}]" for name, level in (
     ("channels", 8), ("activation", "relu"), ("pooling", "max"), ("dropout", 0.5),
     ("preprocessing", "standardize"), ("batch_size", 128))]
-TINY = [*STUDY, "model.channels=8", *ONE_LEVEL, "sweep.levels.lr=[0.05,0.1]"]  # 2 points
+TINY = [*STUDY, "model.channels=8", *ONE_LEVEL, "sweep.levels.lr=[0.05,0.1]",
+        "sweep.baseline_seeds=1"]  # 2 points, one trial each
 SECRET = "s3cret-pw"
 POSTGRES = os.environ.get("STUDY_POSTGRES_URL")  # .ci/postgres: its password is study-ci
 
