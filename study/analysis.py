@@ -61,16 +61,18 @@ def _int_columns(spec: StudySpec, *others: str) -> dict[str, str]:
 
 
 def curves_frame(study: optuna.Study, spec: StudySpec) -> pd.DataFrame:
-    """Tidy per-epoch training curves: one row per (trial, epoch) of the finished trials."""
+    """Tidy per-epoch curves: one row per (trial, epoch) of the finished trials, with the test
+    accuracy after that epoch (the trial's intermediate value; NaN where none was recorded)."""
     rows = [{"number": t.number, "design_point": t.user_attrs.get("design_point"),
              "seed": t.user_attrs.get("seed"), **{f: t.params.get(f) for f in spec.factors},
-             "epoch": epoch + 1, "train_loss": loss, "train_accuracy": accuracy}
+             "epoch": epoch + 1, "train_loss": loss, "train_accuracy": accuracy,
+             ACCURACY: t.intermediate_values.get(epoch + 1, np.nan)}
             for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
             for epoch, (loss, accuracy) in enumerate(zip(t.user_attrs.get("train_loss", []),
                                                          t.user_attrs.get("train_accuracy", []),
                                                          strict=False))]
     frame = pd.DataFrame(rows, columns=["number", "design_point", "seed", *spec.factors, "epoch",
-                                        "train_loss", "train_accuracy"])
+                                        "train_loss", "train_accuracy", ACCURACY])
     return frame.astype(_int_columns(spec))
 
 

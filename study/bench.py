@@ -10,7 +10,9 @@ On one device, with the same data and the baseline net, it measures training thr
 and then (d) the wall time of `python -m study.sweep` on a slice of the default study (the
 overrides in bench.study; [] is the whole study), from the command to the written report, run
 with the K and S that were fastest in (c); and (e) how far apart the test accuracies are of the
-trials in (b) and (c) that trained the same config with the same seed (determinism). (b) and (c)
+trials in (b) and (c) that trained the same config with the same seed (determinism); and (f)
+what testing after every epoch (a study's default: the intermediate values) costs, from (b)'s
+trial of the fastest engine run again with a test after the last epoch only. (b) and (c)
 count each trial's whole wall time: model set-up, graph capture and the test-set evaluation
 included. Without a GPU it runs `bench=cpu`: small sizes, so that it ends in under 2 minutes; its
 ratios say little about a GPU.
@@ -55,7 +57,7 @@ log = logging.getLogger("study.bench")
 TUTORIAL_BATCH = 128
 TUTORIAL_LOADER_WORKERS = 2
 SLICE_STORAGE = Path("results/bench/study.db")  # the timed slice's own study, remade each run
-
+LAST_ONLY = ", tested after the last epoch only"  # (f)
 
 @dataclass
 class Throughput:
@@ -144,16 +146,19 @@ def warm_up(cfg: DictConfig, data: DeviceData, engine: str) -> None:
 
 
 def engine_throughput(cfg: DictConfig, images: Images, device: torch.device,
-                      engine: str) -> Throughput:
-    """(b): one trial of the baseline with train.compile=engine, after `warm_up`."""
+                      engine: str, test_every_epoch: bool = True) -> Throughput:
+    """(b): one trial of the baseline with train.compile=engine, after `warm_up`; tested after
+    every epoch as in a study, or (for (f)) after the last only."""
     data = to_device(images, cfg.data.preprocessing, device, cfg.data.zca_epsilon)
     n_train = len(images.y_train)
     warm_up(cfg, data, engine)
     trial_cfg = throughput_config(cfg, engine, n_train)
+    trial_cfg.train.test_every_epoch = test_every_epoch
     result = train_trial(trial_cfg, data)
     n = trained_images(trial_cfg, n_train)
-    return Throughput(f"(b) engine, compile={result.engine}", n / result.wall_time_s, n,
-                      result.wall_time_s, [result.test_accuracy], [0], result.engine)
+    label = f"(b) engine, compile={result.engine}" + ("" if test_every_epoch else LAST_ONLY)
+    return Throughput(label, n / result.wall_time_s, n, result.wall_time_s,
+                      [result.test_accuracy], [0], result.engine)
 
 
 def _concurrent_worker(config: dict, index: int, count: int, streams: int, engine: str,
@@ -304,6 +309,11 @@ def table(report: dict) -> str:
                      f"{study.get('complete', 0)}/{study.get('trials', 0)} trials complete, "
                      f"baseline test accuracy {study.get('baseline_test_accuracy')}"
                      + (f"  FAILED: {study['error']}" if "error" in study else ""))
+    cost = report.get("test_every_epoch_cost")
+    if cost:
+        lines.append(f"(f) testing after each of {cost['epochs']} epochs (compile="
+                     f"{cost['engine']}): {cost['extra_s']:+.2f} s per trial, "
+                     f"{100 * cost['fraction']:+.1f}% of a trial tested after the last only")
     for repeat in report.get("repeatability", []):
         lines.append(f"(e) compile={repeat['engine']}, seed {repeat['seed']} trained "
                      f"{len(repeat['test_accuracy'])} times in (b) and (c): test accuracy "
@@ -345,6 +355,15 @@ def run_bench(cfg: DictConfig) -> None:
         record(measure(f"(b) engine, compile={engine}",
                        lambda e=engine: engine_throughput(cfg, images, device, e)))
     best_engine = "graph" if device.type == "cuda" and "graph" in cfg.bench.engines else "none"
+    every = next((row for row in report["throughput"] if row["engine"] == best_engine), None)
+    last_only = record(measure(f"(b) engine, compile={best_engine}{LAST_ONLY}",
+                               lambda: engine_throughput(cfg, images, device, best_engine,
+                                                         test_every_epoch=False)))
+    if every and every["seconds"] and last_only.seconds:
+        report["test_every_epoch_cost"] = {
+            "engine": best_engine, "epochs": max(1, cfg.bench.images // len(images.y_train)),
+            "extra_s": every["seconds"] - last_only.seconds,
+            "fraction": every["seconds"] / last_only.seconds - 1}
     fastest, best = (1, 1), 0.0
     for count in cfg.bench.workers:
         for streams in cfg.bench.streams:

@@ -74,6 +74,7 @@ class TrainConfig:
     augment: bool = True  # random crop (4 px padding) + horizontal flip
     seed: int = 0
     eval_batch_size: int = 1000
+    test_every_epoch: bool = True  # test accuracy after every epoch (else after the last only)
     compile: str = "auto"  # auto | none | graph (the whole step in a CUDA graph) | model
 
 
@@ -132,6 +133,8 @@ class StudyConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    # python -m study.report compare=a,b[,...]: those studies side by side (the last: reference)
+    compare: list[str] = field(default_factory=list)
 
 
 def scale_epochs(epochs: int, factor: float) -> int:
@@ -209,6 +212,22 @@ def validate_model_keys(cfg: DictConfig) -> None:
                               f"{key}; its keys: {', '.join(keys)}")
 
 
+def validate_compare(names: list[str]) -> None:
+    """compare=a,b[,...]: two or more different study names whose joined folder name
+    (a_vs_b) follows the name rule."""
+    if not names:
+        return
+    for name in names:
+        if problem := name_problem(str(name)):
+            raise ConfigError(f"compare: {name!r} is not allowed: {problem}")
+    if len(set(names)) < 2:
+        raise ConfigError("compare: name two or more different studies, e.g. "
+                          "compare=ofat-quick,ofat-full")
+    if name_problem("_vs_".join(names)):
+        raise ConfigError(f"compare: the report folder {'_vs_'.join(names)!r} would be longer "
+                          "than 100 characters: compare fewer studies at a time")
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError (one line) for the first value outside its allowed set or range."""
     validate_model_keys(cfg)
@@ -223,6 +242,7 @@ def validate(cfg: DictConfig) -> None:
     problem = name_problem(cfg.name)
     if problem:
         raise ConfigError(f"name={cfg.name!r} is not allowed: {problem}")
+    validate_compare(list(cfg.compare))
     for name, levels in cfg.sweep.levels.items():
         key = f"sweep.levels.{name}"
         if name not in FACTORS:

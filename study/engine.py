@@ -1,8 +1,11 @@
 """The training engine: `train_trial(cfg, data)` -> TrialResult, and the device helpers.
 
 Data is already preprocessed on the device (study.data); each epoch is shuffled and augmented there
-in one go. Metrics accumulate on the device and reach the host once per epoch, plus a cheap
-finiteness check every DIVERGENCE_CHECK_STEPS steps so that a diverging trial stops at once. On
+in one go. After every epoch the test set is evaluated (train.test_every_epoch; else after the
+last only): the epoch's training metrics and its test accuracy accumulate on the device and reach
+the host in one transfer, plus a cheap finiteness check every DIVERGENCE_CHECK_STEPS steps so that
+a diverging trial stops at once. Evaluation never changes training: it draws no random numbers and
+leaves the batch-norm statistics as they are. On
 CUDA the model runs in channels_last with bf16 autocast, and by default (train.compile=auto ->
 graph) the whole training step is one CUDA graph; `none` runs it eagerly, `model` runs
 torch.compile on the model (python -m study.bench measures each). A diverged trial is a result
@@ -44,6 +47,7 @@ class TrialResult:
     outcome: str  # complete | diverged
     train_loss: list[float] = field(default_factory=list)  # per epoch
     train_accuracy: list[float] = field(default_factory=list)  # per epoch
+    epoch_test_accuracy: dict[int, float] = field(default_factory=dict)  # epoch (from 1): acc
     wall_time_s: float = 0.0
     epochs_run: int = 0
     diverged_at_step: int | None = None
@@ -202,7 +206,9 @@ class TrainStep:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
+def count_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                  batch_size: int) -> torch.Tensor:
+    """The model's correct predictions on (x, y), as a device tensor: no host synchronisation."""
     model.eval()
     cuda = x.device.type == "cuda"
     correct = torch.zeros((), dtype=torch.long, device=x.device)
@@ -210,12 +216,17 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
             logits = model(x[start:start + batch_size])
         correct += (logits.argmax(1) == y[start:start + batch_size]).sum()
-    return correct.item() / len(y)
+    return correct
 
 
-def train_trial(cfg: DictConfig, data: DeviceData,
-                on_epoch: Callable[[int, float, float], None] | None = None) -> TrialResult:
-    """Train cfg's model on data; on_epoch(epoch, train_loss, train_accuracy) after each epoch."""
+# epoch, train loss, train accuracy, test accuracy (None: not evaluated)
+OnEpoch = Callable[[int, float, float, float | None], None]
+
+
+def train_trial(cfg: DictConfig, data: DeviceData, on_epoch: OnEpoch | None = None
+                ) -> TrialResult:
+    """Train cfg's model on data; on_epoch(epoch, train_loss, train_accuracy, test_accuracy)
+    after each epoch (test_accuracy None for an epoch that was not evaluated)."""
     return run_to_end(trial_steps(cfg, data, on_epoch))
 
 
@@ -228,8 +239,7 @@ def run_to_end(steps: Generator[None, None, T]) -> T:
             return done.value
 
 
-def trial_steps(cfg: DictConfig, data: DeviceData,
-                on_epoch: Callable[[int, float, float], None] | None = None
+def trial_steps(cfg: DictConfig, data: DeviceData, on_epoch: OnEpoch | None = None
                 ) -> Generator[None, None, TrialResult]:
     """`train_trial` as a generator that yields after every optimizer step, so that one process
     can interleave several trials (study.streams); it returns the TrialResult."""
@@ -279,17 +289,26 @@ def trial_steps(cfg: DictConfig, data: DeviceData,
             if step % DIVERGENCE_CHECK_STEPS == 0 and not torch.isfinite(step_fn.loss_sum):
                 break
         seen = (i + 1) * batch_size
-        epoch_loss = step_fn.loss_sum.item() / seen
+        tested = cfg.train.test_every_epoch or epoch == cfg.train.epochs - 1
+        metrics = [step_fn.loss_sum, step_fn.correct.float()]
+        if tested:
+            metrics.append(count_correct(model, data.x_test, data.y_test,
+                                         cfg.train.eval_batch_size).float())
+        loss_sum, correct, *test_correct = torch.stack(metrics).tolist()  # the one host sync
+        epoch_loss = loss_sum / seen
         result.epochs_run = epoch + 1
         if not math.isfinite(epoch_loss):
             result.outcome, result.diverged_at_step = "diverged", step
+            result.test_accuracy = CHANCE_ACCURACY  # not an earlier epoch's accuracy
             break
         result.train_loss.append(epoch_loss)
-        result.train_accuracy.append(step_fn.correct.item() / seen)
+        result.train_accuracy.append(correct / seen)
+        test_accuracy = test_correct[0] / len(data.y_test) if tested else None
+        if test_accuracy is not None:
+            result.epoch_test_accuracy[epoch + 1] = test_accuracy
+            result.test_accuracy = test_accuracy  # the last epoch's is the trial's result
         if on_epoch:
-            on_epoch(epoch, epoch_loss, result.train_accuracy[-1])
+            on_epoch(epoch, epoch_loss, result.train_accuracy[-1], test_accuracy)
 
-    if result.outcome == "complete":
-        result.test_accuracy = evaluate(model, data.x_test, data.y_test, cfg.train.eval_batch_size)
     result.wall_time_s = time.perf_counter() - start
     return result

@@ -41,7 +41,7 @@ SPEC_VERSION = 1
 SPEC_ATTR = "spec"  # the study user attribute that holds it
 # Config keys that say where or how a trial runs, not what it learns; the seed is a replicate.
 NOT_IDENTITY = {"data.path", "data.cache_dir", "train.seed", "train.compile",
-                "train.eval_batch_size"}
+                "train.eval_batch_size", "train.test_every_epoch"}
 SETUP_GROUPS = ("data", "model", "train")  # config groups whose keys make up the setup
 
 

@@ -286,14 +286,18 @@ def record_job(study: optuna.Study, storage: optuna.storages.BaseStorage, spec: 
     reason."""
     attrs = {"design_point": design_point, "seed": job.seeds[0], "worker": WORKER_ID,
              "code": code_version()}
+    curve: dict[int, float] = {}
     if result is None:
         state, value, attrs = TrialState.FAIL, None, attrs | {"outcome": "failed",
                                                                 "reason": reason}
     else:
         state, value = TrialState.COMPLETE, result.test_accuracy
-        attrs |= {k: v for k, v in result.as_dict().items() if k != "test_accuracy"}
+        attrs |= {k: v for k, v in result.as_dict().items()
+                  if k not in ("test_accuracy", "epoch_test_accuracy")}
+        curve = result.epoch_test_accuracy
     frozen = optuna.trial.create_trial(state=state, value=value, params=job.baseline,
-                                       distributions=spec.distributions(), user_attrs=attrs)
+                                       distributions=spec.distributions(), user_attrs=attrs,
+                                       intermediate_values=curve)
     trial_id = storage.create_new_trial(storage.get_study_id_from_name(study.study_name),
                                         template_trial=frozen)
     return storage.get_trial_number_from_id(trial_id)

@@ -13,8 +13,9 @@ queued again.
 
 Each trial records: params = the studied factors; user attributes = seed, design_point, outcome
 (complete | diverged | failed), per-epoch train_loss/train_accuracy, wall_time_s, device, worker,
-code version, and for failures the reason. The sweep ends by writing the report and printing the
-optuna-dashboard command.
+code version, and for failures the reason; intermediate values = the test accuracy after each
+epoch (step = epoch), which optuna-dashboard plots. The sweep ends by writing the report and
+printing the optuna-dashboard command.
 
     python -m study.sweep                                  # the textbook's OFAT study
     python -m study.sweep sweep=grid budget=full storage=postgresql://user@host/db
@@ -170,10 +171,12 @@ def train_one(cfg: DictConfig, spec: StudySpec, study: optuna.Study, trial: optu
     board = (TrialLog(cfg.logger.dir, study.study_name, f"trial-{trial.number}")
              if cfg.logger.kind == "tensorboard" else None)
 
-    def on_epoch(epoch: int, loss: float, accuracy: float) -> None:
+    def on_epoch(epoch: int, loss: float, accuracy: float, test_accuracy: float | None) -> None:
+        if test_accuracy is not None:  # the dashboard's intermediate values, step = epoch
+            trial.report(test_accuracy, epoch + 1)
         trial.set_user_attr("epochs_done", epoch + 1)  # for the progress display
         if board:
-            board.epoch(epoch, loss, accuracy)
+            board.epoch(epoch, loss, accuracy, test_accuracy)
 
     try:
         preprocessing = trial_cfg.data.preprocessing
@@ -191,7 +194,7 @@ def train_one(cfg: DictConfig, spec: StudySpec, study: optuna.Study, trial: optu
         record_failure(study, trial, f"{type(error).__name__}: {error}")
         return "failed"
     for key, value in result.as_dict().items():
-        if key != "test_accuracy":
+        if key not in ("test_accuracy", "epoch_test_accuracy"):  # value, intermediate values
             trial.set_user_attr(key, value)
     study.tell(trial, result.test_accuracy)
     if board:

@@ -21,9 +21,12 @@ class TrialLog:
 
         self.writer = SummaryWriter(str(named_folder(Path(log_dir), study) / run))
 
-    def epoch(self, epoch: int, loss: float, accuracy: float) -> None:
+    def epoch(self, epoch: int, loss: float, accuracy: float, test_accuracy: float | None
+              ) -> None:
         self.writer.add_scalar("train/loss", loss, epoch + 1)
         self.writer.add_scalar("train/accuracy", accuracy, epoch + 1)
+        if test_accuracy is not None:
+            self.writer.add_scalar("test/accuracy", test_accuracy, epoch + 1)
 
     def finish(self, params: dict[str, Any], seed: int, test_accuracy: float, outcome: str
                ) -> None:

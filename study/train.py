@@ -77,10 +77,12 @@ def run_one(cfg: DictConfig) -> None:
     board = (TrialLog(cfg.logger.dir, cfg.name, f"job-{job_dir.parent.name}-{job_dir.name}")
              if cfg.logger.kind == "tensorboard" else None)
 
-    def on_epoch(epoch: int, loss: float, accuracy: float) -> None:
-        log.info("epoch %d: train loss %.4f, train accuracy %.4f", epoch + 1, loss, accuracy)
+    def on_epoch(epoch: int, loss: float, accuracy: float, test_accuracy: float | None) -> None:
+        tested = "" if test_accuracy is None else f", test accuracy {test_accuracy:.4f}"
+        log.info("epoch %d: train loss %.4f, train accuracy %.4f%s", epoch + 1, loss, accuracy,
+                 tested)
         if board:
-            board.epoch(epoch, loss, accuracy)
+            board.epoch(epoch, loss, accuracy, test_accuracy)
 
     try:
         result = train_trial(cfg, data, on_epoch=on_epoch)

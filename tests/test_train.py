@@ -33,6 +33,21 @@ def test_short_run_on_synthetic_data_learns_far_above_chance(synthetic) -> None:
     assert result.wall_time_s > 0 and result.device == "cpu"
 
 
+def test_testing_after_every_epoch_records_the_curve_and_changes_no_result(synthetic) -> None:
+    cfg = compose("data=synthetic", "train.epochs=3", "model.channels=8", "train.seed=3")
+    seen: list[tuple[int, float | None]] = []
+    every = train_trial(cfg, synthetic, on_epoch=lambda e, loss, acc, test: seen.append((e, test)))
+    cfg.train.test_every_epoch = False
+    last = train_trial(cfg, synthetic)
+    assert list(every.epoch_test_accuracy) == [1, 2, 3] and list(last.epoch_test_accuracy) == [3]
+    assert [test for _, test in seen] == list(every.epoch_test_accuracy.values())
+    # the final evaluation is the trial's result, and testing draws no random numbers and
+    # leaves batch norm alone: training is bit-identical either way
+    assert every.test_accuracy == every.epoch_test_accuracy[3] == last.test_accuracy
+    assert every.train_loss == last.train_loss
+    assert len(set(every.epoch_test_accuracy.values())) > 1
+
+
 def test_same_seed_gives_identical_results_on_cpu(synthetic) -> None:
     cfg = compose("data=synthetic", "model.channels=8", "train.seed=7")
     a, b = train_trial(cfg, synthetic), train_trial(cfg, synthetic)
@@ -46,6 +61,7 @@ def test_diverging_trial_stops_and_is_a_result(synthetic) -> None:
     assert result.outcome == "diverged"
     assert result.test_accuracy == CHANCE_ACCURACY
     assert result.epochs_run == 1  # stopped in the first epoch, not after all five
+    assert result.epoch_test_accuracy == {}  # a diverged epoch has no test accuracy
     assert result.diverged_at_step is not None and result.diverged_at_step <= 50
 
 
