@@ -135,6 +135,13 @@ def _key(cov: np.ndarray) -> tuple:
     return tuple(tuple(row) for row in np.round(cov, 10))
 
 
+def null_max_z(comp: Comparison) -> float:
+    """What the largest |difference from the baseline| averages when no level differs, in units
+    of the error std (`estimate`'s null_mean is this times s)."""
+    c = comp.contrasts
+    return float(_null_draws(_key((c / comp.n) @ c.T), max(comp.df, 1))[0].mean())
+
+
 @dataclass
 class FactorEstimates:
     differences: np.ndarray  # each non-reference level minus the reference

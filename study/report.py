@@ -13,19 +13,16 @@ note. Written automatically at the end of a sweep, or:
 
 from __future__ import annotations
 
-import base64
-import html
 import logging
-from collections.abc import Callable
+import sys
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
-from markdown_it import MarkdownIt
 from omegaconf import DictConfig
 
-from study import dashboard, joint, plots, stats
+from study import compare, dashboard, joint, plots, stability, stats
 from study.analysis import (
     curves_frame,
     design_table,
@@ -36,19 +33,15 @@ from study.analysis import (
 )
 from study.cli import run_app
 from study.cost import point_costs
+from study.document import Block, fmt, to_html, to_markdown
 from study.errors import UserError
-from study.paths import REPORTS, check_outputs, named_folder
+from study.paths import REPORTS, check_outputs, check_writable, named_folder
 from study.spec import StudySpec, study_spec
 from study.storage import mask_url, open_storage
 
 log = logging.getLogger("study.report")
 CLAIMED_MOST = ("channels", "activation", "preprocessing")  # the textbook: these matter most,
 CLAIMED_LESS = ("dropout", "pooling", "batch_size", "lr")  # these less; it ranks no others
-Block = tuple[str, Any]  # (kind, content): h2, p, note, list, table (DataFrame), img (stem)
-
-
-def fmt(value: Any, spec: str = ".3f") -> str:
-    return "n/a" if value is None or pd.isna(value) else format(value, spec)
 
 
 def ranking_table(ranking: pd.DataFrame) -> pd.DataFrame:
@@ -241,7 +234,8 @@ def method_lines(analysis: stats.Analysis, spec: StudySpec) -> list[str]:
 
 def build_blocks(spec: StudySpec, trials: pd.DataFrame, analysis: stats.Analysis,
                  figures: dict[str, list[str]], pairs: pd.DataFrame,
-                 importances: pd.DataFrame) -> list[Block]:
+                 importances: pd.DataFrame, over_epochs: stability.EpochRanking | None = None,
+                 across: stability.CrossStudy | None = None) -> list[Block]:
     budget = spec.setup.get("budget") or "?"
     order = [point.id for point in spec.points()] if spec.kind.fixed else None
     ranking, design = analysis.ranking, design_table(trials, order)
@@ -261,6 +255,13 @@ def build_blocks(spec: StudySpec, trials: pd.DataFrame, analysis: stats.Analysis
         blocks.append(("note", "TPE concentrates its trials where accuracy was high, so the "
                        "factors' marginal means are confounded with each other: read the ranking "
                        "as a hint and check it with `sweep.sampler=random` or `qmc`."))
+    if figures["overview"]:
+        blocks += [("h2", "At a glance"),
+                   ("p", "Every factor on one accuracy scale, its levels in the design's order: "
+                    "each dot is one seed, the diamonds are level means with 95% intervals, the "
+                    "green column is the baseline level, the red band the baseline's mean ± 2 "
+                    "seed std (what noise alone moves a level by), crosses on the bottom edge "
+                    "are diverged trials."), ("img", figures["overview"][0])]
     blocks += [("h2", "Setup"), ("list", setup_lines(spec, trials)), ("h2", "Ranking"),
                ("list", method_lines(analysis, spec))]
     if ranking.empty:
@@ -279,7 +280,11 @@ def build_blocks(spec: StudySpec, trials: pd.DataFrame, analysis: stats.Analysis
                    ("h2", "What to tune first"), ("list", recommendations(ranking)),
                    ("h2", "Accuracy and divergence by level"), ("table", level_table(analysis)),
                    *[("img", s) for s in figures["factor"]],
-                   ("h2", "Learning curves"), *[("img", s) for s in figures["curves"]]]
+                   ("h2", "Learning curves"), *[("img", s) for s in figures["curves"]],
+                   ("h2", "Ranking over training time"), *epoch_blocks(over_epochs, figures)]
+    if across is not None:
+        blocks += [("h2", "Across budgets"),
+                   *compare.cross_study_blocks(across, next(iter(figures["across"]), None))]
     if not pairs.empty:
         shown = pairs.assign(**{c: pairs[c].map(lambda v: fmt(v, ".2g"))
                                 for c in ("interaction_p", "interaction_p_holm",
@@ -318,70 +323,58 @@ def build_blocks(spec: StudySpec, trials: pd.DataFrame, analysis: stats.Analysis
     return blocks
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
-    def cell(value: Any) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(map(cell, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
-
-
-def to_markdown(title: str, blocks: list[Block],
-                image_link: Callable[[str], str] = lambda stem: f"{stem}.png") -> str:
-    """The report as Markdown; image_link: where each figure is (the file next to report.md,
-    or the artifact the dashboard serves)."""
-    parts = [f"# {title}"]
-    for kind, content in blocks:
-        if kind == "h2":
-            parts.append(f"## {content}")
-        elif kind == "p":
-            parts.append(content)
-        elif kind == "note":
-            parts.append(f"> {content}")
-        elif kind == "list":
-            parts.append("\n".join(f"- {item}" for item in content))
-        elif kind == "table":
-            parts.append(markdown_table(content))
-        else:
-            parts.append(f"![{content}]({image_link(content)})")
-    return "\n\n".join(parts) + "\n"
+def epoch_blocks(over_epochs: stability.EpochRanking | None,
+                 figures: dict[str, list[str]]) -> list[Block]:
+    """How each epoch's ranking agrees with the final one."""
+    if over_epochs is None:
+        return [("p", "n/a: no factor could be ranked after each epoch (the study trains one "
+                 "epoch, or its trials recorded no per-epoch test accuracy).")]
+    corr = over_epochs.correlations
+    stable = (f"The ranking is stable from epoch {over_epochs.stable_from} of "
+              f"{over_epochs.epochs}: from there on, every epoch's ranking has Spearman's rho "
+              f"≥ {stability.STABLE_RHO} with the final one."
+              if over_epochs.stable_from is not None else
+              "n/a: Spearman's rho with the final ranking is undefined (fewer than "
+              f"{stability.MIN_FACTORS} factors with a noise estimate).")
+    table = pd.DataFrame({"epoch": corr["epoch"], **{
+        f"{name.capitalize()} [95% CI]": [
+            f"{fmt(v, '.2f')} [{fmt(lo, '.2f')}, {fmt(hi, '.2f')}]" for v, lo, hi in zip(
+                corr[name], corr[f"{name}_low"], corr[f"{name}_high"], strict=True)]
+        for name in stability.CORRELATIONS}})
+    return [("p", "The test accuracy after every epoch (each trial's Optuna intermediate values, "
+             "plotted by optuna-dashboard) gives each factor's effect as it would have been "
+             "judged had training stopped there, and each epoch's ranking is compared with the "
+             f"final one ({over_epochs.trials} converged trials tested after every epoch; 95% "
+             "intervals from a residual bootstrap of the design points). " + stable),
+            *[("img", s) for s in figures["epochs"]], ("table", table)]
 
 
-STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
-color:#222;line-height:1.45}table{border-collapse:collapse;margin:1em 0;font-size:.9em}
-th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}th{background:#f0f3f7}
-img{max-width:100%;margin:.5em 0}code{background:#f3f3f3;padding:0 .2em}
-blockquote{background:#fff4d6;border-left:4px solid #e0a800;margin:1em 0;padding:.1em .8em}"""
-MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")  # raw HTML shown as text
-
-
-def to_html(title: str, markdown: str, figures_dir: Path) -> str:
-    """The Markdown report as one self-contained page: each figure embedded as a data URI."""
-    tokens = MARKDOWN.parse(markdown)
-    for token in tokens:
-        for child in token.children or []:
-            if child.type == "image":
-                data = (figures_dir / str(child.attrGet("src"))).read_bytes()
-                child.attrSet("src", f"data:image/png;base64,{base64.b64encode(data).decode()}")
-    body = MARKDOWN.renderer.render(tokens, MARKDOWN.options, {})
-    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}"
-            f"</title><style>{STYLE}</style></head><body>\n{body}</body></html>\n")
+FIGURES = ("overview", "influence", "factor", "curves", "epochs", "across", "interaction",
+           "time")
 
 
 def draw_figures(trials: pd.DataFrame, curves: pd.DataFrame, analysis: stats.Analysis,
-                 spec: StudySpec, tables: dict, out: Path) -> dict[str, list[str]]:
-    """The figures, for the factors with a finished trial; none before any trial finishes."""
+                 spec: StudySpec, tables: dict, over_epochs: stability.EpochRanking | None,
+                 across: stability.CrossStudy | None, out: Path) -> dict[str, list[str]]:
+    """The figures, for the factors with a finished trial (in the design's order); none
+    before any trial finishes."""
     ranking = analysis.ranking
     if finished(trials).empty:
-        return {group: [] for group in ("influence", "factor", "curves", "interaction", "time")}
-    factors = list(ranking.loc[ranking["verdict"] != "no data", "factor"])
+        return {group: [] for group in FIGURES}
+    with_data = set(ranking.loc[ranking["verdict"] != "no data", "factor"])
+    factors = [f for f in spec.factors if f in with_data]
+    has_levels = [f for f in factors if f in set(analysis.levels["factor"])]
     return {
+        "overview": ([plots.plot_overview(trials, analysis.levels, analysis.noise, has_levels,
+                                          spec, out)] if has_levels else []),
         "influence": ([plots.plot_influence(ranking, analysis.noise,
                                            analysis.practical_effect, out)]
                       if ranking["effect"].notna().any() else []),
         "factor": [plots.plot_factor(trials, analysis.levels, f, spec, out) for f in factors],
         "curves": [plots.plot_curves(curves, f, spec, out) for f in factors],
+        "epochs": [plots.plot_epoch_ranking(over_epochs, out)] if over_epochs else [],
+        "across": ([plots.plot_cross_study(across, out)]
+                   if across is not None and across.effects["effect"].notna().any() else []),
         "interaction": [plots.plot_interaction(t, a, b, out) for (a, b), t in tables.items()],
         "time": [plots.plot_time(trials, out)],
     }
@@ -401,8 +394,15 @@ def write_report(study: optuna.Study, reports_root: Path, artifact_dir: Path | N
     pairs, tables = joint.interactions(trials, spec)
     importances = (joint.optuna_importances(study, spec) if not spec.kind.on_slices
                    else pd.DataFrame(columns=joint.IMPORTANCE_COLUMNS))  # not for OFAT's L
-    figures = draw_figures(trials, curves, analysis, spec, tables, out)
-    blocks = build_blocks(spec, trials, analysis, figures, pairs, importances)
+    over_epochs = stability.epoch_ranking(trials, curves, spec)
+    related = compare.related_studies(study, spec)
+    across = (stability.compare_rankings(
+        [*compare.rankings(related, practical_effect),
+         stability.study_ranking(study.study_name, trials, spec, analysis)], study.study_name)
+        if related else None)
+    figures = draw_figures(trials, curves, analysis, spec, tables, over_epochs, across, out)
+    blocks = build_blocks(spec, trials, analysis, figures, pairs, importances, over_epochs,
+                          across)
     title = f"Sensitivity study: {study.study_name}"
     markdown = to_markdown(title, blocks)
     (out / "report.md").write_text(markdown)
@@ -417,6 +417,13 @@ def write_report(study: optuna.Study, reports_root: Path, artifact_dir: Path | N
 
 
 def run_report(cfg: DictConfig) -> None:
+    if cfg.compare:
+        check_writable(REPORTS / "compare", "reports")
+        storage = open_storage(cfg.storage, create=False)
+        out = compare.write_comparison(storage, list(cfg.compare), cfg.storage, REPORTS,
+                                       cfg.analysis.practical_effect)
+        log.info("comparison written to %s", out / "report.html")
+        return
     check_outputs(cfg, None, report=True)
     storage = open_storage(cfg.storage, create=False)  # reading: never make a new storage
     names = [s.study_name for s in storage.get_all_studies()]
@@ -434,7 +441,14 @@ def run_report(cfg: DictConfig) -> None:
           + (brief.to_string(index=False) if not ranking.empty else "(no factor varied)"))
 
 
+def list_override(args: list[str], key: str) -> list[str]:
+    """`key=a,b` as the list `key=[a,b]`: Hydra reads a bare comma list as a sweep."""
+    return [f"{key}=[{arg.partition('=')[2]}]" if arg.startswith(f"{key}=") and
+            not arg.partition("=")[2].startswith("[") else arg for arg in args]
+
+
 def main() -> None:
+    sys.argv[1:] = list_override(sys.argv[1:], "compare")
     run_app(run_report, "report")
 
 

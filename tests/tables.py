@@ -72,6 +72,31 @@ def ofat_table(shifts: dict[str, float], noise: float, seeds: int = 5,
     return _like_trials_frame(rows)
 
 
+def ofat_epochs(shifts: list[dict[str, float]], noise: float, seeds: int, baseline_seeds: int,
+                rng: np.random.Generator) -> tuple[pd.DataFrame, dict[int, list[float]]]:
+    """OFAT trials tested after each epoch: after epoch e every non-baseline level of factor f
+    shifts accuracy by shifts[e][f]; each trial's noise is mostly its own (one draw for all its
+    epochs), as a seed's. Returns the trials (accuracy: the last epoch's) and their curves."""
+    rows, curves = [], {}
+    points = [("baseline", BASE, "")] + [(f"{f}={v}", BASE | {f: v}, f)
+                                         for f, vs in LEVELS.items() for v in vs]
+    for point, params, factor in points:
+        for seed in range(baseline_seeds if point == "baseline" else seeds):
+            own = rng.normal(0, noise)
+            curve = [0.5 + 0.05 * e + (shift.get(factor, 0.0) if factor else 0.0) + own
+                     + rng.normal(0, noise / 3) for e, shift in enumerate(shifts)]
+            curves[len(rows)] = curve
+            rows.append(_row(len(rows), point, seed, params, curve[-1]))
+    return _like_trials_frame(rows), curves
+
+
+def curves_table(trials: pd.DataFrame, curves: dict[int, list[float]]) -> pd.DataFrame:
+    """The curves as study.analysis.curves_frame gives them (test accuracy per epoch)."""
+    return pd.DataFrame([{"number": n, "epoch": e + 1, ACCURACY: value}
+                         for n, curve in curves.items() for e, value in enumerate(curve)
+                         if n in set(trials["number"])], columns=["number", "epoch", ACCURACY])
+
+
 def ofat_spec(levels: dict[str, list]) -> StudySpec:
     """The spec of an OFAT study over these non-baseline levels (the baseline joins them)."""
     return table_spec("ofat", {f: [BASE[f], *vs] for f, vs in levels.items()})
@@ -115,23 +140,30 @@ def random_table(shape: str, seeds: int, noise: float, effect: float, diverge: f
     return table
 
 
-def study_from_table(table: pd.DataFrame, spec: StudySpec, name: str = "table") -> optuna.Study:
-    """An in-memory Optuna study holding these trials as the sweep records them (spec, params,
-    outcome, reason, curves), for tests of the report that need no training."""
-    study = optuna.create_study(study_name=name, direction="maximize")
+def study_from_table(table: pd.DataFrame, spec: StudySpec, name: str = "table",
+                     curves: dict[int, list[float]] | None = None,
+                     storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
+    """An Optuna study (in memory, or in `storage`) holding these trials as the sweep records
+    them (spec, params, outcome, reason, curves; test accuracy per epoch from `curves`, by trial
+    number), for tests of the report that need no training."""
+    study = optuna.create_study(study_name=name, direction="maximize", storage=storage)
     study.set_user_attr(SPEC_ATTR, spec.to_dict())
     distributions = spec.distributions()
     for row in table.to_dict("records"):
         params = {f: (int(row[f]) if spec.factors[f].kind == "int" else row[f])
                   for f in spec.factors}
         failed = row["state"] == "FAIL"
+        curve = (curves or {}).get(row["number"], [])
+        epochs = max(2, len(curve))
         attrs = {"design_point": row["design_point"], "seed": int(row["seed"]),
                  "outcome": row["outcome"], "wall_time_s": 1.0, "device": "table",
-                 "code": "test", "train_loss": [2.0, 1.5], "train_accuracy": [0.3, 0.5]}
+                 "code": "test", "train_loss": list(np.linspace(2.0, 1.5, epochs)),
+                 "train_accuracy": list(np.linspace(0.3, 0.5, epochs))}
         if failed:
             attrs["reason"] = "RuntimeError: planted failure"
         study.add_trial(optuna.trial.create_trial(
             params=params, distributions=distributions, user_attrs=attrs,
             state=TrialState.FAIL if failed else TrialState.COMPLETE,
-            value=None if failed else float(row[ACCURACY])))
+            value=None if failed else float(row[ACCURACY]),
+            intermediate_values={} if failed else {e + 1: v for e, v in enumerate(curve)}))
     return study

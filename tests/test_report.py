@@ -1,7 +1,8 @@
 import pandas as pd
 
 from study.analysis import seed_noise
-from study.report import claim_table, recommendations, to_html, to_markdown
+from study.document import to_html, to_markdown
+from study.report import claim_table, recommendations
 from study.stats import analyse
 from tests.tables import OFAT, ofat_table
 

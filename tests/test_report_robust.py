@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from study.analysis import seed_noise
 from study.contrasts import studied
-from study.report import build_blocks, to_markdown, write_report
+from study.document import to_markdown
+from study.report import FIGURES, build_blocks, write_report
 from study.stats import VERDICTS, analyse
 from tests.tables import OFAT, SHAPES, random_table, study_from_table
 
@@ -34,7 +35,7 @@ def test_any_study_table_gets_an_analysis_and_a_report_text(shape, seeds, noise,
     bounded = ranking.dropna(subset=["rank_low"])
     assert ((bounded["rank_low"] <= bounded["rank"]) & (bounded["rank"] <= bounded["rank_high"])
             ).all()
-    figures = {"influence": [], "factor": [], "curves": [], "interaction": [], "time": []}
+    figures = {group: [] for group in FIGURES}
     markdown = to_markdown("t", build_blocks(spec, table, result, figures, pd.DataFrame(),
                                              pd.DataFrame()))
     assert "nan" not in markdown.replace("nano", "")  # undefined numbers read n/a

@@ -36,6 +36,8 @@ TWO_LEVELS = ("sweep.levels.channels=[8,16]", "sweep.levels.activation=[relu,tan
               "sweep.levels.preprocessing=[standardize,gcn]",
               "sweep.levels.batch_size=[128,64]", "sweep.levels.lr=[0.05,0.1]")
 SMALL = ("data=synthetic", "model.channels=8", *TWO_LEVELS)  # 8 design points
+# the queue and worker mechanics do not need the baseline's extra seeds: one trial per point
+ONE_SEED_EACH = "sweep.baseline_seeds=1"
 
 
 def _run_sweep(tmp_path, name: str, *overrides: str):
@@ -53,10 +55,13 @@ def _run_sweep(tmp_path, name: str, *overrides: str):
 def test_sweep_app_records_every_trial_and_writes_the_report(tmp_path) -> None:
     db = tmp_path / "study.db"
     run, study = _run_sweep(tmp_path, "smoke", "sweep.seeds=2")
-    assert len(study.trials) == 8 * 2
+    assert len(study.trials) == 7 * 2 + 4  # the baseline: budget smoke's 4 seeds
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     assert Counter((t.user_attrs["design_point"], t.user_attrs["seed"]) for t in study.trials) == \
-        {(p, s): 1 for p in {t.user_attrs["design_point"] for t in study.trials} for s in (0, 1)}
+        {(p, s): 1 for p in {t.user_attrs["design_point"] for t in study.trials}
+         for s in ((0, 1, 2, 3) if p == "baseline" else (0, 1))}
+    # the test accuracy after each epoch, as the dashboard reads it; the last is the value
+    assert all(t.intermediate_values == {1: t.value} for t in study.trials)
     trial = study.trials[0]
     assert set(trial.params) == set(FACTORS)  # the unvaried ones at their baselines
     varied = ["activation", "batch_size", "channels", "dropout", "lr", "pooling", "preprocessing"]
@@ -65,7 +70,7 @@ def test_sweep_app_records_every_trial_and_writes_the_report(tmp_path) -> None:
     assert f"optuna-dashboard --host 127.0.0.1 --artifact-dir results/artifacts sqlite:///{db}" \
         in run.stdout + run.stderr
     # Not a terminal: progress comes as plain log lines, the last one when all are done.
-    assert "progress: 16/16 trials done (0 failed), 0 running" in run.stdout + run.stderr
+    assert "progress: 18/18 trials done (0 failed), 0 running" in run.stdout + run.stderr
 
     out = tmp_path / "reports" / "smoke"
     report = (out / "report.md").read_text()
@@ -77,7 +82,10 @@ def test_sweep_app_records_every_trial_and_writes_the_report(tmp_path) -> None:
         for stem in (f"factor_{factor}", f"curves_{factor}"):
             assert (out / f"{stem}.png").stat().st_size > 1000 and (out / f"{stem}.svg").exists()
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 2 * 7 + 2 and "src=\"http" not in page
+    assert page.count("data:image/png;base64,") == 2 * 7 + 3 and "src=\"http" not in page
+    # the small multiples first, one epoch: no ranking over epochs (n/a, said so)
+    assert report.index("![overview](overview.png)") < report.index("## Setup")
+    assert "## Ranking over training time\n\nn/a: " in report
 
     # The report is attached to the study: a dashboard note and the figures as artifacts.
     app = optuna_dashboard.wsgi(f"sqlite:///{db}")
@@ -86,11 +94,14 @@ def test_sweep_app_records_every_trial_and_writes_the_report(tmp_path) -> None:
     statuses = []
     body = b"".join(app(environ, lambda status, headers, exc_info=None: statuses.append(status)))
     assert statuses == ["200 OK"], environ["wsgi.errors"].getvalue()[-2000:]
-    assert "## Ranking" in json.loads(body)["note"]["body"]
+    page = json.loads(body)
+    assert "## Ranking" in page["note"]["body"]
+    assert all(trial["intermediate_values"] == [{"step": 1, "value": trial["values"][0]}]
+               for trial in page["trials"])  # the dashboard's intermediate-value plot
     artifacts = {m.filename for m in optuna.artifacts.get_all_artifact_meta(study)}
     assert {"influence.png", "factor_lr.png", "curves_lr.png"} <= artifacts
     csv = pd.read_csv(tmp_path / "reports" / "smoke" / "trials.csv")
-    assert len(csv) == 16 and csv["test_accuracy"].notna().all()
+    assert len(csv) == 18 and csv["test_accuracy"].notna().all()
 
     report_command = [sys.executable, "-m", "study.report", f"storage=sqlite:///{db}"]
     missing = subprocess.run([*report_command, "name=nope"], cwd=tmp_path, capture_output=True,
@@ -107,13 +118,15 @@ def test_sweep_app_records_every_trial_and_writes_the_report(tmp_path) -> None:
     assert printed[0].split()[:5] == ["factor", "rank", "(95%", "interval)", "verdict"]
     assert sorted(line.split()[0] for line in printed[1:]) == varied
     curves = pd.read_csv(tmp_path / "reports" / "smoke" / "curves.csv")  # tidy: trial x epoch
-    assert len(curves) == 16 and {"number", "epoch", "train_loss", "lr"} <= set(curves.columns)
+    assert len(curves) == 18 and {"number", "epoch", "train_loss", "test_accuracy", "lr"} <= set(
+        curves.columns) and curves["test_accuracy"].notna().all()
 
 
 def _study(tmp_path, *overrides):
     """A study of the small design in tmp_path/s.db, as the sweep opens it: config, storage,
     study and spec."""
-    cfg = compose(*SMALL, f"storage=sqlite:///{tmp_path}/s.db", "name=t", *overrides)
+    cfg = compose(*SMALL, ONE_SEED_EACH, f"storage=sqlite:///{tmp_path}/s.db", "name=t",
+                  *overrides)
     storage = open_storage(cfg.storage)
     return cfg, storage, *open_study(cfg, storage, spec_of(cfg))
 
@@ -188,7 +201,7 @@ def test_storage_errors_are_one_line_and_hide_the_password() -> None:
 
 @pytest.mark.slow
 def test_four_worker_processes_finish_every_trial_exactly_once(tmp_path) -> None:
-    run, study = _run_sweep(tmp_path, "four", "sweep.workers=4")
+    run, study = _run_sweep(tmp_path, "four", "sweep.workers=4", ONE_SEED_EACH)
     assert "4 worker processes" in run.stdout + run.stderr
     trials = study.trials
     assert all(t.state == TrialState.COMPLETE for t in trials)
@@ -310,7 +323,7 @@ def _wait_for(db: str, complete: int, process: subprocess.Popen) -> None:
 def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(tmp_path) -> None:
     db = f"sqlite:///{tmp_path}/study.db"
     command = [sys.executable, "-m", "study.sweep", "budget=smoke", "train.epochs=3",
-               "sweep.heartbeat_s=1", f"storage={db}", "name=kill", *SMALL]
+               "sweep.heartbeat_s=1", f"storage={db}", "name=kill", *SMALL, ONE_SEED_EACH]
     finished: dict[int, float] = {}
     for complete_at_kill in (0, 3):
         process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
