@@ -144,8 +144,10 @@ def plot_overview(trials: pd.DataFrame, levels: pd.DataFrame, noise: dict[str, f
     at_base = ok_all.loc[ok_all["design_point"] == "baseline", ACCURACY]
     std = noise.get("baseline_std", np.nan)
     band = (at_base.mean() - 2 * std, at_base.mean() + 2 * std) if pd.notna(std) else None
-    low = min(ok_all[ACCURACY].min(), band[0] if band else np.inf)
-    high = max(ok_all[ACCURACY].max(), band[1] if band else -np.inf)
+    shown = levels[levels["factor"].isin(factors)]  # seeds, intervals and band all in view
+    low = np.nanmin([ok_all[ACCURACY].min(), shown["ci_low"].min(), band[0] if band else np.nan])
+    high = np.nanmax([ok_all[ACCURACY].max(), shown["ci_high"].max(),
+                      band[1] if band else np.nan])
     pad = 0.08 * (high - low or 0.05)
     for ax, factor in zip(axes.flat, factors, strict=False):
         part, order = labelled_slice(done, factor, spec)

@@ -49,7 +49,6 @@ class EffectModel:
     error_groups: list[np.ndarray]  # per factor: (groups, trials) membership of its error cells
     null: np.ndarray  # per factor: mean max |z| of its contrasts under no effect (units of s)
     points: np.ndarray  # (points, trials) membership of the design points: the residuals
-    numbers: list[int]  # the trials, in column order of the matrices
 
     def effects(self, accuracy: np.ndarray) -> np.ndarray:
         """(columns, factors) selection-corrected effects of accuracy (trials x columns); NaN
@@ -102,8 +101,7 @@ def effect_model(trials: pd.DataFrame, spec: StudySpec) -> EffectModel | None:
     if not comps:
         return None
     points = list(done["design_point"].unique())
-    model = EffectModel([], [], [], [], np.zeros(0), _membership(done["design_point"], points),
-                        list(done["number"]))
+    model = EffectModel([], [], [], [], np.zeros(0), _membership(done["design_point"], points))
     nulls = []
     for factor, comp in comps.items():
         if comp.error_id == "pooled":
