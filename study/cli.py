@@ -178,7 +178,8 @@ def _run_app(task: Callable[[DictConfig], None], job_name: str, given: list[str]
             cfg.storage = real_storage
         if "budget=quick" in auto:
             log.warning("No GPU found: running budget=quick (a training subset, fewer epochs, one"
-                        " seed); pass budget=full for the full study.")
+                        " seed per design point and six of the baseline); pass budget=full for "
+                        "the full study.")
         if "bench=cpu" in auto:
             log.warning("No GPU found: running bench=cpu (small sizes; CPU ratios say little"
                         " about a GPU).")

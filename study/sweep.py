@@ -326,8 +326,8 @@ def train_design(cfg: DictConfig, spec: StudySpec, study: optuna.Study,
             if spec.kind.fixed:
                 with study_lock(storage, cfg.name):
                     added = enqueue_missing(study, spec)
-                log.info("study %s: %d trials enqueued (%d in the design: %d points x %d seeds, "
-                         "the baseline x %d)", cfg.name, added, spec.total_trials(),
+                log.info("study %s: %d trials enqueued (%d in the design: %d points x %d "
+                         "seed(s), the baseline's x %d)", cfg.name, added, spec.total_trials(),
                          len(spec.points()), len(spec.seeds), len(spec.point_seeds("baseline")))
             if workers == 1:
                 run_worker(cfg, spec, study, storage, images, device)
