@@ -4,6 +4,7 @@ like the default (seven factors, 2-4 levels; channels here at six levels) with G
 noise. The suite runs small versions of these (tests/test_stats.py); this runs the large ones:
 
     python -m scripts.simulate_stats                    # the README table (about 10 min, 2 cores)
+    python -m scripts.simulate_stats --replicated       # one seed per point, six at the baseline
     python -m scripts.simulate_stats --reports 500      # and 500 random studies through the report
 """
 
@@ -19,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from study.analysis import seed_noise
-from study.report import claim_table, markdown_table, write_report
+from study.document import markdown_table
+from study.report import claim_table, write_report
 from study.stats import analyse
 from tests.tables import LEVELS, SHAPES, ofat_spec, ofat_table, random_table, study_from_table
 
@@ -27,11 +29,17 @@ SIX_LEVELS = LEVELS | {"channels": [8, 16, 64, 128, 256]}
 CLAIMS = ("influential", "small")
 
 
-def null_row(sigma: float, seeds: int, studies: int, rng: np.random.Generator) -> dict:
+EQUAL = ((2, 2), (3, 3), (5, 5), (10, 10))  # (seeds, baseline seeds): the README's first table
+REPLICATED = ((1, 6), (3, 3), (3, 6))  # the quick budget's design, and the full budget's
+
+
+def null_row(sigma: float, seeds: int, baseline_seeds: int, studies: int,
+             rng: np.random.Generator) -> dict:
     spec = ofat_spec(SIX_LEVELS)
     claims, covered, cannot, negligible, first = [], [], [], [], []
     for _ in range(studies):
-        table = ofat_table({}, noise=sigma, seeds=seeds, rng=rng, levels=SIX_LEVELS)
+        table = ofat_table({}, noise=sigma, seeds=seeds, rng=rng, levels=SIX_LEVELS,
+                           baseline_seeds=baseline_seeds)
         result = analyse(table, spec, seed_noise(table))
         ranking, diffs = result.ranking, result.differences
         claims.append(ranking["verdict"].isin(CLAIMS).any())
@@ -47,27 +55,29 @@ def null_row(sigma: float, seeds: int, studies: int, rng: np.random.Generator) -
             "rank 1: activation (3 levels)": (first == "activation").mean()}
 
 
-def power(sigma: float, seeds: int, studies: int, effect: float,
+def power(sigma: float, seeds: int, baseline_seeds: int, studies: int, effect: float,
           rng: np.random.Generator) -> float:
     spec = ofat_spec(SIX_LEVELS)
     hits = []
     for _ in range(studies):
-        table = ofat_table({"lr": -effect}, noise=sigma, seeds=seeds, rng=rng, levels=SIX_LEVELS)
+        table = ofat_table({"lr": -effect}, noise=sigma, seeds=seeds, rng=rng, levels=SIX_LEVELS,
+                           baseline_seeds=baseline_seeds)
         ranking = analyse(table, spec, seed_noise(table)).ranking.set_index("factor")
         hits.append(ranking.loc["lr", "verdict"] == "influential")
     return float(np.mean(hits))
 
 
-def table(studies: int) -> pd.DataFrame:
+def table(studies: int, designs: tuple[tuple[int, int], ...]) -> pd.DataFrame:
     rng = np.random.default_rng(2026)
     rows = []
     for sigma in (0.005, 0.01):
-        for seeds in (2, 3, 5, 10):
+        for seeds, baseline_seeds in designs:
             row = {"sigma (points)": 100 * sigma, "seeds": seeds,
-                   **null_row(sigma, seeds, studies, rng)}
+                   "baseline seeds": baseline_seeds,
+                   **null_row(sigma, seeds, baseline_seeds, studies, rng)}
             for effect in (0.02, 0.03):
-                row[f"power: {100 * effect:.0f}-point lr effect"] = power(sigma, seeds, studies,
-                                                                          effect, rng)
+                row[f"power: {100 * effect:.0f}-point lr effect"] = power(
+                    sigma, seeds, baseline_seeds, studies, effect, rng)
             rows.append(row)
             print(rows[-1], flush=True)
     return pd.DataFrame(rows)
@@ -97,11 +107,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=200, help="per cell of the table")
     parser.add_argument("--reports", type=int, default=0, help="studies through write_report")
+    parser.add_argument("--replicated", action="store_true",
+                        help="the designs with a replicated baseline instead of equal seeds")
     args = parser.parse_args()
     if args.studies:
-        result = table(args.studies)
+        result = table(args.studies, REPLICATED if args.replicated else EQUAL)
         shown = result.assign(**{c: result[c].map("{:.3f}".format)
-                                 for c in result.columns[2:]})
+                                 for c in result.columns[3:]})
         print(markdown_table(shown))
     if args.reports:
         reports(args.reports)
