@@ -9,6 +9,11 @@ study's spec (study.spec); a study made before specs existed is read from its tr
 note. Written automatically at the end of a sweep, or:
 
     python -m study.report name=ofat-quick storage=sqlite:///results/optuna.db
+    python -m study.report compare=ofat-quick,ofat-full     # studies side by side (study.compare)
+
+Beyond the study itself, the report shows how its ranking changed over training (the test
+accuracy after every epoch) and, when the storage holds the same design at other budgets, how
+their rankings compare (study.stability computes both).
 """
 
 from __future__ import annotations

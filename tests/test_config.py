@@ -68,6 +68,12 @@ def test_default_config_is_the_textbook_baseline() -> None:
     ("name=../../etc/evil", ["name='../../etc/evil'", "letters, digits and '-_.'"]),
     ("name=/abs/dir", ["name='/abs/dir'", "letters, digits"]),
     ("name=.hidden", ["name='.hidden'", "not starting with '.'"]),
+    ("sweep.baseline_seeds=0", ["sweep.baseline_seeds", ">= 1"]),
+    # compare=a,b: study names, two or more, whose joined folder name is one again
+    ("compare=[ofat-quick]", ["compare", "two or more different studies"]),
+    ("compare=[a,a]", ["compare", "two or more different studies"]),
+    ("compare=[a,../b]", ["compare", "'../b'", "letters, digits"]),
+    (f"compare=[{'a' * 60},{'b' * 60}]", ["compare", "longer than 100 characters"]),
     ("name=${oc.env:HOME}", ["is not allowed", "letters, digits"]),
     ("name='two\nlines'", ["is not allowed", "letters, digits"]),
     ("name='<img src=x onerror=alert(1)>'", ["name='<img src=x onerror=alert(1)>'"]),
