@@ -26,21 +26,28 @@ from study.spec import StudySpec, study_spec
 from study.storage import mask_url
 
 Named = tuple[str, optuna.Study, StudySpec]
+BUDGET_KEYS = {"train.epochs"}  # a factor on one of these keys has the budget's baseline
+
+
+def at_other_budget(spec: StudySpec, other: StudySpec) -> bool:
+    """Whether `other` is the design of `spec` (the same factors varied around the same
+    baseline, apart from what the budget sets) at another budget."""
+    def baseline(s: StudySpec) -> dict:
+        return {n: v for n, v in s.baseline.items() if s.factors[n].key not in BUDGET_KEYS}
+
+    return (other.design == spec.design and other.varied == spec.varied
+            and baseline(other) == baseline(spec)
+            and other.setup.get("budget") != spec.setup.get("budget"))
 
 
 def related_studies(study: optuna.Study, spec: StudySpec) -> list[Named]:
-    """The other studies in the storage of the same design, varying the same factors around the
-    same baseline, at another budget."""
+    """The other studies in the storage of this study's design at other budgets."""
     found = []
     for summary in study._storage.get_all_studies():
         if summary.study_name == study.study_name:
             continue
         other = optuna.load_study(study_name=summary.study_name, storage=study._storage)
-        other_spec = study_spec(other)
-        same = (other_spec.design == spec.design and other_spec.varied == spec.varied
-                and other_spec.baseline == spec.baseline
-                and other_spec.setup.get("budget") != spec.setup.get("budget"))
-        if same:
+        if at_other_budget(spec, other_spec := study_spec(other)):
             found.append((summary.study_name, other, other_spec))
     return found
 

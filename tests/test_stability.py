@@ -11,9 +11,10 @@ import optuna
 import pytest
 
 from study.analysis import seed_noise
-from study.compare import write_comparison
+from study.compare import at_other_budget, write_comparison
 from study.stability import STABLE_RHO, compare_rankings, effect_model, epoch_ranking, study_ranking
 from study.stats import analyse
+from tests.conftest import compose, spec_of
 from tests.tables import LEVELS, OFAT, curves_table, ofat_epochs, study_from_table
 
 FACTORS = list(LEVELS)  # seven factors
@@ -128,3 +129,13 @@ def test_compare_command_and_the_report_s_own_section(tmp_path) -> None:
     assert "## Across budgets" in own and "| ofat-quick | 7 | -1.00 [" in own
     assert own.index("![overview]") < own.index("## Setup")  # the first figure
     assert "The ranking is stable from epoch 1 of 3" in own
+
+
+def test_a_study_at_another_budget_is_the_same_design_and_another_baseline_is_not() -> None:
+    quick, full = (spec_of(compose("sweep=article", f"budget={b}")) for b in ("quick", "full"))
+    assert quick.baseline["epochs"] != full.baseline["epochs"]  # the budget's, not the design's
+    assert at_other_budget(full, quick) and at_other_budget(quick, full)
+    assert not at_other_budget(full, full)  # the same budget: the same study, or a rival
+    assert not at_other_budget(full, spec_of(compose("sweep=article", "budget=quick",
+                                                     "model.activation=gelu")))
+    assert not at_other_budget(full, spec_of(compose("budget=quick")))  # ofat: other factors
