@@ -43,6 +43,7 @@ def at_other_budget(spec: StudySpec, other: StudySpec) -> bool:
 def related_studies(study: optuna.Study, spec: StudySpec) -> list[Named]:
     """The other studies in the storage of this study's design at other budgets."""
     found = []
+    # Optuna has no public accessor of a study's storage; _storage is the one it keeps
     for summary in study._storage.get_all_studies():
         if summary.study_name == study.study_name:
             continue
