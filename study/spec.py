@@ -174,7 +174,8 @@ class StudySpec:
             if new_seeds := [s for s in run.seeds if s not in self.seeds]:
                 seeds, added["seeds"] = sorted([*self.seeds, *new_seeds]), new_seeds
             stored_base = self.point_seeds("baseline")
-            if new_base := [s for s in run.point_seeds("baseline") if s not in stored_base]:
+            if run.baseline_seeds and (new_base := [s for s in run.baseline_seeds
+                                                    if s not in stored_base]):
                 baseline_seeds = sorted([*stored_base, *new_base])
                 added["baseline_seeds"] = new_base
             factors = {}

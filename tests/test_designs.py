@@ -28,6 +28,9 @@ def test_grid_is_the_full_factorial_of_listed_factors() -> None:
     assert all(p.params["pooling"] == "max" for p in points)
     assert points[0].id == "lr=0.01,batch_size=64,activation=relu"
     assert spec.baseline_seeds == [] and spec.total_trials() == 18 * len(spec.seeds)  # no baseline
+    grown = spec.grow(spec_of(compose("sweep=grid", "+sweep.levels.activation=[relu,tanh]",
+                                      "sweep.seeds=2")), "g", "sqlite://")
+    assert grown.baseline_seeds == [] and list(grown.history[-1]) == ["at", "code", "seeds"]
 
 
 def test_distributions_have_the_factors_real_types() -> None:
