@@ -136,13 +136,24 @@ def pooled_std(groups: SeriesGroupBy) -> tuple[float, int]:
 
 
 def seed_noise(trials: pd.DataFrame) -> dict[str, float]:
-    """Seed-to-seed std of the converged trials' test accuracy: at the baseline, and pooled over
-    all design points (NaN where no point has two converged seeds, e.g. sampled designs)."""
+    """Seed-to-seed std of the converged trials' test accuracy: at the baseline (with its mean),
+    and pooled over all design points (NaN where no point has two converged seeds, e.g. sampled
+    designs)."""
     done = converged(trials)
     base = done.loc[done["design_point"] == "baseline", ACCURACY]
     return {"baseline_std": base.std() if len(base) > 1 else float("nan"),
+            "baseline_mean": base.mean() if len(base) else float("nan"),
             "baseline_seeds": len(base),
             "pooled_std": pooled_std(done.groupby("design_point")[ACCURACY])[0]}
+
+
+def noise_band(noise: dict[str, float]) -> tuple[float, float] | None:
+    """The baseline's mean +- 2 seed std (what seed noise alone moves a level by), from
+    `seed_noise`; None where the baseline has no two converged seeds."""
+    if pd.isna(noise["baseline_std"]):
+        return None
+    return (noise["baseline_mean"] - 2 * noise["baseline_std"],
+            noise["baseline_mean"] + 2 * noise["baseline_std"])
 
 
 def design_table(trials: pd.DataFrame, order: list[str] | None = None) -> pd.DataFrame:

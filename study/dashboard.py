@@ -18,7 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from study.analysis import ACCURACY, finished, labelled_slice
+from study.analysis import ACCURACY, finished, labelled_slice, noise_band
 from study.plots import VERDICT_COLOURS
 from study.spec import StudySpec
 from study.stats import Analysis
@@ -155,10 +155,9 @@ def comparison_figure(trials: pd.DataFrame, intervals: pd.DataFrame, spec: Study
                         legendgroup="mean", showlegend=shown("mean"), row=1, col=col)
         fig.update_xaxes(type="category", categoryorder="array", categoryarray=order,
                          tickangle=-90, dtick=1, tickfont_size=10, row=1, col=col)
-    at_base = done.loc[done["design_point"] == "baseline", ACCURACY]
-    if spec.kind.on_slices and pd.notna(noise["baseline_std"]) and not at_base.empty:
-        centre, width = at_base.mean(), 2 * noise["baseline_std"]
-        fig.add_hrect(y0=centre - width, y1=centre + width, fillcolor="green", opacity=0.08,
+    band = noise_band(noise)
+    if spec.kind.on_slices and band:
+        fig.add_hrect(y0=band[0], y1=band[1], fillcolor="green", opacity=0.08,
                       line_width=0, row="all", col="all")
     fig.update_yaxes(title_text="test accuracy", row=1, col=1)
     fig.update_annotations(font_size=11)  # the panel titles

@@ -19,7 +19,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
-from study.analysis import ACCURACY, finished, labelled_slice
+from study.analysis import ACCURACY, finished, labelled_slice, noise_band
 from study.spec import StudySpec
 from study.stability import STABLE_RHO, CrossStudy, EpochRanking
 from study.stats import VERDICTS, rank_text
@@ -141,9 +141,7 @@ def plot_overview(trials: pd.DataFrame, levels: pd.DataFrame, noise: dict[str, f
     fig, axes = plt.subplots(rows, columns, figsize=(3.3 * columns, 2.9 * rows + 0.6),
                              sharey=True, squeeze=False)
     ok_all = done[done["outcome"] == "complete"]
-    at_base = ok_all.loc[ok_all["design_point"] == "baseline", ACCURACY]
-    std = noise.get("baseline_std", np.nan)
-    band = (at_base.mean() - 2 * std, at_base.mean() + 2 * std) if pd.notna(std) else None
+    band = noise_band(noise)
     shown = levels[levels["factor"].isin(factors)]  # seeds, intervals and band all in view
     low = np.nanmin([ok_all[ACCURACY].min(), shown["ci_low"].min(), band[0] if band else np.nan])
     high = np.nanmax([ok_all[ACCURACY].max(), shown["ci_high"].max(),
@@ -185,7 +183,8 @@ def plot_overview(trials: pd.DataFrame, levels: pd.DataFrame, noise: dict[str, f
         handles.append(plt.Line2D([], [], marker="x", ls="", color="tab:red", label="diverged"))
     if band:
         handles.insert(2, plt.Rectangle((0, 0), 1, 1, color="tab:red", alpha=0.1,
-                                        label=f"baseline mean ± 2 seed std ({std:.3f})"))
+                                        label="baseline mean ± 2 seed std "
+                                              f"({noise['baseline_std']:.3f})"))
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize="small",
                frameon=False, bbox_to_anchor=(0.5, -0.02))
     fig.suptitle("Test accuracy by factor: every level on one scale"

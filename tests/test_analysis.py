@@ -1,7 +1,15 @@
 import numpy as np
 import pandas as pd
+import pytest
 
-from study.analysis import ACCURACY, design_table, factor_slice, level_labels, seed_noise
+from study.analysis import (
+    ACCURACY,
+    design_table,
+    factor_slice,
+    level_labels,
+    noise_band,
+    seed_noise,
+)
 from tests.tables import GRID, OFAT, ofat_table
 
 
@@ -9,11 +17,19 @@ def test_seed_noise_at_baseline_and_pooled() -> None:
     noise = seed_noise(ofat_table({"activation": -0.03}, noise=0.005, seeds=20))
     assert 0.003 < noise["baseline_std"] < 0.007 and noise["baseline_seeds"] == 20
     assert abs(noise["pooled_std"] - 0.005) < 0.0005
+    # the band's centre is the converged baseline trials' mean: a diverged one (0.1) stays out
+    trials = ofat_table({}, noise=0.005, seeds=6, diverged={"baseline": [0]})
+    noise, converged_base = seed_noise(trials), trials[(trials["design_point"] == "baseline")
+                                                       & (trials["outcome"] == "complete")]
+    low, high = noise_band(noise)
+    assert (low + high) / 2 == pytest.approx(converged_base[ACCURACY].mean()) and low > 0.65
+    assert high - low == pytest.approx(4 * converged_base[ACCURACY].std())
 
 
 def test_one_seed_has_no_measurable_noise() -> None:
     noise = seed_noise(ofat_table({}, noise=0.01, seeds=1))
     assert np.isnan(noise["baseline_std"]) and np.isnan(noise["pooled_std"])
+    assert noise_band(noise) is None
 
 
 def test_ofat_slice_keeps_only_trials_at_baseline_for_other_factors() -> None:
