@@ -83,9 +83,8 @@ def effects_table(cross: stability.CrossStudy) -> pd.DataFrame:
     table = pd.DataFrame({"factor": order})
     for name in names:
         part = effects[effects["study"] == name].set_index("factor").reindex(order)
-        budget = part["budget"].dropna().iloc[0] if part["budget"].notna().any() else "?"
-        epochs = part["epochs"].dropna().iloc[0] if part["epochs"].notna().any() else "?"
-        table[f"{name} ({budget}, {epochs} epochs)"] = [
+        budget, epochs = cross.budgets[name]
+        table[f"{name} ({budget}, {epochs or '?'} epochs)"] = [
             "not in this study" if pd.isna(v) else
             f"rank {fmt(r, '.0f')}: {fmt(e)} [{fmt(lo)}, {fmt(hi)}], {v}"
             for r, e, lo, hi, v in zip(part["rank"], part["effect"], part["effect_ci_low"],

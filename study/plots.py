@@ -189,7 +189,6 @@ def plot_overview(trials: pd.DataFrame, levels: pd.DataFrame, noise: dict[str, f
                frameon=False, bbox_to_anchor=(0.5, -0.02))
     fig.suptitle("Test accuracy by factor: every level on one scale"
                  + ("" if band else " (noise band n/a: the baseline has no two converged seeds)"))
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return _save(fig, out, "overview")
 
 
@@ -236,11 +235,11 @@ def plot_cross_study(cross: CrossStudy, out: Path) -> str:
     for offset, name, colour in zip(offsets, studies, sns.color_palette(n_colors=len(studies)),
                                     strict=True):
         part = effects[effects["study"] == name].set_index("factor").reindex(order)
-        budget = part["budget"].dropna().iloc[0] if part["budget"].notna().any() else "?"
         y = np.arange(len(order)) + offset
         ax.errorbar(part["effect"], y, xerr=[part["effect"] - part["effect_ci_low"],
                                              part["effect_ci_high"] - part["effect"]],
-                    fmt="o", color=colour, capsize=3, label=f"{name} (budget {budget})")
+                    fmt="o", color=colour, capsize=3,
+                    label=f"{name} (budget {cross.budgets[name][0]})")
     ax.set_yticks(range(len(order)), order)
     ax.invert_yaxis()
     ax.set(xlabel="effect on test accuracy (95% interval)",

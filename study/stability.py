@@ -190,7 +190,7 @@ def epoch_ranking(trials: pd.DataFrame, curves: pd.DataFrame, spec: StudySpec,
     if epochs < 2:
         return None
     done, accuracy = epoch_matrix(trials, curves, epochs)
-    model = effect_model(done.assign(**{ACCURACY: accuracy[:, -1]}) if len(done) else done, spec)
+    model = effect_model(done.assign(**{ACCURACY: accuracy[:, -1]}), spec)
     if model is None:
         return None
     effects = model.effects(accuracy)
@@ -242,7 +242,8 @@ class CrossStudy:
     """Studies of one design side by side, each compared with the reference study."""
 
     reference: str
-    effects: pd.DataFrame  # factor, study, budget, epochs, rank, effect (+ interval), verdict
+    budgets: dict[str, tuple[str, int | None]]  # study -> its budget and epochs
+    effects: pd.DataFrame  # factor, study, rank, effect (+ interval), verdict
     correlations: pd.DataFrame  # study, reference, factors, spearman (+ interval), kendall (...)
     changed: pd.DataFrame  # factor, reference verdict, study, its verdict: where they differ
 
@@ -252,11 +253,9 @@ def compare_rankings(rankings: list[StudyRanking], reference: str) -> CrossStudy
     both rank (bootstrap intervals from both studies' redraws), and the verdicts that differ."""
     by_name = {r.name: r for r in rankings}
     ref = by_name[reference]
-    effects = pd.concat([r.analysis.ranking.assign(study=r.name, budget=r.budget,
-                                                   epochs=r.epochs) for r in rankings],
-                        ignore_index=True)[["factor", "study", "budget", "epochs", "rank",
-                                            "effect", "effect_ci_low", "effect_ci_high",
-                                            "verdict"]]
+    effects = pd.concat([r.analysis.ranking.assign(study=r.name) for r in rankings],
+                        ignore_index=True)[["factor", "study", "rank", "effect",
+                                            "effect_ci_low", "effect_ci_high", "verdict"]]
     rows, changed = [], []
     ref_verdicts = ref.analysis.ranking.set_index("factor")["verdict"]
     for other in rankings:
@@ -273,6 +272,7 @@ def compare_rankings(rankings: list[StudyRanking], reference: str) -> CrossStudy
         changed += [{"factor": f, "reference verdict": ref_verdicts[f], "study": other.name,
                      "verdict": verdicts[f]}
                     for f in ref_verdicts.index if f in verdicts and verdicts[f] != ref_verdicts[f]]
-    return CrossStudy(reference, effects, pd.DataFrame(rows),
+    return CrossStudy(reference, {r.name: (r.budget, r.epochs) for r in rankings}, effects,
+                      pd.DataFrame(rows),
                       pd.DataFrame(changed, columns=["factor", "reference verdict", "study",
                                                      "verdict"]))
