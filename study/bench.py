@@ -59,6 +59,7 @@ TUTORIAL_LOADER_WORKERS = 2
 SLICE_STORAGE = Path("results/bench/study.db")  # the timed slice's own study, remade each run
 LAST_ONLY = ", tested after the last epoch only"  # (f)
 
+
 @dataclass
 class Throughput:
     label: str

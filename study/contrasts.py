@@ -161,14 +161,14 @@ def estimate(comp: Comparison) -> FactorEstimates:
         nan = np.full(len(d), np.nan)
         return FactorEstimates(d, nan, nan, np.nan, np.nan, np.nan, np.nan)
     se = comp.s * np.sqrt(np.diag(cov_unit))
-    max_z, max_t = _null_draws(_key(cov_unit), comp.df)
+    max_t = _null_draws(_key(cov_unit), comp.df)[1]
     with np.errstate(divide="ignore", invalid="ignore"):  # no noise at all (s = 0): t is inf
         t = np.abs(d) / se
         wald = d @ np.linalg.pinv(cov_unit) @ d / comp.s ** 2 / len(d)
     return FactorEstimates(
         d, se, p_each=np.array([(max_t >= value).mean() for value in t]),
         q95=float(np.quantile(max_t, 0.95)), q90=float(np.quantile(max_t, 0.90)),
-        null_mean=comp.s * float(max_z.mean()), p=float(sps.f.sf(wald, len(d), comp.df)))
+        null_mean=comp.s * null_max_z(comp), p=float(sps.f.sf(wald, len(d), comp.df)))
 
 
 def divergence(spec: StudySpec, slices: dict[str, pd.DataFrame]) -> pd.DataFrame:
