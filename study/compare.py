@@ -92,15 +92,19 @@ def effects_table(cross: stability.CrossStudy) -> pd.DataFrame:
     return table
 
 
+def correlation_columns(corr: pd.DataFrame) -> dict[str, list[str]]:
+    """Spearman's and Kendall's columns of a correlations table, each `rho [low, high]`."""
+    return {f"{name.capitalize()} [95% CI]": [
+        f"{fmt(v, '.2f')} [{fmt(lo, '.2f')}, {fmt(hi, '.2f')}]" for v, lo, hi in zip(
+            corr[name], corr[f"{name}_low"], corr[f"{name}_high"], strict=True)]
+        for name in stability.CORRELATIONS}
+
+
 def cross_study_blocks(cross: stability.CrossStudy, figure: str | None) -> list[Block]:
     """The comparison as report blocks."""
     corr = cross.correlations
-    shown = pd.DataFrame({
-        "study": corr["study"], "factors ranked by both": corr["factors"],
-        **{f"{name.capitalize()} [95% CI]": [
-            f"{fmt(v, '.2f')} [{fmt(lo, '.2f')}, {fmt(hi, '.2f')}]" for v, lo, hi in zip(
-                corr[name], corr[f"{name}_low"], corr[f"{name}_high"], strict=True)]
-           for name in stability.CORRELATIONS}})
+    shown = pd.DataFrame({"study": corr["study"], "factors ranked by both": corr["factors"],
+                          **correlation_columns(corr)})
     blocks: list[Block] = [
         ("p", f"Each factor's effect, rank and verdict in each study; every study's ranking is "
          f"compared with that of `{cross.reference}` by rank correlations of their effects over "

@@ -341,11 +341,7 @@ def epoch_blocks(over_epochs: stability.EpochRanking | None,
               if over_epochs.stable_from is not None else
               "n/a: Spearman's rho with the final ranking is undefined (fewer than "
               f"{stability.MIN_FACTORS} factors with a noise estimate).")
-    table = pd.DataFrame({"epoch": corr["epoch"], **{
-        f"{name.capitalize()} [95% CI]": [
-            f"{fmt(v, '.2f')} [{fmt(lo, '.2f')}, {fmt(hi, '.2f')}]" for v, lo, hi in zip(
-                corr[name], corr[f"{name}_low"], corr[f"{name}_high"], strict=True)]
-        for name in stability.CORRELATIONS}})
+    table = pd.DataFrame({"epoch": corr["epoch"], **compare.correlation_columns(corr)})
     return [("p", "The test accuracy after every epoch (each trial's Optuna intermediate values, "
              "plotted by optuna-dashboard) gives each factor's effect as it would have been "
              "judged had training stopped there, and each epoch's ranking is compared with the "
