@@ -48,6 +48,12 @@ def _like_trials_frame(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows).astype({"channels": "Int64", "batch_size": "Int64", "seed": "Int64"})
 
 
+def ofat_points(levels: dict[str, list]) -> list[tuple[str, dict, str]]:
+    """OFAT's design points over BASE: (id, params, the factor it varies; '' at the baseline)."""
+    return [("baseline", BASE, "")] + [(f"{f}={v}", BASE | {f: v}, f)
+                                       for f, vs in levels.items() for v in vs]
+
+
 def ofat_table(shifts: dict[str, float], noise: float, seeds: int = 5,
                rng: np.random.Generator | None = None, levels: dict[str, list] | None = None,
                diverged: dict[str, list[int]] | None = None,
@@ -59,9 +65,9 @@ def ofat_table(shifts: dict[str, float], noise: float, seeds: int = 5,
     replicates, when more than `seeds`."""
     rng = rng or np.random.default_rng(0)
     diverged = diverged or {}
-    points = [("baseline", BASE, 0.0)] + [
-        (f"{f}={v}", BASE | {f: v}, shifts.get(f"{f}={v}", shifts.get(f, 0.0)))
-        for f, vs in (levels or LEVELS).items() for v in vs]
+    points = [(point, params, 0.0 if point == "baseline" else
+               shifts.get(point, shifts.get(factor, 0.0)))
+              for point, params, factor in ofat_points(levels or LEVELS)]
     rows = [_row(len(points) * s + i, point, s, params, 0.7 + shift + rng.normal(0, noise))
             for s in range(seeds) for i, (point, params, shift) in enumerate(points)]
     rows += [_row(len(rows) + s, "baseline", seeds + s, BASE, 0.7 + rng.normal(0, noise))
@@ -78,9 +84,7 @@ def ofat_epochs(shifts: list[dict[str, float]], noise: float, seeds: int, baseli
     shifts accuracy by shifts[e][f]; each trial's noise is mostly its own (one draw for all its
     epochs), as a seed's. Returns the trials (accuracy: the last epoch's) and their curves."""
     rows, curves = [], {}
-    points = [("baseline", BASE, "")] + [(f"{f}={v}", BASE | {f: v}, f)
-                                         for f, vs in LEVELS.items() for v in vs]
-    for point, params, factor in points:
+    for point, params, factor in ofat_points(LEVELS):
         for seed in range(baseline_seeds if point == "baseline" else seeds):
             own = rng.normal(0, noise)
             curve = [0.5 + 0.05 * e + (shift.get(factor, 0.0) if factor else 0.0) + own
