@@ -17,14 +17,23 @@ import time
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pandas as pd
 
-from study.analysis import seed_noise
-from study.document import markdown_table
-from study.report import claim_table, write_report
-from study.stats import analyse
-from tests.tables import LEVELS, SHAPES, ofat_spec, ofat_table, random_table, study_from_table
+from study import api
+from study.reporting.document import markdown_table
+from study.reporting.sections import claim_table
+from study.stats.frames import StudyData
+from study.stats.synthetic import (
+    LEVELS,
+    SHAPES,
+    ofat_spec,
+    ofat_table,
+    random_table,
+    study_from_table,
+)
 
+NO_CURVES = pd.DataFrame()  # simulated studies record no per-epoch test accuracy
 SIX_LEVELS = LEVELS | {"channels": [8, 16, 64, 128, 256]}
 CLAIMS = ("influential", "small")
 
@@ -40,7 +49,7 @@ def null_row(sigma: float, seeds: int, baseline_seeds: int, studies: int,
     for _ in range(studies):
         table = ofat_table({}, noise=sigma, seeds=seeds, rng=rng, levels=SIX_LEVELS,
                            baseline_seeds=baseline_seeds)
-        result = analyse(table, spec, seed_noise(table))
+        result = api.rank(StudyData("simulated", spec, table, NO_CURVES))
         ranking, diffs = result.ranking, result.differences
         claims.append(ranking["verdict"].isin(CLAIMS).any())
         covered += list((diffs["ci_low"] <= 0) & (diffs["ci_high"] >= 0))
@@ -62,7 +71,8 @@ def power(sigma: float, seeds: int, baseline_seeds: int, studies: int, effect: f
     for _ in range(studies):
         table = ofat_table({"lr": -effect}, noise=sigma, seeds=seeds, rng=rng, levels=SIX_LEVELS,
                            baseline_seeds=baseline_seeds)
-        ranking = analyse(table, spec, seed_noise(table)).ranking.set_index("factor")
+        ranking = api.rank(StudyData("simulated", spec, table, NO_CURVES)).ranking.set_index(
+            "factor")
         hits.append(ranking.loc["lr", "verdict"] == "influential")
     return float(np.mean(hits))
 
@@ -94,8 +104,9 @@ def reports(count: int) -> None:
                                  float(rng.choice([0, 0.005, 0.05])),
                                  float(rng.choice([0, 0.03])), float(rng.choice([0, 0.2, 1.0])),
                                  float(rng.choice([0, 0.3, 1.0])), int(rng.integers(0, 2 ** 16)))
-            out, _ = write_report(study_from_table(table, SHAPES[shape], f"s{i}"),
-                                  Path(folder))
+            storage = optuna.storages.InMemoryStorage()
+            study_from_table(table, SHAPES[shape], f"s{i}", storage=storage)
+            out = api.write_report(api.load(f"s{i}", storage), Path(folder)).folder
             shutil.rmtree(out)  # keep the disk small
             if (i + 1) % 50 == 0:
                 print(f"{i + 1} reports written ({time.time() - started:.0f} s)", flush=True)

@@ -1,15 +1,16 @@
-"""Shared entry point of the study's Hydra apps (`study.train`, `study.sweep`, `study.report`,
-`study.bench`).
+"""Shared entry point of the commands (`study.train`, `study.sweep`, `study.report`,
+`study.bench`), on Hydra's public entry points only.
 
-`run_app(task)` composes the config from the command line once, checks it (`validate`), and only
-then runs `task` as a Hydra job (its run folder, config copy and log file), so a user error
-(unknown key, wrong type, value outside its allowed set, unknown config group option) ends the
-command at once with one line on stderr and exit status 2, never a traceback. Errors found later
-(missing data, unreachable storage, a study of another identity) are raised as `UserError` and
-reported the same way, and the run folder is removed again. A multirun (`-m`) and Hydra's own
-flags (`--help`, `--cfg`, `--info`) go through `hydra.main`, which composes each job itself.
-Without a GPU and without an explicit `budget=`, it selects `budget=quick` and says so, so that a
-plain `python -m study.sweep` cannot start a multi-day job on a laptop.
+`run_app(task)` first composes the config from the command line with Hydra's compose API and
+checks it (`validate`, and that Hydra's run folder can be written), so a user error (unknown
+key, wrong type, value outside its allowed set, unknown config group option) ends the command at
+once with one line on stderr and exit status 2, never a traceback, before Hydra makes a folder.
+Then `hydra.main` runs `task` as a Hydra job (its run folder, config copy and log file). Errors
+found later (missing data, unreachable storage, a study of another identity) are raised as
+`UserError` and reported the same way, and the run folder is removed again. A multirun (`-m`)
+and Hydra's own flags (`--help`, `--cfg`, `--info`) go to `hydra.main` directly, which composes
+each job itself. Without a GPU and without an explicit `budget=`, it selects `budget=quick` and
+says so, so that a plain `python -m study.sweep` cannot start a multi-day job on a laptop.
 """
 
 from __future__ import annotations
@@ -25,16 +26,13 @@ from typing import NoReturn
 
 import hydra
 from hydra import compose, initialize_config_dir
-from hydra._internal.callbacks import Callbacks
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.utils import run_job
 from hydra.errors import HydraException, MissingConfigException
-from hydra.types import HydraContext, RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from study.config import StudyConfig, register_schema, validate
+from study.design.config import StudyConfig, register_schema, validate
+from study.design.factors import FACTORS
 from study.errors import (
     ConfigError,
     Interrupted,
@@ -43,9 +41,8 @@ from study.errors import (
     one_line,
     raise_on_signals,
 )
-from study.factors import FACTORS
 from study.paths import check_writable
-from study.storage import INVALID_URL, mask_url
+from study.runs.storage import INVALID_URL, mask_url
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 log = logging.getLogger("study")
@@ -151,14 +148,25 @@ def _interrupted(stop: Interrupted, job_name: str, args: list[str]) -> NoReturn:
     sys.exit(stop.exit_code)
 
 
+def list_overrides(args: list[str], keys: tuple[str, ...]) -> list[str]:
+    """`key=a,b` as the list `key=[a,b]` for each of `keys`: Hydra reads a bare comma list as a
+    sweep."""
+    def as_list(arg: str) -> str:
+        key, _, value = arg.partition("=")
+        return f"{key}=[{value}]" if key in keys and not value.startswith("[") else arg
+
+    return [as_list(arg) for arg in args]
+
+
 def run_app(task: Callable[[DictConfig], None], job_name: str,
             cpu_defaults: tuple[str, ...] = ("budget=quick",),
-            app_defaults: tuple[str, ...] = ()) -> None:
+            app_defaults: tuple[str, ...] = (), list_keys: tuple[str, ...] = ()) -> None:
     """Check the command line, then run `task` as a Hydra job; user errors print one line, and
     so do Ctrl-C and SIGTERM. Each of `app_defaults` (key=value) applies unless its key is
-    given; without a GPU, so does each of `cpu_defaults`."""
+    given; without a GPU, so does each of `cpu_defaults`; each of `list_keys` takes a bare
+    comma list as a list."""
     raise_on_signals()
-    given, real_storage = _hide_storage_secret(sys.argv[1:])
+    given, real_storage = _hide_storage_secret(list_overrides(sys.argv[1:], list_keys))
     try:
         _run_app(task, job_name, given, real_storage, cpu_defaults, app_defaults)
     except Interrupted as stop:
@@ -191,21 +199,14 @@ def _run_app(task: Callable[[DictConfig], None], job_name: str, given: list[str]
                 _remove_run_dir()
             _fail(error)
 
-    if passes_through or any(a in ("-m", "--multirun") for a in args):
-        register_schema()
-        sys.argv[1:] = [*args, f"hydra.job.name={job_name}"]  # names the log file
-        hydra.main(config_path=str(CONF_DIR), config_name="config",
-                   version_base="1.3")(checked_task)()
-        return
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name=job_name):
-        try:
-            cfg, _ = _compose(args)
-            check_writable(Path(cfg.hydra.run.dir), "hydra.run.dir")  # Hydra's first write
+    if not passes_through and not any(a in ("-m", "--multirun") for a in args):
+        try:  # the whole command line, before Hydra makes its run folder
+            with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name=job_name):
+                cfg, _ = _compose(args)
+                check_writable(Path(cfg.hydra.run.dir), "hydra.run.dir")  # Hydra's first write
         except UserError as error:
             _fail(error)
-        cfg.hydra.mode = RunMode.RUN
-        context = HydraContext(config_loader=GlobalHydra.instance().config_loader(),
-                               callbacks=Callbacks(cfg))
-        job = run_job(task_function=checked_task, config=cfg, job_dir_key="hydra.run.dir",
-                      job_subdir_key=None, hydra_context=context)
-        _ = job.return_value  # raises what the task raised
+    register_schema()
+    sys.argv[1:] = [*args, f"hydra.job.name={job_name}"]  # hydra.main reads them; names the log
+    hydra.main(config_path=str(CONF_DIR), config_name="config",
+               version_base="1.3")(checked_task)()

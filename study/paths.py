@@ -2,10 +2,12 @@
 
 A study's name becomes a folder (`reports/<name>/`, `results/hydra/<name>/`, the TensorBoard
 runs), so it must be one harmless path component: `name_problem` is the rule, checked with the
-config (study.config.validate) before Hydra makes a folder from it, and `named_folder` is the one
-way to build a path from a name, refusing anything that would land outside its root. The apps
-call `check_writable` on every folder they will write before any training, so that a `reports`
-that is a file or a read-only `results/` ends the command at once instead of after the study.
+config (study.design.config.validate) before Hydra makes a folder from it, and `named_folder`
+is the one way to build a path from a name, refusing anything that would land outside its root.
+The
+commands call `check_writable` on every folder they will write before any training, so that a
+`reports` that is a file or a read-only `results/` ends the command at once instead of after the
+study.
 """
 
 from __future__ import annotations

@@ -20,23 +20,17 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from study.cli import run_app
-from study.config import check_batch_sizes
-from study.data import load_images, to_device
-from study.designs import HydraJobs
-from study.engine import device_name, pick_device, resolve_engine, train_trial
+from study.design.config import check_batch_sizes
+from study.design.designs import HydraJobs
+from study.design.factors import FACTORS
+from study.design.spec import spec_for_run
 from study.errors import Interrupted
-from study.factors import FACTORS
 from study.paths import check_outputs
-from study.spec import spec_for_run
-from study.storage import (
-    INTERRUPTED,
-    mask_url,
-    open_storage,
-    open_study,
-    record_job,
-    sqlite_file,
-)
-from study.tensorboard_log import TrialLog
+from study.runs.queue import INTERRUPTED, record_job
+from study.runs.storage import mask_url, open_storage, open_study, sqlite_file
+from study.runs.tensorboard_log import TrialLog
+from study.training.data import load_images, to_device
+from study.training.engine import device_name, pick_device, resolve_engine, train_trial
 
 log = logging.getLogger("study.train")
 NOT_DESIGN_KEYS = {"train.seed", "name", "storage", "artifact_dir", "data.path", "data.cache_dir",

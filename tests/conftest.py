@@ -9,8 +9,8 @@ import pytest
 from omegaconf import DictConfig
 
 from study.cli import compose_config
-from study.data import Images, load_cifar10
-from study.spec import StudySpec, spec_for_run
+from study.design.spec import StudySpec, spec_for_run
+from study.training.data import Images, load_cifar10
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_CIFAR10 = REPO.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"

@@ -19,11 +19,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from study.data import load_cifar10, synthetic_images
-from study.storage import open_storage, open_study
+from study.runs.storage import open_storage, open_study
+from study.training.data import load_cifar10, synthetic_images
 from tests.conftest import compose, spec_of
-from tests.test_data import _damage, _png, _png_header, _tar, _write_image_folder
-from tests.test_spec import _legacy_study
+from tests.design.test_spec import _legacy_study
+from tests.training.test_data import _damage, _png, _png_header, _tar, _write_image_folder
 
 STUDY = ["budget=smoke", "data=synthetic"]
 ONE_LEVEL = [f"sweep.levels.{name}=[{level}]" for name, level in (

@@ -1,0 +1,51 @@
+"""What each design point of a fixed design costs to train, relative to the baseline point:
+multiply-accumulates per image (study.training.model.macs_per_image) times epochs. The training
+images are the same for every point and a batch size changes the steps, not the arithmetic, so
+this is the ratio of trial times on a device that is kept busy.
+
+The sweep enqueues the most expensive points first, so that a long trial does not start last and
+keep one worker busy while the others idle; the report's design table shows the costs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from study.design.spec import StudySpec
+from study.training.model import ARCHITECTURES, macs_per_image
+
+
+def _model_config(spec: StudySpec, params: dict[str, Any]) -> dict[str, Any] | None:
+    """The network a point trains, from the spec's setup and the point's factor values; None
+    when the spec does not record every key its network needs (a spec from older code)."""
+    model = {key.split(".", 1)[1]: value for key, value in spec.setup.items()
+             if key.startswith("model.")}
+    for name, factor in spec.factors.items():
+        if factor.key.startswith("model."):
+            model[factor.key.split(".", 1)[1]] = params.get(name, factor.baseline)
+    arch = ARCHITECTURES.get(model.get("arch"))
+    if arch is None or any(model.get(key) is None for key in arch.keys):
+        return None
+    return model
+
+
+def point_costs(spec: StudySpec) -> dict[str, float]:
+    """Design point id -> its cost relative to the baseline point (1.0); empty where the design
+    has no fixed points or the spec cannot rebuild its networks."""
+    if not spec.plan.fixed:
+        return {}
+    epochs = spec.setting("train.epochs")
+    macs: dict[str, int] = {}
+    work = {}
+    for point in spec.points():
+        model = _model_config(spec, point.params)
+        if model is None or epochs is None:
+            return {}
+        key = repr(sorted(model.items()))
+        if key not in macs:
+            macs[key] = macs_per_image(OmegaConf.create(model))
+        work[point.id] = macs[key] * point.params.get("epochs", epochs)
+    base = work.get("baseline") or next(iter(work.values()), None)
+    return {point: cost / base for point, cost in work.items()} if base else {}

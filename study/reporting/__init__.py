@@ -1,0 +1,3 @@
+"""The report, drawn from what study.stats computed: its sections (`sections`), figures
+(`plots`), documents (`document`: Markdown and self-contained HTML), the whole report
+(`report`), the comparison of studies (`compare`) and the optuna-dashboard page (`dashboard`)."""

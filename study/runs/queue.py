@@ -1,0 +1,205 @@
+"""The study's trial queue, shared by every worker process on every machine: it lives in the
+study storage.
+
+Fixed designs (ofat, grid) put every (design point, seed) into the queue with Optuna's
+`enqueue_trial` (`enqueue_missing`, under the study lock, the most expensive points first). A
+worker takes the next waiting trial (`next_trial`: a claim that sets it running, or for a
+sampled design a new trial from the sampler), records its heartbeat while it trains
+(`Heartbeat`), and records the trial's failure with its reason (`record_failure`); a train-app
+job records itself as a finished trial (`record_job`). Each claimed trial records which process
+trains it and with which code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections import Counter
+from datetime import datetime
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import TrialState
+
+from study.design.cost import point_costs
+from study.design.factors import untrainable
+from study.design.spec import StudySpec, code_version
+from study.training.engine import TrialResult
+
+log = logging.getLogger("study.runs.queue")
+CLAIMED = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"  # recorded on each trial a process claims
+INTERRUPTED = "interrupted"  # the reason recorded on trials stopped by Ctrl-C or SIGTERM
+
+
+def enqueue_missing(study: optuna.Study, spec: StudySpec) -> int:
+    """Enqueue every (design point, seed) that is not already done, running or waiting, the most
+    expensive points first (workers take the queue in order: the longest trials start first and
+    the run ends with short ones, not with one long trial and idle workers)."""
+    claimed = Counter((t.user_attrs.get("design_point"), t.user_attrs.get("seed"))
+                      for t in study.get_trials(deepcopy=False, states=CLAIMED))
+    costs = point_costs(spec)
+    added = 0
+    for point in sorted(spec.points(), key=lambda p: -costs.get(p.id, 1.0)):
+        for seed in spec.point_seeds(point.id):
+            if claimed[(point.id, seed)] == 0:
+                study.enqueue_trial(point.params, user_attrs={"design_point": point.id,
+                                                              "seed": seed})
+                added += 1
+    return added
+
+
+def fail_untrainable(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[str]:
+    """Record as failed, with the reason, every waiting trial whose queued values cannot be
+    trained (a study poisoned by an older version, e.g. lr=nan), so that a rerun repairs the
+    study instead of crashing on it: its design queues the point again with the values of its
+    spec. Returns the reasons."""
+    reasons = []
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        problem = untrainable(frozen.system_attrs.get("fixed_params", {}))
+        if problem and (trial := _claim(study, storage, frozen)) is not None:
+            record_failure(study, trial, problem)
+            reasons.append(problem)
+    return reasons
+
+
+def claim_waiting_trial(study: optuna.Study, storage: optuna.storages.BaseStorage
+                        ) -> optuna.Trial | None:
+    """Take the next enqueued trial, as Study.ask does, but never create a new one: a fixed
+    design must not grow sampler-made trials when its queue runs dry."""
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if (trial := _claim(study, storage, frozen)) is not None:
+            return mark_claimed(trial)
+    return None
+
+
+def _claim(study: optuna.Study, storage: optuna.storages.BaseStorage,
+           frozen: optuna.trial.FrozenTrial) -> optuna.Trial | None:
+    """Set a waiting trial running; None when another process claimed it first."""
+    study_id = storage.get_study_id_from_name(study.study_name)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
+    if storage.get_heartbeat_interval():
+        # before the claim: Optuna never counts a running trial without a heartbeat as
+        # stale, so a worker killed between claim and first beat would hold it forever
+        storage.record_heartbeat(trial_id)
+    try:
+        if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+            return optuna.Trial(study, trial_id)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass
+    return None
+
+
+def mark_claimed(trial: optuna.Trial) -> optuna.Trial:
+    """Record on the trial which process trains it and with which code: several machines or
+    versions may share a study."""
+    trial.set_user_attr("worker", WORKER_ID)
+    trial.set_user_attr("code", code_version())
+    return trial
+
+
+def failures_since(study: optuna.Study, start: datetime) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+            if t.datetime_complete is not None and t.datetime_complete >= start]
+
+
+def record_job(study: optuna.Study, storage: optuna.storages.BaseStorage, spec: StudySpec,
+               job: StudySpec, design_point: str, result: TrialResult | None,
+               reason: str = "") -> int:
+    """Record one trained job (the train app; its own spec `job`) as a finished trial of the
+    study with `spec`; return its number. Without a result it is a failed trial with the
+    reason."""
+    attrs = {"design_point": design_point, "seed": job.seeds[0], "worker": WORKER_ID,
+             "code": code_version()}
+    curve: dict[int, float] = {}
+    if result is None:
+        state, value, attrs = TrialState.FAIL, None, attrs | {"outcome": "failed",
+                                                                "reason": reason}
+    else:
+        state, value = TrialState.COMPLETE, result.test_accuracy
+        attrs |= {k: v for k, v in result.as_dict().items()
+                  if k not in ("test_accuracy", "epoch_test_accuracy")}
+        curve = result.epoch_test_accuracy
+    frozen = optuna.trial.create_trial(state=state, value=value, params=job.baseline,
+                                       distributions=spec.distributions(), user_attrs=attrs,
+                                       intermediate_values=curve)
+    trial_id = storage.create_new_trial(storage.get_study_id_from_name(study.study_name),
+                                        template_trial=frozen)
+    return storage.get_trial_number_from_id(trial_id)
+
+
+def record_failure(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
+    trial.set_user_attr("outcome", "failed")
+    trial.set_user_attr("reason", reason)
+    study.tell(trial, state=TrialState.FAIL)
+
+
+def fail_trials_of(study: optuna.Study, storage: optuna.storages.BaseStorage, worker: str,
+                   reason: str) -> None:
+    """Record the trials a dead worker was running as failed, so a rerun trains them again."""
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if frozen.user_attrs.get("worker") == worker:
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
+            record_failure(study, optuna.Trial(study, trial_id), reason)
+
+
+def next_trial(study: optuna.Study, storage: optuna.storages.BaseStorage, spec: StudySpec,
+               space: dict[str, BaseDistribution]) -> optuna.Trial | None:
+    """The next waiting trial (a fixed design's point, or one queued again); a sampled design
+    then asks its sampler for new ones until the study holds n_trials."""
+    trial = claim_waiting_trial(study, storage)
+    if trial is None and spec.plan.sampled and \
+            len(study.get_trials(deepcopy=False, states=CLAIMED)) < spec.n_trials:
+        trial = mark_claimed(study.ask())
+        trial.set_user_attr("design_point", f"sample {trial.number}")
+        trial.set_user_attr("seed", spec.seeds[0] + trial.number)
+    if trial is not None:
+        for name, distribution in space.items():
+            suggest(trial, name, distribution)
+    return trial
+
+
+def suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> None:
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        trial.suggest_categorical(name, distribution.choices)
+    elif isinstance(distribution, optuna.distributions.IntDistribution):
+        trial.suggest_int(name, distribution.low, distribution.high, log=distribution.log)
+    else:
+        trial.suggest_float(name, distribution.low, distribution.high, log=distribution.log)
+
+
+class Heartbeat:
+    """Records the heartbeat of the trials this worker trains every `interval` seconds, so that a
+    later run tells a killed worker's trial (no heartbeat for the grace period) from a live one."""
+
+    def __init__(self, study: optuna.Study, storage: optuna.storages.RDBStorage) -> None:
+        self.storage, self.trial_ids = storage, frozenset()
+        self.study_id = storage.get_study_id_from_name(study.study_name)
+        self.interval = storage.get_heartbeat_interval()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+        if self.interval:
+            self.thread.start()
+
+    def _id(self, trial: optuna.Trial) -> int:
+        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
+
+    def follow(self, trial: optuna.Trial) -> None:
+        trial_id = self._id(trial)
+        self.trial_ids |= {trial_id}  # a new set: the beating thread reads it without a lock
+        if self.interval:
+            self.storage.record_heartbeat(trial_id)
+
+    def unfollow(self, trial: optuna.Trial) -> None:
+        self.trial_ids -= {self._id(trial)}
+
+    def _beat(self) -> None:
+        while not self.stop.wait(self.interval):
+            for trial_id in self.trial_ids:
+                try:
+                    self.storage.record_heartbeat(trial_id)
+                except Exception as error:  # a missed beat is retried; training goes on
+                    log.warning("heartbeat of trial id %d failed: %s", trial_id, error)

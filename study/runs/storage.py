@@ -1,0 +1,195 @@
+"""The study storage: open it, and create or continue a study in it.
+
+`open_study` creates a study with its spec (study.design.spec), or continues one whose spec has
+the same identity, growing it by what the run adds; a run that would change what the study is
+gets a one-line UserError and changes nothing. It works under a per-study lock (`study_lock`),
+so that machines starting at once create the study (and enqueue its design: study.runs.queue)
+once. A trial whose worker died (no heartbeat) is failed by Optuna's `fail_stale_trials` and
+queued again by its RetryHeartbeatStaleTrialCallback, which `open_storage` installs. On SQLite
+every transaction takes the write lock up front (BEGIN IMMEDIATE): a claim reads, then writes,
+and without that lock two processes can both claim the same trial (seen here: 28 double claims
+in 300 with 4 processes). Storage URLs are shown with the password masked; a storage problem is
+a one-line UserError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import re
+import time
+import warnings
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import optuna
+import sqlalchemy
+from omegaconf import DictConfig
+
+from study.design.spec import SPEC_ATTR, StudySpec, stored_spec
+from study.errors import UserError
+from study.paths import check_writable
+
+log = logging.getLogger("study.runs.storage")
+# The one place Optuna's ExperimentalWarning is silenced, for every app and worker (they all
+# import this module): the project relies on heartbeats, their retry callback, metric names and
+# artifacts on purpose, and the warnings would break a user error's one line on stderr.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+# Optuna's log lines ("A new study created ...") go through the app's logging (Hydra's: stdout
+# and the run's log file) rather than straight to stderr, which is kept for the one-line errors.
+optuna.logging.disable_default_handler()
+optuna.logging.enable_propagation()
+SCHEMA_ATTEMPTS = 3  # tries to open a storage whose tables another process is creating
+SQLITE_BUSY_TIMEOUT_S = 300  # how long a worker waits for another's SQLite write lock
+SECRET_QUERY_KEY = re.compile(r"pass|pwd|secret|token", re.IGNORECASE)  # ?password=, ...
+MASK = "***"
+INVALID_URL = "<invalid storage URL>"
+OBJECTIVE = "test_accuracy"  # the name of every study's one objective, shown by the dashboard
+
+
+def mask_url(url: str) -> str:
+    """The storage URL with its password and every query parameter that may carry one (libpq
+    takes `?password=`) replaced by ***, for logs, reports and the files Hydra writes."""
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        return INVALID_URL
+    hidden = {key: MASK for key in parsed.query if SECRET_QUERY_KEY.search(key)}
+    rendered = parsed.update_query_dict(hidden).render_as_string(hide_password=True)
+    return rendered.replace(quote(MASK, safe=""), MASK)
+
+
+def parse_url(url: str) -> sqlalchemy.engine.URL:
+    try:
+        return sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise UserError(f"storage={mask_url(url)} is not a SQLAlchemy URL (e.g. "
+                        "sqlite:///results/optuna.db, postgresql://user@host/db)") from None
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite storage URL; None for other databases and in-memory
+    SQLite."""
+    parsed = parse_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def open_storage(url: str, heartbeat_s: int | None = None, create: bool = True
+                 ) -> optuna.storages.RDBStorage:
+    """The study storage at `url`; with heartbeat_s, running trials whose heartbeat is older
+    than 3 x heartbeat_s count as stale (their worker died): `fail_stale_trials` fails them
+    and queues each again. Without `create`, a SQLite file that does not exist is a UserError
+    instead of a new, empty storage (for commands that only read)."""
+    sqlite = parse_url(url).get_backend_name() == "sqlite"
+    database = sqlite_file(url)
+    if database is not None and not create and not database.is_file():
+        raise UserError(f"no storage at {database} (storage={mask_url(url)}): check the path, "
+                        "or run python -m study.sweep first")
+    if database is not None:
+        check_writable(database.parent, "storage")
+        database.parent.mkdir(parents=True, exist_ok=True)
+    engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}} if sqlite else {}
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            storage = optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
+                grace_period=3 * heartbeat_s if heartbeat_s else None,
+                heartbeat_stale_trial_callback=(
+                    optuna.storages.RetryHeartbeatStaleTrialCallback() if heartbeat_s
+                    else None))
+            break
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            # another process is creating Optuna's tables in this empty database right now
+            if attempt == SCHEMA_ATTEMPTS - 1:
+                raise
+            time.sleep(1 + attempt)
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError) as error:
+            reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+            raise UserError(f"cannot open storage {mask_url(url)}: {reason}") from None
+    if sqlite:
+        lock_sqlite_transactions(storage.engine)
+    return storage
+
+
+def lock_sqlite_transactions(engine: sqlalchemy.engine.Engine) -> None:
+    """Make every transaction BEGIN IMMEDIATE (SQLAlchemy's recipe for pysqlite), so that a
+    read-then-write such as claiming a waiting trial is atomic across processes."""
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _begin_immediate(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened before the listeners existed
+
+
+def make_sampler(cfg: DictConfig, worker: int = 0) -> optuna.samplers.BaseSampler:
+    seed = cfg.train.seed + worker  # same-seeded samplers in parallel workers would repeat points
+    if cfg.sweep.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if cfg.sweep.sampler == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def open_study(cfg: DictConfig, storage: optuna.storages.RDBStorage, run_spec: StudySpec
+               ) -> tuple[optuna.Study, StudySpec]:
+    """Create the study `name` with `run_spec`, or continue it: its stored spec, grown by what
+    the run adds. UserError when the run is not the same study, and then nothing is written:
+    the check runs once before the lock (which may create a lock file) and once under it."""
+    continued_spec(storage, cfg.name, run_spec)
+    with study_lock(storage, cfg.name):
+        stored, spec = continued_spec(storage, cfg.name, run_spec)
+        study = optuna.create_study(study_name=cfg.name, storage=storage, direction="maximize",
+                                    sampler=make_sampler(cfg), load_if_exists=True)
+        if spec is not stored:
+            study.set_user_attr(SPEC_ATTR, spec.to_dict())
+        if study.metric_names != [OBJECTIVE]:
+            study.set_metric_names([OBJECTIVE])
+    if stored is not None and spec is not stored:
+        log.info("study %s grows: %s", cfg.name, spec.history[-1])
+    return study, spec
+
+
+def continued_spec(storage: optuna.storages.RDBStorage, name: str, run_spec: StudySpec
+                   ) -> tuple[StudySpec | None, StudySpec]:
+    """The study's stored spec (None for a new study) and its spec once this run joins it."""
+    existing = {s.study_name: s for s in storage.get_all_studies()}.get(name)
+    # a study with neither spec nor trials was left by a run killed while creating it
+    empty = existing is not None and SPEC_ATTR not in existing.user_attrs and \
+        not storage.get_n_trials(storage.get_study_id_from_name(name))
+    if existing is None or empty:
+        return None, run_spec
+    stored = stored_spec(name, existing.user_attrs)
+    return stored, stored.grow(run_spec, name, mask_url(str(storage.url)))
+
+
+@contextlib.contextmanager
+def study_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator[None]:
+    """Hold a lock that only one process per study holds, so that two machines starting at
+    once do not both create the study or enqueue its design: a PostgreSQL advisory lock, a lock
+    file next to a SQLite database; other databases get none (start their first workers one at
+    a time)."""
+    backend = storage.engine.url.get_backend_name()
+    if backend == "postgresql":
+        key = zlib.crc32(study_name.encode())
+        with storage.engine.connect() as connection:
+            connection.exec_driver_sql(f"SELECT pg_advisory_lock({key})")
+            try:
+                yield
+            finally:
+                connection.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
+    elif backend == "sqlite" and storage.engine.url.database:
+        with open(f"{storage.engine.url.database}.enqueue.lock", "w") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            yield
+    else:
+        yield

@@ -1,0 +1,257 @@
+"""Which factors matter: the ranking and verdicts of a fitted study (study.stats.fit), as plain
+data. `analyse(model)` returns an `Analysis` of DataFrames; every undefined number is NaN.
+
+Per factor:
+- accuracy: an F-test of "every level equals the baseline" (the Wald test of its contrasts) and
+  each level's difference from the baseline with Dunnett-type simultaneous intervals;
+- divergence: each level's rate with a Wilson interval, Fisher's exact test against the baseline;
+- the effect: the model's selection-corrected effect (a factor with more levels gains no head
+  start), clipped at zero, with the interval of the largest true difference implied by the
+  simultaneous intervals;
+- omega-squared; a rank interval from the model's parametric redraws;
+- a verdict (VERDICTS) with its reason, at the practical threshold `practical_effect`.
+The factor tests (accuracy, and divergence where any trial diverged) are Holm-corrected together:
+OFAT's factors share the baseline point, so their tests are correlated; Holm needs no independence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from study.design.spec import StudySpec
+from study.stats.fit import LEVEL_COLUMNS, POOLED, FactorFit, FittedModel, Noise, fit
+
+ALPHA = 0.05  # family-wise error rate over the factor tests (Holm)
+PRACTICAL_EFFECT = 0.01  # accuracy: one point; the default of analysis.practical_effect
+MAX_SEEDS = 200  # seeds-needed estimates above this say "more than"
+RANK_DECIMALS = 12  # effects equal to this many decimals share a rank (float noise is no effect)
+VERDICTS = ("influential", "small", "negligible", "undetermined", "no data")
+
+
+@dataclass
+class Analysis:
+    """Everything the report shows about influence; every undefined number is NaN."""
+
+    ranking: pd.DataFrame  # RANKING_COLUMNS, one row per studied factor, in rank order
+    levels: pd.DataFrame  # per (factor, level): accuracy and divergence
+    differences: pd.DataFrame  # per (factor, non-baseline level): difference from the baseline
+    practical_effect: float
+    model: FittedModel  # what the numbers come from
+
+    @property
+    def noise(self) -> Noise:
+        return self.model.noise
+
+    @property
+    def pooled(self) -> bool:
+        """One model over all design points (fixed designs), else one per factor."""
+        return self.model.pooled
+
+
+def rank_text(row: pd.Series) -> str:
+    """`2 (1-3)`: a ranking row's rank and its 95% interval; n/a for a factor without an
+    effect."""
+    if pd.isna(row["rank"]):
+        return "n/a"
+    if pd.isna(row["rank_low"]):
+        return str(row["rank"])
+    return f"{row['rank']} ({row['rank_low']}-{row['rank_high']})"
+
+
+def holm(p: pd.Series) -> pd.Series:
+    """Holm-adjusted p-values (NaN stays NaN). Written out because statsmodels' multipletests
+    runs gc.collect() on every call: 0.1 s each with torch loaded, too slow for simulations."""
+    adjusted = pd.Series(np.nan, index=p.index)
+    valid = p.dropna().sort_values()
+    if not valid.empty:
+        steps = (len(valid) - np.arange(len(valid))) * valid.to_numpy()
+        adjusted[valid.index] = np.minimum(1.0, np.maximum.accumulate(steps))
+    return adjusted
+
+
+def _seeds_to_decide(fit: FactorFit, q: float, gap: float) -> int | None:
+    """Seeds per design point (a point that has more, like a replicated baseline, keeps them) at
+    which, at the observed noise and differences, the effect's interval (half-width q * se)
+    would clear the practical threshold that now lies `gap` from the largest observed
+    difference; None when more than MAX_SEEDS would be needed."""
+    c = fit.contrasts
+    for seeds in range(int(fit.n.min()) + 1, MAX_SEEDS + 1):
+        se = fit.s * np.sqrt(np.max(np.diag((c / np.maximum(fit.n, seeds)) @ c.T)))
+        if q * se < gap:
+            return seeds
+    return None
+
+
+def _divergence_seeds(rows: pd.DataFrame, tests: int) -> int | None:
+    """Seeds per level at which the observed divergence rates would differ significantly from
+    the baseline's (Fisher, Bonferroni over the tests); None beyond MAX_SEEDS."""
+    base = rows[rows["baseline"]].iloc[0]
+    others = rows[~rows["baseline"] & (rows["rate"] != base["rate"])]
+    for seeds in range(int(rows["trials"].min()) + 1, MAX_SEEDS + 1):
+        kb = round(base["rate"] * seeds)
+        for rate in others["rate"]:
+            k = round(rate * seeds)
+            if sps.fisher_exact([[k, seeds - k], [kb, seeds - kb]]).pvalue < ALPHA / tests:
+                return seeds
+    return None
+
+
+def _seeds_text(seeds: int | None, per: str) -> str:
+    return (f"about {seeds} {per} would decide it" if seeds
+            else f"more than {MAX_SEEDS} {per} would be needed")
+
+
+def _verdict(row: dict, fit: FactorFit | None, div: pd.DataFrame, threshold: float,
+             tests: int) -> tuple[str, str]:
+    """(verdict, reason) from the factor's tests, effect interval and divergence."""
+    points = f"{100 * threshold:g} point{'s' if threshold != 0.01 else ''}"
+    per = ("seeds per design point" if fit is None or fit.error_id == POOLED
+           else "trials per level")
+    sig_acc, sig_div = row["accuracy_p_holm"] < ALPHA, row["divergence_p_holm"] < ALPHA
+    worse = div[~div["baseline"]]
+    base_rate = div.loc[div["baseline"], "rate"]
+    more_divergence = not base_rate.empty and (worse["rate"] > base_rate.iloc[0]).any()
+    if sig_div:
+        top = worse.loc[worse["fisher_p"].idxmin()]
+        return "influential", (f"diverges more often at {top['level']} ({top['diverged']}/"
+                               f"{top['trials']} trials) than at the baseline")
+    if fit is None:
+        return "undetermined", ("no level but the baseline has a converged trial; divergence "
+                                "does not yet differ significantly: "
+                                + _seeds_text(_divergence_seeds(div, tests), per))
+    if fit.df == 0:
+        return "undetermined", ("no design point has two converged seeds, so the noise cannot "
+                                "be measured: run more seeds")
+    if sig_acc and row["effect_ci_low"] >= threshold:
+        return "influential", f"its largest difference from the baseline is at least {points}"
+    if sig_acc and row["equivalence_bound"] < threshold:
+        return "small", f"it differs from the baseline, but every level by less than {points}"
+    if not sig_acc and row["equivalence_bound"] < threshold and not more_divergence:
+        return "negligible", (f"every level is within {points} of the baseline (equivalence "
+                              "test) and diverges no more often")
+    if more_divergence and not sig_acc:
+        return "undetermined", ("some level diverges more often than the baseline, not yet "
+                                "significantly: " + _seeds_text(_divergence_seeds(div, tests), per))
+    largest = abs(row["largest_difference"])
+    decide = (_seeds_to_decide(fit, fit.q95, largest - threshold) if largest >= threshold
+              else _seeds_to_decide(fit, fit.q90, threshold - largest))
+    return "undetermined", (f"the interval of its effect straddles {points}: "
+                            + _seeds_text(decide, per))
+
+
+def _factor_row(fit: FactorFit) -> dict:
+    d, se = fit.differences, fit.se
+    largest = int(np.argmax(np.abs(d)))
+    corrected = fit.corrected
+    means = dict(zip(fit.levels, fit.weights @ fit.mean, strict=True))
+    return {
+        "factor": fit.factor,
+        "effect": corrected if np.isnan(corrected) else max(0.0, corrected),
+        "effect_ci_low": float(np.max(np.clip(np.abs(d) - fit.q95 * se, 0, None))),
+        "effect_ci_high": float(np.max(np.abs(d) + fit.q95 * se)),
+        "equivalence_bound": float(np.max(np.abs(d) + fit.q90 * se)),
+        "largest_level": fit.others[largest], "largest_difference": float(d[largest]),
+        "raw_range": float(max(means.values()) - min(means.values())),
+        "best_level": max(means, key=means.get), "worst_level": min(means, key=means.get),
+        "omega_squared": fit.omega_squared(), "accuracy_p": fit.p,
+    }
+
+
+RANKING_COLUMNS = [
+    "rank", "rank_low", "rank_high", "factor", "effect", "effect_ci_low", "effect_ci_high",
+    "equivalence_bound", "largest_level", "largest_difference", "raw_range", "best_level",
+    "worst_level", "omega_squared", "accuracy_p", "accuracy_p_holm", "divergence_p",
+    "divergence_p_holm", "levels", "trials", "diverged", "failed", "verdict", "reason"]
+
+
+def _no_data_row(part: pd.DataFrame, factor: str, baseline: object) -> dict:
+    others = part[part[factor] != baseline]
+    failed = int((others["state"] != "COMPLETE").sum())
+    reason = (f"all {len(others)} of its non-baseline trials failed" if len(others) and
+              failed == len(others) else "no finished trial at a non-baseline level yet")
+    return {"factor": factor, "verdict": "no data", "reason": reason}
+
+
+def _rank_intervals(model: FittedModel) -> pd.DataFrame:
+    """95% intervals of each factor's rank, from ranking the effects of the model's parametric
+    redraws (rather than resampling seeds: it works with one seed per design point)."""
+    ranks = model.parametric_redraws().round(RANK_DECIMALS).rank(axis=1, ascending=False,
+                                                                 method="min")
+    return pd.DataFrame({"rank_low": ranks.quantile(0.025, interpolation="lower"),
+                         "rank_high": ranks.quantile(0.975, interpolation="higher")}).astype(int)
+
+
+def analyse(model: FittedModel, practical_effect: float = PRACTICAL_EFFECT) -> Analysis:
+    """The study's influence analysis (see the module's docstring)."""
+    divs = {factor: model.divergence[model.divergence["factor"] == factor]
+            for factor in model.slices}
+    rows, per_level, diff_rows = [], [], []
+    for factor, part in model.slices.items():
+        fit, factor_div = model.factors.get(factor), divs[factor]
+        if fit is None and len(factor_div) < 2:
+            rows.append(_no_data_row(part, factor, model.spec.factors[factor].baseline))
+            continue
+        row = {"factor": factor}
+        if fit is not None:
+            row = _factor_row(fit)
+            per_level += fit.level_rows()
+            diff_rows += [{"factor": factor, "level": level, "difference": d, "se": se,
+                           "ci_low": d - fit.q95 * se, "ci_high": d + fit.q95 * se, "p": p}
+                          for level, d, se, p in zip(fit.others, fit.differences, fit.se,
+                                                     fit.p_each, strict=True)]
+        tested = factor_div["fisher_p"].dropna()
+        row |= {"divergence_p": min(1.0, tested.min() * len(tested)) if len(tested) else np.nan,
+                "levels": len(factor_div), "trials": int(factor_div["trials"].sum()),
+                "diverged": int(factor_div["diverged"].sum()),
+                "failed": int((part["state"] != "COMPLETE").sum())}
+        rows.append(row)
+    ranking = pd.DataFrame(rows, columns=[c for c in RANKING_COLUMNS if c not in
+                                          ("rank", "rank_low", "rank_high")])
+    family = pd.concat([ranking["accuracy_p"], ranking["divergence_p"]], ignore_index=True)
+    adjusted = holm(family)
+    ranking["accuracy_p_holm"] = adjusted.iloc[:len(ranking)].to_numpy()
+    ranking["divergence_p_holm"] = adjusted.iloc[len(ranking):].to_numpy()
+    tests = int(family.notna().sum()) or 1
+    decided = [(row["verdict"], row["reason"]) if row["verdict"] == "no data" else _verdict(
+        row.to_dict(), model.factors.get(row["factor"]), divs[row["factor"]], practical_effect,
+        tests) for _, row in ranking.iterrows()]
+    ranking["verdict"] = [verdict for verdict, _ in decided]
+    ranking["reason"] = [reason for _, reason in decided]
+    corrected = ranking["factor"].map(
+        {name: fit.corrected for name, fit in model.factors.items()}).astype(float)
+    order = corrected.sort_values(ascending=False, na_position="last").index
+    ranking = ranking.loc[order].reset_index(drop=True)
+    corrected = corrected[order].reset_index(drop=True)
+    # equal effects share a rank (e.g. all-equal accuracies); an undefined effect has none
+    ranking.insert(0, "rank", corrected.round(RANK_DECIMALS).rank(method="min", ascending=False)
+                   .astype("Int64"))
+    ranked = model.factors and all(fit.df for fit in model.factors.values())
+    intervals = _rank_intervals(model) if ranked else pd.DataFrame()
+    for position, column in enumerate(("rank_low", "rank_high"), start=1):
+        values = (ranking["factor"].map(intervals[column]) if not intervals.empty
+                  else [pd.NA] * len(ranking))
+        ranking.insert(position, column, pd.array(values, dtype="Int64"))
+    levels = _merge_levels(pd.DataFrame(per_level, columns=LEVEL_COLUMNS), model.divergence)
+    return Analysis(ranking[RANKING_COLUMNS], levels,
+                    pd.DataFrame(diff_rows, columns=["factor", "level", "difference", "se",
+                                                     "ci_low", "ci_high", "p"]),
+                    practical_effect, model)
+
+
+def rank_trials(trials: pd.DataFrame, spec: StudySpec,
+                practical_effect: float = PRACTICAL_EFFECT) -> Analysis:
+    """A study's trials (every state) fitted, ranked and judged."""
+    return analyse(fit(trials, spec), practical_effect)
+
+
+def _merge_levels(levels: pd.DataFrame, div: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy (converged trials) and divergence (finished trials) per level, in design order:
+    a level whose trials all diverged has a divergence row and no accuracy."""
+    merged = div.merge(levels, on=["factor", "level"], how="left")
+    merged["n"] = merged["n"].fillna(0).astype(int)
+    return merged[["factor", "level", "baseline", "n", "mean", "ci_low", "ci_high", "diverged",
+                   "trials", "rate", "rate_low", "rate_high", "fisher_p"]]

@@ -1,0 +1,175 @@
+"""Synthetic study tables with known truth, shaped like study.stats.frames.trials_frame, the
+specs of the studies they stand for, and Optuna studies holding them (`study_from_table`): what
+the statistics' seeded simulations (scripts/simulate_stats.py) and the tests feed the analysis
+and the report without training anything."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from study.design.designs import FactorSpec
+from study.design.factors import FACTORS
+from study.design.spec import SPEC_ATTR, StudySpec, design_order
+from study.stats.frames import ACCURACY
+
+BASE = {"channels": 32, "activation": "relu", "pooling": "max", "dropout": 0.5,
+        "preprocessing": "standardize", "batch_size": 128, "lr": 0.05}
+LEVELS = {"channels": [16, 64, 128], "activation": ["tanh", "gelu"], "pooling": ["avg"],
+          "dropout": [0.0, 0.25], "preprocessing": ["none", "zca"], "batch_size": [64, 256],
+          "lr": [0.01, 0.1]}
+GRID_LEVELS = {"lr": [0.01, 0.1], "batch_size": [64, 256], "activation": ["relu", "tanh"]}
+
+
+def table_spec(design: str, varied: dict[str, list]) -> StudySpec:
+    """The spec of a study over BASE that varies these factors over these levels."""
+    factors = {name: FactorSpec(FACTORS[name].key, FACTORS[name].kind, FACTORS[name].log,
+                                BASE[name], design_order(FACTORS[name].kind,
+                                                         varied.get(name, [BASE[name]])),
+                                name in varied)
+               for name in [*varied, *(n for n in BASE if n not in varied)]}
+    return StudySpec(design=design, factors=factors, seeds=[0], setup={"budget": "full"})
+
+
+OFAT = table_spec("ofat", {f: [BASE[f], *levels] for f, levels in LEVELS.items()})
+GRID = table_spec("grid", GRID_LEVELS)
+
+
+def _row(number: int, point: str, seed: int, params: dict, accuracy: float) -> dict:
+    return {"number": number, "state": "COMPLETE", "outcome": "complete", "design_point": point,
+            "seed": seed, **params, ACCURACY: accuracy, "wall_time_s": 1.0, "epochs_run": 2,
+            "device": "table", "code": "test", "reason": None}
+
+
+def _like_trials_frame(rows: list[dict]) -> pd.DataFrame:
+    """The dtypes study.stats.frames.trials_frame gives: nullable ints for int factors and seeds."""
+    return pd.DataFrame(rows).astype({"channels": "Int64", "batch_size": "Int64", "seed": "Int64"})
+
+
+def ofat_points(levels: dict[str, list]) -> list[tuple[str, dict, str]]:
+    """OFAT's design points over BASE: (id, params, the factor it varies; '' at the baseline)."""
+    return [("baseline", BASE, "")] + [(f"{f}={v}", BASE | {f: v}, f)
+                                       for f, vs in levels.items() for v in vs]
+
+
+def ofat_table(shifts: dict[str, float], noise: float, seeds: int = 5,
+               rng: np.random.Generator | None = None, levels: dict[str, list] | None = None,
+               diverged: dict[str, list[int]] | None = None,
+               baseline_seeds: int = 0) -> pd.DataFrame:
+    """OFAT trials: every non-baseline level of factor f shifts accuracy by shifts[f] (a key
+    "f=level" shifts that level alone).
+    levels: the non-baseline levels (default LEVELS); diverged: design point -> the seeds that
+    diverge there (outcome diverged, chance accuracy); baseline_seeds: the baseline's
+    replicates, when more than `seeds`."""
+    rng = rng or np.random.default_rng(0)
+    diverged = diverged or {}
+    points = [(point, params, 0.0 if point == "baseline" else
+               shifts.get(point, shifts.get(factor, 0.0)))
+              for point, params, factor in ofat_points(levels or LEVELS)]
+    rows = [_row(len(points) * s + i, point, s, params, 0.7 + shift + rng.normal(0, noise))
+            for s in range(seeds) for i, (point, params, shift) in enumerate(points)]
+    rows += [_row(len(rows) + s, "baseline", seeds + s, BASE, 0.7 + rng.normal(0, noise))
+             for s in range(baseline_seeds - seeds)]
+    for row in rows:
+        if row["seed"] in diverged.get(row["design_point"], []):
+            row.update(outcome="diverged", **{ACCURACY: 0.1})
+    return _like_trials_frame(rows)
+
+
+def ofat_epochs(shifts: list[dict[str, float]], noise: float, seeds: int, baseline_seeds: int,
+                rng: np.random.Generator) -> tuple[pd.DataFrame, dict[int, list[float]]]:
+    """OFAT trials tested after each epoch: after epoch e every non-baseline level of factor f
+    shifts accuracy by shifts[e][f]; each trial's noise is mostly its own (one draw for all its
+    epochs), as a seed's. Returns the trials (accuracy: the last epoch's) and their curves."""
+    rows, curves = [], {}
+    for point, params, factor in ofat_points(LEVELS):
+        for seed in range(baseline_seeds if point == "baseline" else seeds):
+            own = rng.normal(0, noise)
+            curve = [0.5 + 0.05 * e + (shift.get(factor, 0.0) if factor else 0.0) + own
+                     + rng.normal(0, noise / 3) for e, shift in enumerate(shifts)]
+            curves[len(rows)] = curve
+            rows.append(_row(len(rows), point, seed, params, curve[-1]))
+    return _like_trials_frame(rows), curves
+
+
+def curves_table(trials: pd.DataFrame, curves: dict[int, list[float]]) -> pd.DataFrame:
+    """The curves as study.stats.frames.curves_frame gives them (test accuracy per epoch)."""
+    return pd.DataFrame([{"number": n, "epoch": e + 1, ACCURACY: value}
+                         for n, curve in curves.items() for e, value in enumerate(curve)
+                         if n in set(trials["number"])], columns=["number", "epoch", ACCURACY])
+
+
+def ofat_spec(levels: dict[str, list]) -> StudySpec:
+    """The spec of an OFAT study over these non-baseline levels (the baseline joins them)."""
+    return table_spec("ofat", {f: [BASE[f], *vs] for f, vs in levels.items()})
+
+
+def grid_table(interaction: float, noise: float, seeds: int = 3,
+               rng: np.random.Generator | None = None) -> pd.DataFrame:
+    """A 2x2x2 grid over lr, batch_size and activation. activation has a main effect of 0.02;
+    lr and batch_size have none alone, but lr=0.1 with batch_size=256 adds `interaction`."""
+    rng = rng or np.random.default_rng(0)
+    rows = []
+    for lr, batch, act in itertools.product(*GRID_LEVELS.values()):
+        params = BASE | {"lr": lr, "batch_size": batch, "activation": act}
+        mean = 0.7 + (0.02 if act == "tanh" else 0.0) + (interaction if (lr, batch) ==
+                                                         (0.1, 256) else 0.0)
+        point = f"lr={lr},batch_size={batch},activation={act}"
+        rows += [_row(len(rows) + s, point, s, params, mean + rng.normal(0, noise))
+                 for s in range(seeds)]
+    return _like_trials_frame(rows)
+
+
+SHAPES = {"ofat": OFAT, "grid": GRID, "one level": ofat_spec({"lr": [0.1]})}
+
+
+def random_table(shape: str, seeds: int, noise: float, effect: float, diverge: float,
+                 fail: float, seed: int) -> pd.DataFrame:
+    """A study table of one of SHAPES with planted effects, and each trial diverged with
+    probability `diverge` or failed with probability `fail`: what the report must survive."""
+    rng = np.random.default_rng(seed)
+    if shape == "grid":
+        table = grid_table(interaction=effect, noise=noise, seeds=seeds, rng=rng)
+    else:
+        levels = {"lr": [0.1]} if shape == "one level" else None
+        table = ofat_table({"lr": effect, "activation": -effect}, noise=noise, seeds=seeds,
+                           rng=rng, levels=levels)
+    draw = rng.uniform(size=len(table))
+    table.loc[draw < diverge, ["outcome", ACCURACY]] = ["diverged", 0.1]
+    failed = draw > 1 - fail
+    table.loc[failed, ["state", "outcome", ACCURACY, "reason"]] = ["FAIL", "failed", None,
+                                                                   "RuntimeError: planted"]
+    return table
+
+
+def study_from_table(table: pd.DataFrame, spec: StudySpec, name: str = "table",
+                     curves: dict[int, list[float]] | None = None,
+                     storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
+    """An Optuna study (in memory, or in `storage`) holding these trials as the sweep records
+    them (spec, params, outcome, reason, curves; test accuracy per epoch from `curves`, by trial
+    number), for tests of the report that need no training."""
+    study = optuna.create_study(study_name=name, direction="maximize", storage=storage)
+    study.set_user_attr(SPEC_ATTR, spec.to_dict())
+    distributions = spec.distributions()
+    for row in table.to_dict("records"):
+        params = {f: (int(row[f]) if spec.factors[f].kind == "int" else row[f])
+                  for f in spec.factors}
+        failed = row["state"] == "FAIL"
+        curve = (curves or {}).get(row["number"], [])
+        epochs = max(2, len(curve))
+        attrs = {"design_point": row["design_point"], "seed": int(row["seed"]),
+                 "outcome": row["outcome"], "wall_time_s": 1.0, "device": "table",
+                 "code": "test", "train_loss": list(np.linspace(2.0, 1.5, epochs)),
+                 "train_accuracy": list(np.linspace(0.3, 0.5, epochs))}
+        if failed:
+            attrs["reason"] = "RuntimeError: planted failure"
+        study.add_trial(optuna.trial.create_trial(
+            params=params, distributions=distributions, user_attrs=attrs,
+            state=TrialState.FAIL if failed else TrialState.COMPLETE,
+            value=None if failed else float(row[ACCURACY]),
+            intermediate_values={} if failed else {e + 1: v for e, v in enumerate(curve)}))
+    return study

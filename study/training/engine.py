@@ -1,0 +1,314 @@
+"""The training engine: `train_trial(cfg, data)` -> TrialResult, and the device helpers.
+
+Data is already preprocessed on the device (study.training.data); each epoch is shuffled and
+augmented there in one go. After every epoch the test set is evaluated (train.test_every_epoch;
+else after the last only): the epoch's training metrics and its test accuracy accumulate on the
+device and reach the host in one transfer, plus a cheap finiteness check every
+DIVERGENCE_CHECK_STEPS steps so that a diverging trial stops at once. Evaluation never changes
+training: it draws no random numbers and leaves the batch-norm statistics as they are. On CUDA
+the model runs in channels_last with bf16 autocast, and by default (train.compile=auto -> graph)
+the whole training step is one CUDA graph; `none` runs it eagerly, `model` runs torch.compile on
+the model (python -m study.bench measures each). A diverged trial is a result (outcome
+"diverged", test accuracy = chance by the study's rule), not a crash.
+A library: the commands (study.train, study.sweep, study.bench) call it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable, Generator
+from dataclasses import asdict, dataclass, field
+from typing import TypeVar
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import nn
+
+from study.errors import UserError
+from study.training.data import CLASSES, DeviceData, crop_flip, pad_for_crop
+from study.training.model import build_model, count_parameters
+
+CROP_PAD = 4  # px of zero padding for random crops
+DIVERGENCE_CHECK_STEPS = 50  # steps between host-side checks that the loss is finite
+CHANCE_ACCURACY = 1 / CLASSES  # the test accuracy recorded for a diverged trial
+
+log = logging.getLogger("study.training.engine")
+T = TypeVar("T")
+
+
+@dataclass
+class TrialResult:
+    test_accuracy: float
+    outcome: str  # complete | diverged
+    train_loss: list[float] = field(default_factory=list)  # per epoch
+    train_accuracy: list[float] = field(default_factory=list)  # per epoch
+    epoch_test_accuracy: dict[int, float] = field(default_factory=dict)  # epoch (from 1): acc
+    wall_time_s: float = 0.0
+    epochs_run: int = 0
+    diverged_at_step: int | None = None
+    parameters: int = 0
+    device: str = ""
+    engine: str = ""  # none | graph | model (train.compile as resolved)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def pick_device(worker: int = 0) -> torch.device:
+    """The GPU for this worker (workers spread over a machine's GPUs), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", worker % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def worker_device(index: int, count: int) -> torch.device:
+    """The device of worker `index` of `count` processes on this machine; on the CPU the
+    workers share the cores instead of each using all of them."""
+    device = pick_device(index)
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // count))
+    return device
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def learning_rate(step: int, total_steps: int, train_cfg: DictConfig) -> float:
+    """Linear warm-up to train.lr over `warmup` of the steps, then linear (onecycle) or cosine
+    decay to zero; `constant` keeps train.lr throughout."""
+    peak = train_cfg.lr
+    warmup_steps = int(train_cfg.warmup * total_steps)
+    if train_cfg.schedule == "constant":
+        return peak
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    if train_cfg.schedule == "onecycle":
+        return peak * (1 - progress)
+    return peak * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: nn.Module, train_cfg: DictConfig,
+                   capturable: bool = False) -> torch.optim.Optimizer:
+    """SGD or AdamW. On CUDA the learning rate is a device tensor read by the fused kernel, so a
+    step captured in a CUDA graph follows the schedule (`set_learning_rate` updates it in place);
+    AdamW must also be built `capturable` (its step count then lives on the device)."""
+    device = next(model.parameters()).device
+    fused = device.type == "cuda"
+    lr = torch.tensor(train_cfg.lr, device=device) if fused else train_cfg.lr
+    if train_cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=train_cfg.momentum,
+                               nesterov=train_cfg.nesterov and train_cfg.momentum > 0,
+                               weight_decay=train_cfg.weight_decay, fused=fused)
+    return torch.optim.AdamW(model.parameters(), lr=lr, betas=(train_cfg.momentum, 0.999),
+                             weight_decay=train_cfg.weight_decay, fused=fused,
+                             capturable=capturable)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, value: float) -> None:
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(value)  # a device-side write: no host synchronisation
+        else:
+            group["lr"] = value
+
+
+def resolve_engine(engine: str, device: torch.device) -> str:
+    """train.compile: `auto` is a CUDA graph of the whole step on CUDA and eager on the CPU."""
+    if engine == "auto":
+        return "graph" if device.type == "cuda" else "none"
+    if engine == "graph" and device.type != "cuda":
+        raise UserError("train.compile=graph needs a CUDA GPU; use train.compile=none on the CPU")
+    return engine
+
+
+class TrainStep:
+    """One optimizer step on a batch; the summed loss and correct predictions of an epoch
+    accumulate on the device (`loss_sum`, `correct`), so the step loop never waits for the GPU.
+
+    After `capture`, a call copies the batch into static buffers and replays one CUDA graph of
+    forward, backward and optimizer step: one launch instead of hundreds, which is what bounds a
+    small CNN's step time on a fast GPU.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        self.model, self.optimizer = model, optimizer
+        device = next(model.parameters()).device
+        self.cuda = device.type == "cuda"
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), dtype=torch.long, device=device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        # cache_enabled=False: autocast's weight cache would outlive a graph capture
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda,
+                            cache_enabled=False):
+            logits = self.model(x)
+            loss = F.cross_entropy(logits, y)
+        loss.backward()
+        self.optimizer.step()
+        self.loss_sum += loss.detach().float() * len(y)
+        self.correct += (logits.argmax(1) == y).sum()
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        if self.graph is None:
+            self.optimizer.zero_grad(set_to_none=True)
+            self._step(x, y)
+        else:
+            self.static_x.copy_(x)
+            self.static_y.copy_(y)
+            self.graph.replay()
+
+    def warm_up(self, x: torch.Tensor, y: torch.Tensor, steps: int = 3) -> None:
+        """Run `steps` steps (which creates the optimizer state), then undo them: parameters and
+        buffers get their values back and the optimizer state is zeroed, which for SGD momentum
+        and Adam moments and step count is exactly a fresh optimizer."""
+        state = [*self.model.parameters(), *self.model.buffers()]
+        saved = [t.detach().clone() for t in state]
+        with warnings.catch_warnings():  # a capturable optimizer warns when run uncaptured
+            warnings.filterwarnings("ignore", message=".*capturable=True.*")
+            for _ in range(steps):
+                self(x, y)
+        with torch.no_grad():
+            for tensor, value in zip(state, saved, strict=True):
+                tensor.copy_(value)
+            for tensor in self._optimizer_state():
+                tensor.zero_()
+            self.loss_sum.zero_()
+            self.correct.zero_()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _optimizer_state(self) -> list[torch.Tensor]:
+        return [value for per_param in self.optimizer.state.values()
+                for value in per_param.values() if isinstance(value, torch.Tensor)]
+
+    def capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Record the step on batches shaped like (x, y) into a CUDA graph."""
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up on a side stream, as graph capture requires
+            self.warm_up(x, y)
+        torch.cuda.current_stream().wait_stream(side)
+        self.static_x, self.static_y = x.clone(), y.clone()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._step(self.static_x, self.static_y)
+        self.graph = graph
+        # capture records without running; the accumulators must start the epoch at zero
+        self.loss_sum.zero_()
+        self.correct.zero_()
+
+
+@torch.no_grad()
+def count_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                  batch_size: int) -> torch.Tensor:
+    """The model's correct predictions on (x, y), as a device tensor: no host synchronisation."""
+    model.eval()
+    cuda = x.device.type == "cuda"
+    correct = torch.zeros((), dtype=torch.long, device=x.device)
+    for start in range(0, len(y), batch_size):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            logits = model(x[start:start + batch_size])
+        correct += (logits.argmax(1) == y[start:start + batch_size]).sum()
+    return correct
+
+
+# epoch, train loss, train accuracy, test accuracy (None: not evaluated)
+OnEpoch = Callable[[int, float, float, float | None], None]
+
+
+def train_trial(cfg: DictConfig, data: DeviceData, on_epoch: OnEpoch | None = None
+                ) -> TrialResult:
+    """Train cfg's model on data; on_epoch(epoch, train_loss, train_accuracy, test_accuracy)
+    after each epoch (test_accuracy None for an epoch that was not evaluated)."""
+    return run_to_end(trial_steps(cfg, data, on_epoch))
+
+
+def run_to_end(steps: Generator[None, None, T]) -> T:
+    """Drive a generator to its end and return what it returns."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def trial_steps(cfg: DictConfig, data: DeviceData, on_epoch: OnEpoch | None = None
+                ) -> Generator[None, None, TrialResult]:
+    """`train_trial` as a generator that yields after every optimizer step, so that one process
+    can interleave several trials (study.training.streams); it returns the TrialResult."""
+    start = time.perf_counter()
+    device = data.x_train.device
+    engine = resolve_engine(cfg.train.compile, device)
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    torch.backends.cudnn.benchmark = True  # a trial's shapes are fixed: autotune convs once
+    torch.manual_seed(cfg.train.seed)
+    generator = torch.Generator(device).manual_seed(cfg.train.seed)
+
+    model = build_model(cfg.model).to(device, memory_format=memory_format)
+    optimizer = make_optimizer(model, cfg.train, capturable=engine == "graph")
+    result = TrialResult(test_accuracy=CHANCE_ACCURACY, outcome="complete", engine=engine,
+                         parameters=count_parameters(model), device=device_name(device))
+    step_fn = TrainStep(torch.compile(model) if engine == "model" else model, optimizer)
+
+    n = len(data.y_train)
+    batch_size = min(cfg.train.batch_size, n)
+    steps_per_epoch = n // batch_size  # the last partial batch is dropped
+    total_steps = cfg.train.epochs * steps_per_epoch
+    x_train = pad_for_crop(data.x_train, CROP_PAD) if cfg.train.augment else data.x_train
+
+    step = 0
+    for epoch in range(cfg.train.epochs):
+        model.train()
+        order = torch.randperm(n, device=device, generator=generator)
+        x_epoch = x_train[order]  # the whole epoch augmented at once: a few large kernels
+        if cfg.train.augment:
+            x_epoch = crop_flip(x_epoch, CROP_PAD, generator)
+        x_epoch = x_epoch.contiguous(memory_format=memory_format)
+        y_epoch = data.y_train[order]
+        if engine == "graph" and step_fn.graph is None:
+            try:
+                step_fn.capture(x_epoch[:batch_size], y_epoch[:batch_size])
+            except RuntimeError as error:  # the trial still counts; it just runs slower
+                log.warning("CUDA graph capture failed, training eagerly: %s", error)
+                result.engine = engine = "none"
+        step_fn.loss_sum.zero_()
+        step_fn.correct.zero_()
+        for i in range(steps_per_epoch):
+            batch = slice(i * batch_size, (i + 1) * batch_size)
+            set_learning_rate(optimizer, learning_rate(step, total_steps, cfg.train))
+            step_fn(x_epoch[batch], y_epoch[batch])
+            step += 1
+            yield
+            if step % DIVERGENCE_CHECK_STEPS == 0 and not torch.isfinite(step_fn.loss_sum):
+                break
+        seen = (i + 1) * batch_size
+        tested = cfg.train.test_every_epoch or epoch == cfg.train.epochs - 1
+        metrics = [step_fn.loss_sum, step_fn.correct.float()]
+        if tested:
+            metrics.append(count_correct(model, data.x_test, data.y_test,
+                                         cfg.train.eval_batch_size).float())
+        loss_sum, correct, *test_correct = torch.stack(metrics).tolist()  # the one host sync
+        epoch_loss = loss_sum / seen
+        result.epochs_run = epoch + 1
+        if not math.isfinite(epoch_loss):
+            result.outcome, result.diverged_at_step = "diverged", step
+            result.test_accuracy = CHANCE_ACCURACY  # not an earlier epoch's accuracy
+            break
+        result.train_loss.append(epoch_loss)
+        result.train_accuracy.append(correct / seen)
+        test_accuracy = test_correct[0] / len(data.y_test) if tested else None
+        if test_accuracy is not None:
+            result.epoch_test_accuracy[epoch + 1] = test_accuracy
+            result.test_accuracy = test_accuracy  # the last epoch's is the trial's result
+        if on_epoch:
+            on_epoch(epoch, epoch_loss, result.train_accuracy[-1], test_accuracy)
+
+    result.wall_time_s = time.perf_counter() - start
+    return result

@@ -1,0 +1,358 @@
+import io
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from wsgiref.util import setup_testing_defaults
+
+import optuna
+import optuna_dashboard
+import pandas as pd
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from study.design.factors import FACTORS
+from study.runs import workers
+from study.runs.queue import WORKER_ID, claim_waiting_trial, enqueue_missing, fail_trials_of
+from study.runs.storage import mask_url, open_storage, open_study
+from study.runs.workers import run_worker
+from study.training.data import synthetic_images
+from tests.conftest import compose, spec_of
+
+CPU = torch.device("cpu")
+TWO_LEVELS = ("sweep.levels.channels=[8,16]", "sweep.levels.activation=[relu,tanh]",
+              "sweep.levels.pooling=[max,avg]", "sweep.levels.dropout=[0.5,0.0]",
+              "sweep.levels.preprocessing=[standardize,gcn]",
+              "sweep.levels.batch_size=[128,64]", "sweep.levels.lr=[0.05,0.1]")
+SMALL = ("data=synthetic", "model.channels=8", *TWO_LEVELS)  # 8 design points
+# the queue and worker mechanics do not need the baseline's extra seeds: one trial per point
+ONE_SEED_EACH = "sweep.baseline_seeds=1"
+
+
+def _run_sweep(tmp_path, name: str, *overrides: str):
+    """`python -m study.sweep` of the small design at the smoke budget, in tmp_path with its
+    storage in tmp_path/study.db; the finished run and its study."""
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    command = [sys.executable, "-m", "study.sweep", "budget=smoke", f"storage={storage}",
+               f"name={name}", *SMALL, *overrides]
+    run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run, optuna.load_study(study_name=name, storage=storage)
+
+
+@pytest.mark.slow
+def test_sweep_app_records_every_trial_and_writes_the_report(tmp_path) -> None:
+    db = tmp_path / "study.db"
+    run, study = _run_sweep(tmp_path, "smoke", "sweep.seeds=2")
+    assert len(study.trials) == 7 * 2 + 4  # the baseline: budget smoke's 4 seeds
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert Counter((t.user_attrs["design_point"], t.user_attrs["seed"]) for t in study.trials) == \
+        {(p, s): 1 for p in {t.user_attrs["design_point"] for t in study.trials}
+         for s in ((0, 1, 2, 3) if p == "baseline" else (0, 1))}
+    # the test accuracy after each epoch, as the dashboard reads it; the last is the value
+    assert all(t.intermediate_values == {1: t.value} for t in study.trials)
+    trial = study.trials[0]
+    assert set(trial.params) == set(FACTORS)  # the unvaried ones at their baselines
+    varied = ["activation", "batch_size", "channels", "dropout", "lr", "pooling", "preprocessing"]
+    assert {"seed", "design_point", "train_loss", "train_accuracy", "wall_time_s", "device",
+            "outcome"} <= set(trial.user_attrs)
+    assert f"optuna-dashboard --host 127.0.0.1 --artifact-dir results/artifacts sqlite:///{db}" \
+        in run.stdout + run.stderr
+    # Not a terminal: progress comes as plain log lines, the last one when all are done.
+    assert "progress: 18/18 trials done (0 failed), 0 running" in run.stdout + run.stderr
+
+    out = tmp_path / "reports" / "smoke"
+    report = (out / "report.md").read_text()
+    ranking = report.split("## Ranking")[1].split("![influence]")[0]
+    rows = [line for line in ranking.splitlines() if line.startswith("| ") and "| rank" not in line]
+    assert sorted(row.split("|")[2].strip() for row in rows) == varied
+    assert "Budget `smoke`" in report and "## The textbook's claim vs this study" in report
+    for factor in varied:
+        for stem in (f"factor_{factor}", f"curves_{factor}"):
+            assert (out / f"{stem}.png").stat().st_size > 1000 and (out / f"{stem}.svg").exists()
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 * 7 + 3 and "src=\"http" not in page
+    # the small multiples first, one epoch: no ranking over epochs (n/a, said so)
+    assert report.index("![overview](overview.png)") < report.index("## Setup")
+    assert "## Ranking over training time\n\nn/a: " in report
+
+    # The report is attached to the study: a dashboard note and the figures as artifacts.
+    app = optuna_dashboard.wsgi(f"sqlite:///{db}")
+    environ = {"PATH_INFO": "/api/studies/1", "REQUEST_METHOD": "GET", "wsgi.errors": io.StringIO()}
+    setup_testing_defaults(environ)
+    statuses = []
+    body = b"".join(app(environ, lambda status, headers, exc_info=None: statuses.append(status)))
+    assert statuses == ["200 OK"], environ["wsgi.errors"].getvalue()[-2000:]
+    page = json.loads(body)
+    assert "## Ranking" in page["note"]["body"]
+    assert all(trial["intermediate_values"] == [{"step": 1, "value": trial["values"][0]}]
+               for trial in page["trials"])  # the dashboard's intermediate-value plot
+    artifacts = {m.filename for m in optuna.artifacts.get_all_artifact_meta(study)}
+    assert {"influence.png", "factor_lr.png", "curves_lr.png"} <= artifacts
+    csv = pd.read_csv(tmp_path / "reports" / "smoke" / "trials.csv")
+    assert len(csv) == 18 and csv["test_accuracy"].notna().all()
+
+    report_command = [sys.executable, "-m", "study.report", f"storage=sqlite:///{db}"]
+    missing = subprocess.run([*report_command, "name=nope"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=120)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"error: no study named 'nope' in sqlite:///{db}; " \
+        "studies there: smoke"
+    (tmp_path / "reports" / "smoke" / "report.md").unlink()
+    again = subprocess.run([*report_command, "name=smoke"], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=120)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (tmp_path / "reports" / "smoke" / "report.md").read_text().count("\n| ") >= 8
+    printed = again.stdout.split("Ranking of study smoke:\n")[1].splitlines()
+    assert printed[0].split()[:5] == ["factor", "rank", "(95%", "interval)", "verdict"]
+    assert sorted(line.split()[0] for line in printed[1:]) == varied
+    curves = pd.read_csv(tmp_path / "reports" / "smoke" / "curves.csv")  # tidy: trial x epoch
+    assert len(curves) == 18 and {"number", "epoch", "train_loss", "test_accuracy", "lr"} <= set(
+        curves.columns) and curves["test_accuracy"].notna().all()
+
+
+def _study(tmp_path, *overrides):
+    """A study of the small design in tmp_path/s.db, as the sweep opens it: config, storage,
+    study and spec."""
+    cfg = compose(*SMALL, ONE_SEED_EACH, f"storage=sqlite:///{tmp_path}/s.db", "name=t",
+                  *overrides)
+    storage = open_storage(cfg.storage)
+    return cfg, storage, *open_study(cfg, storage, spec_of(cfg))
+
+
+def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch) -> None:
+    cfg, storage, study, spec = _study(tmp_path, "sweep.levels.lr=[0.05]")
+    enqueue_missing(study, spec)
+    real_steps = workers.trial_steps
+
+    def train_or_fail(trial_cfg, data, on_epoch=None):
+        if trial_cfg.model.activation == "tanh":
+            raise RuntimeError("simulated CUDA error")
+        return real_steps(trial_cfg, data, on_epoch)
+
+    monkeypatch.setattr(workers, "trial_steps", train_or_fail)
+    outcomes = run_worker(cfg, spec, study, storage, synthetic_images(200, 50), CPU)
+    assert outcomes == Counter({"complete": 6, "failed": 1})
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert [t.user_attrs["design_point"] for t in failed] == ["activation=tanh"]
+    assert failed[0].user_attrs["reason"] == "RuntimeError: simulated CUDA error"
+    # The next run re-enqueues only the failed design point.
+    assert enqueue_missing(study, spec) == 1
+
+
+def test_two_trials_at_once_give_the_results_of_one_at_a_time(tmp_path) -> None:
+    images, values = synthetic_images(200, 50), {}
+    for streams in (1, 2):
+        (tmp_path / str(streams)).mkdir()
+        cfg, storage, study, spec = _study(tmp_path / str(streams), f"sweep.streams={streams}")
+        enqueue_missing(study, spec)
+        assert run_worker(cfg, spec, study, storage, images, CPU) == Counter({"complete": 8})
+        trials = study.get_trials()
+        values[streams] = {t.user_attrs["design_point"]: t.value for t in trials}
+        at_once = max(sum(t.datetime_start <= u.datetime_start < t.datetime_complete
+                          for t in trials) for u in trials)
+        assert at_once == streams
+    assert values[2] == values[1]
+
+
+def test_an_empty_queue_ends_the_worker_without_creating_trials(tmp_path) -> None:
+    cfg, storage, study, spec = _study(tmp_path)
+    assert run_worker(cfg, spec, study, storage, synthetic_images(100, 20), CPU) == Counter()
+    assert study.trials == []
+
+
+def test_optuna_design_runs_n_trials_from_the_sampler(tmp_path) -> None:
+    cfg, storage, study, spec = _study(tmp_path, "sweep=optuna", "sweep.n_trials=3",
+                                 "sweep.sampler=random")
+    outcomes = run_worker(cfg, spec, study, storage, synthetic_images(200, 50), CPU)
+    assert sum(outcomes.values()) == 3 and len(study.trials) == 3
+    params = study.trials[0].params
+    assert params["activation"] in ("relu", "tanh") and 8 <= params["channels"] <= 16
+    assert [t.user_attrs["seed"] for t in study.trials] == [0, 1, 2]
+
+
+def test_enqueue_is_idempotent(tmp_path) -> None:
+    _, _, study, spec = _study(tmp_path, "sweep.seeds=2")
+    assert enqueue_missing(study, spec) == len(spec.points()) * 2 == 16
+    assert enqueue_missing(study, spec) == 0
+
+
+def test_storage_errors_are_one_line_and_hide_the_password() -> None:
+    assert mask_url("postgresql://ann:s3cret@db.example/study") == \
+        "postgresql://ann:***@db.example/study"
+    for url in ("not a url", "postgresql://ann:s3cret@127.0.0.1:1/none"):
+        with pytest.raises(Exception) as error:
+            open_storage(url)
+        assert "s3cret" not in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.slow
+def test_four_worker_processes_finish_every_trial_exactly_once(tmp_path) -> None:
+    run, study = _run_sweep(tmp_path, "four", "sweep.workers=4", ONE_SEED_EACH)
+    assert "4 worker processes" in run.stdout + run.stderr
+    trials = study.trials
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    done = Counter((t.user_attrs["design_point"], t.user_attrs["seed"]) for t in trials)
+    assert len(done) == 8 and set(done.values()) == {1}
+    assert len({t.user_attrs["worker"] for t in trials}) >= 2  # the work was shared
+
+
+def _claim_all(url: str, claimed: multiprocessing.Queue) -> None:
+    storage = open_storage(url)
+    study = optuna.load_study(study_name="race", storage=storage)
+    numbers = []
+    while (trial := claim_waiting_trial(study, storage)) is not None:
+        numbers.append(trial.number)
+    claimed.put(numbers)
+
+
+@pytest.mark.slow
+def test_concurrent_claims_on_sqlite_never_take_a_trial_twice(tmp_path) -> None:
+    """Optuna's claim reads the trial's state, then writes it; on SQLite without BEGIN IMMEDIATE
+    three processes claiming 60 trials took some twice (28 of 300 in a trial run with four)."""
+    url = f"sqlite:///{tmp_path}/race.db"
+    study = optuna.create_study(study_name="race", storage=open_storage(url))
+    for number in range(60):
+        study.enqueue_trial({"x": number})
+    context = multiprocessing.get_context("spawn")
+    claimed = context.Queue()
+    processes = [context.Process(target=_claim_all, args=(url, claimed)) for _ in range(3)]
+    for process in processes:
+        process.start()
+    numbers = [n for _ in processes for n in claimed.get(timeout=300)]
+    for process in processes:
+        process.join()
+    assert sorted(numbers) == list(range(60))
+
+
+def test_trials_of_a_dead_worker_are_failed_and_enqueued_again(tmp_path) -> None:
+    _, storage, study, spec = _study(tmp_path)
+    enqueue_missing(study, spec)
+    held = claim_waiting_trial(study, storage)
+    assert held.user_attrs["worker"] == WORKER_ID
+    fail_trials_of(study, storage, "another-host:1", "worker process 1 died (exit code -9)")
+    assert study.trials[held.number].state == TrialState.RUNNING  # not that worker's trial
+    fail_trials_of(study, storage, WORKER_ID, "worker process 7 died (exit code -9)")
+    failed = study.trials[held.number]
+    assert failed.state == TrialState.FAIL
+    assert failed.user_attrs["reason"] == "worker process 7 died (exit code -9)"
+    assert enqueue_missing(study, spec) == 1
+
+
+@pytest.mark.slow
+def test_hydra_multirun_of_the_train_app_records_one_study(tmp_path) -> None:
+    db = f"sqlite:///{tmp_path}/study.db"
+    command = [sys.executable, "-m", "study.train", "-m", "model.activation=relu,tanh",
+               "train.lr=0.01,0.1", "budget=smoke", "data=synthetic", "model.channels=8",
+               f"storage={db}"]
+    run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    study = optuna.load_study(study_name="train-smoke", storage=db)
+    spec = study.user_attrs["spec"]
+    assert study.metric_names == ["test_accuracy"]  # the dashboard's name for the objective
+    assert spec["design"] == "hydra" and spec["factors"]["activation"]["levels"] == ["relu", "tanh"]
+    assert spec["factors"]["epochs"]["baseline"] == 1
+    assert spec["factors"]["lr"]["levels"] == [0.01, 0.1]
+    assert {(t.params["activation"], t.params["lr"]) for t in study.trials} == \
+        {("relu", 0.01), ("relu", 0.1), ("tanh", 0.01), ("tanh", 0.1)}
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    jobs = sorted((tmp_path / "results" / "hydra" / "multirun").glob("*/[0-9]"))
+    assert len(jobs) == 4
+    for job in jobs:
+        metrics = json.loads((job / "metrics.json").read_text())
+        trial = study.trials[metrics["trial"]]
+        assert metrics["test_accuracy"] == trial.value
+        assert metrics["design_point"] == trial.user_attrs["design_point"]
+        resolved = (job / "config.yaml").read_text()
+        assert f"activation: {trial.params['activation']}" in resolved and "${" not in resolved
+
+    report = subprocess.run([sys.executable, "-m", "study.report", "name=train-smoke",
+                             f"storage={db}"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    ranking = (tmp_path / "reports" / "train-smoke" / "report.md").read_text().split(
+        "## Ranking")[1].split("![influence]")[0]
+    assert "| lr |" in ranking and "| activation |" in ranking and "| dropout |" not in ranking
+
+
+def test_tensorboard_logger_writes_epochs_and_hparams_per_trial(tmp_path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg, storage, study, spec = _study(tmp_path, "logger=tensorboard", f"logger.dir={tmp_path}/tb",
+                                 "train.epochs=2")
+    enqueue_missing(study, spec)
+    run_worker(cfg, spec, study, storage, synthetic_images(200, 50), CPU)
+    runs = sorted((tmp_path / "tb" / "t").iterdir())
+    assert [r.name for r in runs] == sorted(f"trial-{t.number}" for t in study.trials)
+    events = EventAccumulator(str(runs[0]))
+    events.Reload()
+    losses = [e.value for e in events.Scalars("train/loss")]
+    assert losses == pytest.approx(study.trials[int(runs[0].name[6:])].user_attrs["train_loss"])
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(
+        events.PluginTagToContent("hparams"))
+
+
+def _wait_for(db: str, complete: int, process: subprocess.Popen) -> None:
+    """Until the study has `complete` finished trials and one running (so a kill lands inside a
+    trial), or the sweep process ended."""
+    while process.poll() is None:
+        try:
+            trials = optuna.load_study(study_name="kill", storage=db).trials
+        except KeyError:  # not created yet
+            trials = []
+        states = Counter(t.state for t in trials)
+        if states[TrialState.COMPLETE] >= complete and states[TrialState.RUNNING]:
+            return
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(tmp_path) -> None:
+    db = f"sqlite:///{tmp_path}/study.db"
+    command = [sys.executable, "-m", "study.sweep", "budget=smoke", "train.epochs=3",
+               "sweep.heartbeat_s=1", f"storage={db}", "name=kill", *SMALL, ONE_SEED_EACH]
+    finished: dict[int, float] = {}
+    for complete_at_kill in (0, 3):
+        process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+        _wait_for(db, complete_at_kill, process)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        trials = optuna.load_study(study_name="kill", storage=db).trials
+        assert any(t.state == TrialState.RUNNING for t in trials)  # killed inside a trial
+        for t in trials:  # what finished stays finished, with its value
+            if t.number in finished:
+                assert (t.state, t.value) == (TrialState.COMPLETE, finished[t.number])
+            elif t.state == TrialState.COMPLETE:
+                finished[t.number] = t.value
+    run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    trials = optuna.load_study(study_name="kill", storage=db).trials
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    points = Counter((t.user_attrs["design_point"], t.user_attrs["seed"]) for t in complete)
+    assert len(points) == 8 and set(points.values()) == {1}  # every point once, none twice
+    assert all(trials[n].value == v for n, v in finished.items())  # never trained again
+    killed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(killed) == 2 and all("reason" not in t.user_attrs for t in killed)
+    assert "no heartbeat" in pd.read_csv(tmp_path / "reports" / "kill" / "trials.csv").query(
+        "state == 'FAIL'")["reason"].iloc[0]
+
+
+def test_a_worker_stops_after_max_failures(tmp_path, monkeypatch) -> None:
+    cfg, storage, study, spec = _study(tmp_path, "sweep.max_failures=2")
+    enqueue_missing(study, spec)
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(workers, "trial_steps", out_of_memory)
+    assert run_worker(cfg, spec, study, storage, synthetic_images(100, 20), CPU) == \
+        Counter({"failed": 2})
+    states = Counter(t.state for t in study.trials)
+    assert states == {TrialState.FAIL: 2, TrialState.WAITING: 6}  # the rest is left queued
+    assert study.trials[0].user_attrs["reason"].startswith("OutOfMemoryError: CUDA out of")

@@ -1,0 +1,77 @@
+"""The one fitted model (study.stats.fit): cell means and the pooled error as the linear model
+has them, exact where the data are, and one selection-corrected effect for every use: the
+ranking, any column of accuracies, and both redraws."""
+
+import numpy as np
+import pytest
+import statsmodels.formula.api as smf
+
+from study.stats.fit import cell_table, fit
+from study.stats.frames import ACCURACY
+from study.stats.ranking import rank_trials
+from study.stats.synthetic import GRID, OFAT, grid_table, ofat_table
+
+
+def test_cell_means_and_the_pooled_error_are_the_linear_model_s() -> None:
+    trials = ofat_table({"lr": 0.02}, noise=0.005, seeds=3, baseline_seeds=6)
+    model = fit(trials, OFAT)
+    ols = smf.ols(f"{ACCURACY} ~ C(design_point)", data=trials.astype({ACCURACY: float})).fit()
+    assert model.noise.pooled_std == pytest.approx(np.sqrt(ols.scale))
+    assert model.noise.pooled_df == ols.df_resid == len(trials) - trials["design_point"].nunique()
+    lr = model.factors["lr"]
+    means = trials.groupby("design_point")[ACCURACY].mean()
+    assert lr.mean == pytest.approx(means[lr.cells].to_numpy())
+    assert lr.cells == ["baseline", "lr=0.01", "lr=0.1"] and list(lr.n) == [6, 3, 3]
+    grid = fit(grid_table(interaction=0.0, noise=0.005), GRID).factors["activation"]
+    assert grid.weights.sum(axis=1) == pytest.approx([1, 1]) and len(grid.cells) == 8  # marginal
+
+
+def test_equal_accuracies_differ_by_exactly_zero() -> None:
+    # every trial 0.7: in floats 0.7 + 0.7 + 0.7 is 2.0999999999999996, and / 3 is not 0.7
+    model = fit(ofat_table({}, noise=0.0, seeds=3), OFAT)
+    assert model.noise.pooled_std == 0 and model.noise.baseline_std == 0
+    for factor in model.factors.values():
+        assert (factor.differences == 0).all() and factor.corrected == 0
+    table = cell_table(np.array(["a"] * 3 + ["b"] * 6, dtype=object), ["a", "b"],
+                       np.full((9, 1), 0.1))
+    assert (table.means == 0.1).all() and (table.ss == 0).all() and table.df == 7
+
+
+def test_every_effect_is_the_model_s_one_corrected_effect() -> None:
+    trials = ofat_table({"lr": -0.03, "activation": 0.02}, noise=0.005, seeds=2,
+                        baseline_seeds=6, diverged={"dropout=0.0": [0]})
+    model = fit(trials, OFAT)
+    ranking = rank_trials(trials, OFAT).ranking.set_index("factor")
+    corrected = np.array([factor.corrected for factor in model.factors.values()])
+    assert ranking.loc[list(model.factors), "effect"].to_numpy() == pytest.approx(
+        corrected.clip(min=0))
+    observed = model.converged[[ACCURACY]].to_numpy(float)
+    columns = np.hstack([observed, observed + 0.1, 2 * observed])
+    effects = model.effects(columns)
+    assert effects[0] == pytest.approx(corrected, abs=1e-12)
+    assert effects[1] == pytest.approx(corrected, abs=1e-12)  # a shift moves no effect
+    assert effects[2] == pytest.approx(2 * corrected, abs=1e-12)  # a scale scales them all
+
+
+def test_without_noise_both_redraws_are_the_observed_effects() -> None:
+    trials = ofat_table({"lr": -0.03, "activation": 0.02}, noise=0.0, seeds=2)
+    model = fit(trials, OFAT)
+    corrected = [factor.corrected for factor in model.factors.values()]
+    assert corrected[list(model.factors).index("lr")] == pytest.approx(0.03)
+    redrawn = model.parametric_redraws(draws=50)
+    assert list(redrawn.columns) == list(model.factors) and len(redrawn) == 50
+    assert np.allclose(redrawn.to_numpy(), corrected, atol=1e-12)
+    observed = model.converged[[ACCURACY]].to_numpy(float)
+    boot = model.residual_redraws(observed, np.random.default_rng(0), count=20)
+    assert boot.shape == (20, 1, len(model.factors))
+    assert np.allclose(boot[:, 0], corrected, atol=1e-12)
+
+
+def test_the_bootstrap_needs_a_replicated_point_and_redraws_vary_with_noise() -> None:
+    single = fit(ofat_table({}, noise=0.01, seeds=1), OFAT)
+    observed = single.converged[[ACCURACY]].to_numpy(float)
+    assert single.residual_redraws(observed, np.random.default_rng(0)) is None
+    noisy = fit(ofat_table({}, noise=0.01, seeds=1, baseline_seeds=6), OFAT)
+    observed = noisy.converged[[ACCURACY]].to_numpy(float)
+    boot = noisy.residual_redraws(observed, np.random.default_rng(0), count=200)
+    assert np.isfinite(boot).all() and boot[:, 0].std(axis=0).min() > 0

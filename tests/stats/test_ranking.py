@@ -1,0 +1,171 @@
+"""The ranking and verdicts (study.stats.ranking) on synthetic studies with known truth: planted
+effects, divergences, failures, and seeded simulations of the error rates the README reports
+(the larger runs behind its table: scripts/simulate_stats.py)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.formula.api as smf
+from statsmodels.stats.multitest import multipletests
+
+from study.reporting.sections import claim_table
+from study.stats.frames import ACCURACY
+from study.stats.ranking import ALPHA, holm, rank_trials
+from study.stats.synthetic import GRID, LEVELS, OFAT, grid_table, ofat_spec, ofat_table
+
+CLAIMS = ("influential", "small")  # the verdicts that say a factor has an effect
+
+
+def _analyse(trials: pd.DataFrame, spec=OFAT, **kwargs):
+    return rank_trials(trials, spec, **kwargs)
+
+
+def _row(analysis, factor: str) -> pd.Series:
+    return analysis.ranking.set_index("factor").loc[factor]
+
+
+def test_planted_three_point_effect_ranks_first_and_is_influential() -> None:
+    result = _analyse(ofat_table({"activation": -0.03}, noise=0.005, seeds=3))
+    top = result.ranking.iloc[0]
+    assert top["factor"] == "activation" and top["verdict"] == "influential"
+    assert (top["rank"], top["rank_low"], top["rank_high"]) == (1, 1, 1)
+    assert top["effect_ci_low"] <= 0.03 <= top["effect_ci_high"]
+    assert top["accuracy_p_holm"] < 0.001 and top["omega_squared"] > 0.8
+    assert top["largest_difference"] == pytest.approx(-0.03, abs=0.006)
+    assert not result.ranking.iloc[1:]["verdict"].isin(CLAIMS).any()
+
+
+def test_null_studies_make_no_claims_cover_and_give_no_head_start_to_more_levels() -> None:
+    # channels at six levels, activation at three: neither may win rank 1 more often for it
+    levels = LEVELS | {"channels": [8, 16, 64, 128, 256]}
+    spec, rng = ofat_spec(levels), np.random.default_rng(7)
+    any_claim, covered, cannot_tell, first = [], [], [], []
+    for _ in range(300):
+        result = _analyse(ofat_table({}, noise=0.005, seeds=3, rng=rng, levels=levels), spec)
+        ranking, diffs = result.ranking, result.differences
+        any_claim.append(ranking["verdict"].isin(CLAIMS).any())
+        covered += list((diffs["ci_low"] <= 0) & (diffs["ci_high"] >= 0))
+        cannot_tell += list(claim_table(ranking)["agreement"].str.startswith("cannot tell yet"))
+        first.append(ranking.iloc[0]["factor"])
+    assert np.mean(any_claim) <= 0.06  # family-wise, over all seven factors
+    assert np.mean(covered) >= 0.93  # simultaneous 95% intervals of baseline differences
+    assert np.mean(cannot_tell) >= 0.95
+    first = pd.Series(first)
+    assert abs((first == "channels").mean() - (first == "activation").mean()) <= 0.05
+
+
+def test_a_replicated_baseline_gives_one_seed_per_point_verdicts_at_the_nominal_rate() -> None:
+    # the quick budget's design: one seed per point, six at the baseline (5 df of noise)
+    planted = _analyse(ofat_table({"activation": -0.05}, noise=0.005, seeds=1,
+                                  baseline_seeds=6))
+    assert _row(planted, "activation")["verdict"] == "influential"
+    assert planted.ranking.iloc[0]["factor"] == "activation"
+    assert not planted.ranking["reason"].str.contains("cannot be measured").any()
+    rng, rejected, claimed, unjudged = np.random.default_rng(11), [], [], []
+    for _ in range(100):
+        result = _analyse(ofat_table({}, noise=0.005, seeds=1, rng=rng, baseline_seeds=6))
+        rejected.append((result.ranking["accuracy_p_holm"] < ALPHA).any())
+        claimed.append(result.ranking["verdict"].isin(CLAIMS).any())
+        unjudged += list(result.ranking["reason"].str.contains("cannot be measured"))
+    assert np.mean(rejected) <= 0.08 and np.mean(claimed) <= 0.05  # family-wise, 7 factors
+    assert not any(unjudged)  # every factor is judged: none lacks a noise estimate
+
+
+def test_a_diverged_seed_at_another_level_does_not_hide_a_planted_effect() -> None:
+    trials = ofat_table({"lr=0.01": -0.03}, noise=0.005, seeds=3, diverged={"lr=0.1": [0]})
+    result = _analyse(trials)
+    lr = _row(result, "lr")
+    assert lr["verdict"] == "influential" and lr["diverged"] == 1
+    assert result.noise.pooled_std < 0.008  # the diverged trial is not in the noise floor
+    levels = result.levels.set_index(["factor", "level"])
+    assert levels.loc[("lr", 0.1), ["diverged", "trials", "n"]].tolist() == [1, 3, 2]
+    assert levels.loc[("lr", 0.1), "rate_low"] < 1 / 3 < levels.loc[("lr", 0.1), "rate_high"]
+
+
+def test_a_diverged_baseline_seed_neither_hides_an_effect_nor_makes_one() -> None:
+    result = _analyse(ofat_table({"activation": -0.03}, noise=0.005, seeds=4,
+                                 diverged={"baseline": [0]}))
+    verdicts = result.ranking.set_index("factor")["verdict"]
+    assert verdicts["activation"] == "influential"
+    assert not verdicts.drop("activation").isin(CLAIMS).any()
+    assert result.noise.pooled_std < 0.008 and result.noise.baseline_converged == 3
+
+
+def test_divergence_is_its_own_outcome_and_can_make_a_factor_influential() -> None:
+    # lr=0.1 diverges in every seed: no accuracy there, but a significant divergence rate
+    trials = ofat_table({}, noise=0.005, seeds=8, diverged={"lr=0.1": list(range(8))})
+    lr = _row(_analyse(trials), "lr")
+    assert lr["verdict"] == "influential" and "diverges more often at 0.1" in lr["reason"]
+    assert lr["divergence_p_holm"] < ALPHA
+    few = _row(_analyse(ofat_table({}, noise=0.005, seeds=3,
+                                   diverged={"lr=0.1": [0, 1, 2]})), "lr")
+    assert few["verdict"] == "undetermined" and "seeds per design point" in few["reason"]
+
+
+def test_a_null_factor_with_ten_seeds_is_negligible() -> None:
+    rng = np.random.default_rng(3)
+    verdicts = [_row(_analyse(ofat_table({}, noise=0.005, seeds=10, rng=rng)), "lr")["verdict"]
+                for _ in range(30)]
+    assert verdicts.count("negligible") >= 27
+
+
+def test_small_but_real_effect_is_called_small() -> None:
+    pooling = _row(_analyse(ofat_table({"pooling": 0.005}, noise=0.001, seeds=5)), "pooling")
+    assert pooling["accuracy_p_holm"] < ALPHA and pooling["verdict"] == "small"
+
+
+def test_one_seed_gives_undetermined_verdicts_with_the_reason() -> None:
+    result = _analyse(ofat_table({"lr": 0.05}, noise=0.01, seeds=1))
+    assert set(result.ranking["verdict"]) == {"undetermined"}
+    assert result.ranking["reason"].str.contains("noise cannot be measured").all()
+    assert result.ranking["accuracy_p"].isna().all() and result.ranking["rank_low"].isna().all()
+    assert result.levels["ci_low"].isna().all()
+
+
+def test_a_factor_whose_other_levels_all_failed_stays_in_the_ranking() -> None:
+    trials = ofat_table({}, noise=0.005, seeds=3)
+    failed = trials["design_point"].str.startswith("dropout=")
+    trials.loc[failed, ["state", "outcome", ACCURACY]] = ["FAIL", "failed", None]
+    dropout = _row(_analyse(trials), "dropout")
+    assert dropout["verdict"] == "no data" and pd.isna(dropout["rank"])
+    assert dropout["reason"] == "all 6 of its non-baseline trials failed"
+
+
+def test_tests_and_intervals_are_those_of_the_pooled_linear_model() -> None:
+    trials = ofat_table({"lr": 0.02}, noise=0.005, seeds=3)
+    result = _analyse(trials)
+    model = smf.ols(f"{ACCURACY} ~ C(design_point, Treatment('baseline'))",
+                    data=trials.astype({ACCURACY: float})).fit()
+    names = {p: f"C(design_point, Treatment('baseline'))[T.{p}]" for p in ("lr=0.01", "lr=0.1")}
+    f_test = model.f_test([[float(name == n) for name in model.params.index]
+                           for n in names.values()])
+    assert _row(result, "lr")["accuracy_p"] == pytest.approx(float(f_test.pvalue), rel=1e-6)
+    diffs = result.differences.set_index(["factor", "level"])
+    for level, point in ((0.01, "lr=0.01"), (0.1, "lr=0.1")):
+        assert diffs.loc[("lr", level), "difference"] == pytest.approx(model.params[names[point]])
+        assert diffs.loc[("lr", level), "se"] == pytest.approx(model.bse[names[point]])
+    assert result.noise.pooled_std == pytest.approx(np.sqrt(model.scale))
+
+
+def test_holm_matches_statsmodels_and_keeps_missing_values() -> None:
+    p = pd.Series([0.01, np.nan, 0.04, 0.03, 0.2])
+    expected = multipletests(p.dropna(), method="holm")[1]
+    assert holm(p).dropna().to_numpy() == pytest.approx(expected)
+    assert np.isnan(holm(p)[1])
+    assert holm(pd.Series([], dtype=float)).empty  # nothing to test (e.g. no crossed pair)
+
+
+def test_grid_levels_are_marginal_means_over_the_other_factors() -> None:
+    result = _analyse(grid_table(interaction=0.0, noise=0.002), GRID)
+    activation = _row(result, "activation")
+    assert activation["verdict"] == "influential"
+    assert activation["largest_difference"] == pytest.approx(0.02, abs=0.004)
+    assert not result.ranking.set_index("factor").drop("activation")["verdict"].isin(
+        CLAIMS).any()
+
+
+def test_the_practical_threshold_decides_influential_or_small() -> None:
+    trials = ofat_table({"activation": -0.03}, noise=0.002, seeds=5)
+    assert _row(_analyse(trials), "activation")["verdict"] == "influential"
+    strict = _row(_analyse(trials, practical_effect=0.05), "activation")
+    assert strict["verdict"] == "small" and "5 points" in strict["reason"]

@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from study.training.data import synthetic_images, to_device
+from study.training.engine import train_trial, trial_steps
+from study.training.streams import TrialStreams
+from tests.conftest import compose
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return to_device(synthetic_images(600, 200), "standardize", CPU)
+
+
+def _configs():
+    # dropout and augmentation draw random numbers all along; different batch sizes give the
+    # trials different numbers of steps, so one ends while the others still run
+    return [compose("data=synthetic", "model.channels=8", "model.dropout=0.5", f"train.seed={s}",
+                    f"train.batch_size={b}", "train.epochs=2")
+            for s, b in ((0, 64), (1, 128), (2, 32))]
+
+
+def test_interleaved_trials_train_exactly_as_they_do_alone(synthetic) -> None:
+    alone = [train_trial(cfg, synthetic) for cfg in _configs()]
+    streams = TrialStreams(2, CPU)
+    pending = list(enumerate(_configs()))
+    together, turns = {}, 0
+    while pending or streams.running:
+        while pending and streams.has_room():
+            index, cfg = pending.pop(0)
+            streams.start(index, trial_steps(cfg, synthetic))
+        assert len(streams.running) <= 2
+        together.update(streams.turn())
+        turns += 1
+    for index, result in enumerate(alone):
+        assert together[index].train_loss == result.train_loss
+        assert together[index].test_accuracy == result.test_accuracy
+    steps = [2 * (600 // cfg.train.batch_size) for cfg in _configs()]
+    assert turns < sum(steps) + 3  # the trials did run side by side
+
+
+def test_a_trial_that_raises_is_dropped_and_the_others_go_on(synthetic) -> None:
+    def broken():
+        yield
+        raise RuntimeError("simulated CUDA error")
+
+    cfg = _configs()[0]
+    streams = TrialStreams(2, CPU)
+    streams.start("broken", broken())
+    streams.start("fine", trial_steps(cfg, synthetic))
+    streams.turn()
+    with pytest.raises(RuntimeError, match="simulated"):
+        streams.turn()
+    assert [trial.key for trial in streams.running] == ["fine"]
+    finished = []
+    while streams.running:
+        finished += streams.turn()
+    assert finished[0][0] == "fine"
+    assert finished[0][1].train_loss == train_trial(cfg, synthetic).train_loss
