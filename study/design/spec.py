@@ -22,6 +22,7 @@ import functools
 import hashlib
 import importlib.metadata
 import json
+import os
 import subprocess
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
@@ -47,8 +48,13 @@ SETUP_GROUPS = ("data", "model", "train")  # config groups whose keys make up th
 
 @functools.cache
 def code_version() -> str:
-    """The package version and the git commit it runs from (`-dirty` with local changes)."""
-    version = importlib.metadata.version("cnn-sensitivity-study")
+    """The package version and the git commit it runs from (`-dirty` with local changes). A
+    copy of the tree without its .git and not installed (the GPU machine's) takes the commit
+    from the environment variable STUDY_COMMIT, and says it is not installed."""
+    try:
+        version = importlib.metadata.version("cnn-sensitivity-study")
+    except importlib.metadata.PackageNotFoundError:
+        version = "not-installed"
     try:
         out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"],
                              capture_output=True, text=True, timeout=5,
@@ -56,6 +62,7 @@ def code_version() -> str:
         commit = out.stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         commit = ""
+    commit = commit or os.environ.get("STUDY_COMMIT", "")
     return f"{version}+{commit}" if commit else version
 
 

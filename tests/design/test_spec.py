@@ -2,11 +2,14 @@
 without changing anything, more seeds or levels grow it, and the analysis reads the spec (or,
 for a study made before specs, its trials)."""
 
+import importlib.metadata
+import subprocess
+
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from study.design.spec import SPEC_ATTR, StudySpec, spec_for_run, study_spec
+from study.design.spec import SPEC_ATTR, StudySpec, code_version, spec_for_run, study_spec
 from study.errors import UserError
 from study.reporting.report import write_report
 from study.reporting.sections import setup_lines
@@ -191,3 +194,24 @@ def test_a_study_made_before_specs_is_reported_from_its_trials(tmp_path) -> None
     with pytest.raises(UserError, match="'old' was made by an older version of this tool and "
                                         "records no spec: it can be reported"):
         open_study(cfg, open_storage(storage), spec_of(cfg))
+
+
+def test_a_copied_tree_records_the_commit_it_is_given(monkeypatch) -> None:
+    """The GPU machine runs a copy of the tree: not installed, no .git (.ci/gpu)."""
+    def not_installed(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    def no_git(*args, **kwargs):
+        raise OSError("git: not found")
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    monkeypatch.setattr(subprocess, "run", no_git)
+    monkeypatch.setenv("STUDY_COMMIT", "c6c5342")
+    code_version.cache_clear()
+    try:
+        assert code_version() == "not-installed+c6c5342"
+        monkeypatch.delenv("STUDY_COMMIT")
+        code_version.cache_clear()
+        assert code_version() == "not-installed"
+    finally:
+        code_version.cache_clear()
