@@ -43,6 +43,7 @@ from study.runs.storage import mask_url, open_storage, open_study, sqlite_file, 
 from study.runs.workers import auto_workers, interrupted_status, train_design
 from study.training.data import load_images
 from study.training.engine import device_name, pick_device, resolve_engine
+from study.training.precision import resolve_precision
 
 log = logging.getLogger("study.sweep")
 
@@ -54,6 +55,7 @@ def run_sweep(cfg: DictConfig) -> None:
 
     device = pick_device()
     resolve_engine(cfg.train.compile, device)  # a mode this device lacks is an error now
+    cfg.train.precision = resolve_precision(cfg.train.precision, device)  # the study records it
     check_outputs(cfg, sqlite_file(cfg.storage), report=True)  # now, not after the training
     images = load_images(cfg.data)  # before the storage, so that bad data writes nothing
     check_batch_sizes(cfg, len(images.y_train))
@@ -63,10 +65,11 @@ def run_sweep(cfg: DictConfig) -> None:
         "optuna": optuna.__version__, "python": platform.python_version()})
     study, spec = open_study(cfg, storage, run_spec)
     workers = auto_workers(cfg, device)
-    log.info("%s on %s, budget %s: %d epochs per trial, %d worker process%s x %d trial%s at "
-             "once; study %s, identity %s", images.source, device_name(device), cfg.budget,
-             cfg.train.epochs, workers, "" if workers == 1 else "es", cfg.sweep.streams,
-             "" if cfg.sweep.streams == 1 else "s", cfg.name, spec.identity_hash())
+    log.info("%s on %s, budget %s, %s: %d epochs per trial, %d worker process%s x %d trial%s "
+             "at once; study %s, identity %s", images.source, device_name(device), cfg.budget,
+             cfg.train.precision, cfg.train.epochs, workers, "" if workers == 1 else "es",
+             cfg.sweep.streams, "" if cfg.sweep.streams == 1 else "s", cfg.name,
+             spec.identity_hash())
     with study_lock(storage, cfg.name):  # trials of workers killed in an earlier run
         optuna.storages.fail_stale_trials(study)
         repaired = fail_untrainable(study, storage)

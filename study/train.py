@@ -31,6 +31,7 @@ from study.runs.storage import mask_url, open_storage, open_study, sqlite_file
 from study.runs.tensorboard_log import TrialLog
 from study.training.data import load_images, to_device
 from study.training.engine import device_name, pick_device, resolve_engine, train_trial
+from study.training.precision import resolve_precision
 
 log = logging.getLogger("study.train")
 NOT_DESIGN_KEYS = {"train.seed", "name", "storage", "artifact_dir", "data.path", "data.cache_dir",
@@ -53,6 +54,7 @@ def run_one(cfg: DictConfig) -> None:
     """Train the configured trial and record it as a trial of the study `name`."""
     device = pick_device()
     resolve_engine(cfg.train.compile, device)
+    cfg.train.precision = resolve_precision(cfg.train.precision, device)  # the study records it
     check_outputs(cfg, sqlite_file(cfg.storage), report=False)
     images = load_images(cfg.data)
     check_batch_sizes(cfg, len(images.y_train), levels=False)
@@ -65,7 +67,8 @@ def run_one(cfg: DictConfig) -> None:
     job_dir = Path(hydra_cfg.runtime.output_dir)
     saved = OmegaConf.to_container(cfg, resolve=True) | {"storage": mask_url(cfg.storage)}
     (job_dir / "config.yaml").write_text(OmegaConf.to_yaml(saved))
-    data = to_device(images, cfg.data.preprocessing, device, cfg.data.zca_epsilon)
+    data = to_device(images, cfg.data.preprocessing, device, cfg.data.zca_epsilon,
+                     cfg.train.precision)
     log.info("%s on %s; training %d epochs [%s, seed %d]", images.source, device_name(device),
              cfg.train.epochs, point, cfg.train.seed)
     board = (TrialLog(cfg.logger.dir, cfg.name, f"job-{job_dir.parent.name}-{job_dir.name}")

@@ -6,11 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import DictConfig
 
 from study.cli import compose_config
 from study.design.spec import StudySpec, spec_for_run
 from study.training.data import Images, load_cifar10
+from study.training.precision import resolve_precision
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_CIFAR10 = REPO.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
@@ -22,7 +24,9 @@ def compose(*overrides: str) -> DictConfig:
 
 
 def spec_of(cfg: DictConfig, fingerprint: str = "synthetic:test") -> StudySpec:
-    """The spec a run of this config makes (the data's fingerprint given)."""
+    """The spec a run of this config makes on the CPU (the data's fingerprint given); like the
+    commands, it first resolves train.precision in cfg."""
+    cfg.train.precision = resolve_precision(cfg.train.precision, torch.device("cpu"))
     return spec_for_run(cfg, cfg.sweep.design, fingerprint)
 
 

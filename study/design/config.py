@@ -21,6 +21,7 @@ from study.design.factors import FACTORS, Check, applicable_factors, number, one
 from study.errors import ConfigError
 from study.paths import name_problem
 from study.training.model import ARCHITECTURES
+from study.training.precision import PRECISIONS
 
 DATA_SOURCES = ("cifar10", "synthetic")
 OPTIMIZERS = ("sgd", "adam")
@@ -77,6 +78,7 @@ class TrainConfig:
     eval_batch_size: int = 1000
     test_every_epoch: bool = True  # test accuracy after every epoch (else after the last only)
     compile: str = "auto"  # auto | none | graph (the whole step in a CUDA graph) | model
+    precision: str = "auto"  # auto (bf16 where the device has bf16 instructions) | fp32 | bf16
 
 
 @dataclass
@@ -107,6 +109,7 @@ class BenchConfig:
     images: int = 250_000  # training images per throughput run (one trial; each worker of (c))
     tutorial_images: int = 25_000  # images the tutorial DataLoader loop trains on
     engines: list[str] = field(default_factory=lambda: ["none", "graph"])  # train.compile, (b)
+    precisions: list[str] = field(default_factory=lambda: ["bf16"])  # train.precision, (b)
     workers: list[int] = field(default_factory=lambda: [1, 2, 4])  # K for (c)
     streams: list[int] = field(default_factory=lambda: [1])  # S for (c): trials per worker
     study: list[str] = field(default_factory=list)  # overrides that cut the study to the slice
@@ -166,6 +169,7 @@ OTHER_CHECKS: dict[str, Check] = {
     "train.warmup": number(0, 1),
     "train.eval_batch_size": number(1, integer=True),
     "train.compile": one_of(ENGINES),
+    "train.precision": one_of(PRECISIONS),
     "sweep.design": one_of(tuple(SWEEP_DESIGNS)),
     "sweep.seeds": number(1, integer=True),
     "sweep.baseline_seeds": number(1, integer=True),
@@ -261,6 +265,10 @@ def validate(cfg: DictConfig) -> None:
         if engine not in ENGINES[1:]:
             raise ConfigError(f"bench.engines: {engine!r} is not allowed: choose from "
                               f"{', '.join(ENGINES[1:])}")
+    for precision in cfg.bench.precisions:
+        if precision not in PRECISIONS:
+            raise ConfigError(f"bench.precisions: {precision!r} is not allowed: choose from "
+                              f"{', '.join(PRECISIONS)}")
     for key in ("bench.workers", "bench.streams"):
         for count in OmegaConf.select(cfg, key):
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:

@@ -161,6 +161,12 @@ class StudySpec:
     def from_dict(cls, data: dict[str, Any]) -> StudySpec:
         fields = {k: v for k, v in data.items() if k != "identity_hash"}
         fields["factors"] = {name: FactorSpec(**f) for name, f in data["factors"].items()}
+        setup = fields["setup"]
+        if "train.precision" not in setup and any(k.startswith("train.") for k in setup):
+            # recorded before train.precision existed, when the engine trained in bf16 on a GPU
+            # and in fp32 on the CPU: a run continues such a study only in the same precision
+            on_cpu = data.get("created", {}).get("device", "cpu") == "cpu"
+            fields["setup"] = setup | {"train.precision": "fp32" if on_cpu else "bf16"}
         return cls(**fields)
 
     def grow(self, run: StudySpec, name: str, storage: str) -> StudySpec:

@@ -161,7 +161,8 @@ def setup_lines(spec: StudySpec, trials: pd.DataFrame) -> list[str]:
         f"{setup.get('train.optimizer', '?')} "
         f"(momentum {setup.get('train.momentum', '?')}), {setup.get('train.schedule', '?')} "
         f"schedule, weight decay {setup.get('train.weight_decay', '?')}, augmentation "
-        f"{'on' if setup.get('train.augment') else 'off'}; training subset: "
+        f"{'on' if setup.get('train.augment') else 'off'}, precision "
+        f"{setup.get('train.precision', '?')}; training subset: "
         f"{setup.get('data.train_subset') or 'all'}; test subset: "
         f"{setup.get('data.test_subset') or 'all'}"]
     if spec.recorded:

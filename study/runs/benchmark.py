@@ -1,8 +1,9 @@
 """The measurements of `python -m study.bench` (study/bench.py runs them and writes the table):
-(a) the tutorial loop, (b) the engine one trial at a time per `train.compile` mode, (c) K worker
-processes each training S trials at once, (d) the wall time of a study slice run as
-`python -m study.sweep`, (e) how far apart same-seed trials end, (f) the cost of testing after
-every epoch. Each returns plain data (`Throughput`, dicts).
+(a) the tutorial loop, (b) the engine one trial at a time per `train.compile` mode and
+`train.precision`, (c) K worker processes each training S trials at once, (d) the wall time of a
+study slice run as `python -m study.sweep`, (e) how far apart same-seed trials end, (f) the cost
+of testing after every epoch, and the roofline: the device's own matmul rate in fp32 and bf16,
+against which each row's arithmetic rate is read. Each returns plain data (`Throughput`, dicts).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ TUTORIAL_BATCH = 128
 TUTORIAL_LOADER_WORKERS = 2
 SLICE_STORAGE = Path("results/bench/study.db")  # the timed slice's own study, remade each run
 LAST_ONLY = ", tested after the last epoch only"  # (f)
+MATMUL_SIZE = 2048  # the roofline's square matmul
 
 
 @dataclass
@@ -48,6 +50,7 @@ class Throughput:
     test_accuracy: list[float] = field(default_factory=list)  # per trial; empty for (a)
     seeds: list[int] = field(default_factory=list)  # of those trials
     engine: str = ""  # train.compile as the trials resolved it
+    precision: str = "fp32"  # train.precision as the trials resolved it
     error: str | None = None  # why the measurement failed, if it did
 
 
@@ -98,14 +101,14 @@ def tutorial_throughput(cfg: DictConfig, images: Images, device: torch.device,
             if seen >= n_images:
                 break
     seconds = time.perf_counter() - start
-    return Throughput("(a) tutorial loop", seen / seconds, seen, seconds)
+    return Throughput("(a) tutorial loop", seen / seconds, seen, seconds, precision="fp32")
 
 
-def throughput_config(cfg: DictConfig, engine: str, n_train: int, seed: int = 0,
+def throughput_config(cfg: DictConfig, engine: str, precision: str, n_train: int, seed: int = 0,
                       epochs: int | None = None) -> DictConfig:
     """The baseline trial sized to bench.images: one pass over n_train images per epoch."""
     trial_cfg = cfg.copy()
-    trial_cfg.train.compile = engine
+    trial_cfg.train.compile, trial_cfg.train.precision = engine, precision
     trial_cfg.train.epochs = epochs or max(1, cfg.bench.images // n_train)
     trial_cfg.train.seed = seed
     return trial_cfg
@@ -116,46 +119,48 @@ def trained_images(cfg: DictConfig, n_train: int) -> int:
     return cfg.train.epochs * (n_train // batch) * batch
 
 
-def warm_up(cfg: DictConfig, data: DeviceData, engine: str) -> None:
+def warm_up(cfg: DictConfig, data: DeviceData, engine: str, precision: str) -> None:
     """On CUDA, an untimed one-epoch trial on a slice of the data, which pays the process's
     one-off CUDA and cuDNN start-up that a study pays once per worker, not per trial."""
     if data.x_train.device.type == "cuda":
         n = min(len(data.y_train), 10 * cfg.train.batch_size)
         head = DeviceData(data.x_train[:n], data.y_train[:n], data.x_test, data.y_test)
-        train_trial(throughput_config(cfg, engine, n, epochs=1), head)
+        train_trial(throughput_config(cfg, engine, precision, n, epochs=1), head)
 
 
-def engine_throughput(cfg: DictConfig, images: Images, device: torch.device,
-                      engine: str, test_every_epoch: bool = True) -> Throughput:
-    """(b): one trial of the baseline with train.compile=engine, after `warm_up`; tested after
-    every epoch as in a study, or (for (f)) after the last only."""
-    data = to_device(images, cfg.data.preprocessing, device, cfg.data.zca_epsilon)
+def engine_throughput(cfg: DictConfig, images: Images, device: torch.device, engine: str,
+                      precision: str, test_every_epoch: bool = True) -> Throughput:
+    """(b): one trial of the baseline with train.compile=engine and train.precision=precision,
+    after `warm_up`; tested after every epoch as in a study, or (for (f)) after the last only."""
+    data = to_device(images, cfg.data.preprocessing, device, cfg.data.zca_epsilon, precision)
     n_train = len(images.y_train)
-    warm_up(cfg, data, engine)
-    trial_cfg = throughput_config(cfg, engine, n_train)
+    warm_up(cfg, data, engine, precision)
+    trial_cfg = throughput_config(cfg, engine, precision, n_train)
     trial_cfg.train.test_every_epoch = test_every_epoch
     result = train_trial(trial_cfg, data)
     n = trained_images(trial_cfg, n_train)
-    label = f"(b) engine, compile={result.engine}" + ("" if test_every_epoch else LAST_ONLY)
+    label = (f"(b) engine, compile={result.engine}, {result.precision}"
+             + ("" if test_every_epoch else LAST_ONLY))
     return Throughput(label, n / result.wall_time_s, n, result.wall_time_s,
-                      [result.test_accuracy], [0], result.engine)
+                      [result.test_accuracy], [0], result.engine, result.precision)
 
 
 def _concurrent_worker(config: dict, index: int, count: int, streams: int, engine: str,
-                       go: multiprocessing.synchronize.Event, messages: multiprocessing.Queue
-                       ) -> None:
+                       precision: str, go: multiprocessing.synchronize.Event,
+                       messages: multiprocessing.Queue) -> None:
     """One of K processes in (c): set up, say ready, wait for the start, train S trials at
     once."""
     try:
         cfg = OmegaConf.create(config)
         device = worker_device(index, count)
         images = bench_images(cfg)
-        data = to_device(images, cfg.data.preprocessing, device, cfg.data.zca_epsilon)
+        data = to_device(images, cfg.data.preprocessing, device, cfg.data.zca_epsilon,
+                         precision)
         n_train = len(images.y_train)
-        warm_up(cfg, data, engine)
+        warm_up(cfg, data, engine, precision)
         messages.put(("ready", index))
         go.wait()
-        configs = {seed: throughput_config(cfg, engine, n_train, seed)
+        configs = {seed: throughput_config(cfg, engine, precision, n_train, seed)
                    for seed in range(index * streams, (index + 1) * streams)}
         trials = TrialStreams(streams, device)
         for seed, trial_cfg in configs.items():
@@ -188,14 +193,16 @@ def _collect(messages: multiprocessing.Queue, kind: str, processes: list) -> lis
     return collected
 
 
-def concurrent_throughput(cfg: DictConfig, count: int, streams: int, engine: str) -> Throughput:
+def concurrent_throughput(cfg: DictConfig, count: int, streams: int, engine: str,
+                          precision: str) -> Throughput:
     """(c): K worker processes on the device(s) train S baseline trials each, all with different
     seeds, started together; throughput = all their images / time until the last finishes."""
     context = multiprocessing.get_context("spawn")
     go, messages = context.Event(), context.Queue()
     config = OmegaConf.to_container(cfg, resolve=True)
     processes = [context.Process(target=_concurrent_worker,
-                                 args=(config, index, count, streams, engine, go, messages))
+                                 args=(config, index, count, streams, engine, precision, go,
+                                       messages))
                  for index in range(count)]
     for process in processes:
         process.start()
@@ -215,9 +222,10 @@ def concurrent_throughput(cfg: DictConfig, count: int, streams: int, engine: str
     trials = sorted(trial for _, _, per_worker in finished for trial in per_worker)
     engines = {engine for _, _, engine in trials}
     return Throughput(f"(c) {count} worker{'s' if count > 1 else ''} x {streams} stream"
-                      f"{'s' if streams > 1 else ''}, compile={engine}", n / seconds, n, seconds,
-                      [accuracy for _, accuracy, _ in trials], [seed for seed, _, _ in trials],
-                      engines.pop() if len(engines) == 1 else "mixed")
+                      f"{'s' if streams > 1 else ''}, compile={engine}, {precision}", n / seconds,
+                      n, seconds, [accuracy for _, accuracy, _ in trials],
+                      [seed for seed, _, _ in trials],
+                      engines.pop() if len(engines) == 1 else "mixed", precision)
 
 
 def time_study_slice(cfg: DictConfig, workers: int, streams: int) -> dict:
@@ -274,13 +282,32 @@ def measure(label: str, run: Callable[[], Throughput]) -> Throughput:
     return result
 
 
+def matmul_rates(device: torch.device, size: int = MATMUL_SIZE, seconds: float = 1.0
+                 ) -> dict[str, float]:
+    """The roofline: GFLOP/s of a size x size matmul on the device, in fp32 and in bf16, each
+    repeated for about `seconds` after a warm-up: what this device's arithmetic reaches at best."""
+    rates = {}
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
+        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        a @ b
+        sync()
+        runs, start = 0, time.perf_counter()
+        while runs == 0 or time.perf_counter() - start < seconds:
+            a @ b
+            runs += 1
+            sync()
+        rates[precision] = 2 * size ** 3 * runs / (time.perf_counter() - start) / 1e9
+    return rates
+
+
 def repeatability(throughput: list[dict]) -> list[dict]:
     """(e): trials of (b) and (c) that trained the same config with the same seed (alone, in
     other processes, beside other trials): how far apart their test accuracies are."""
     runs = defaultdict(list)
     for row in throughput:
         for seed, accuracy in zip(row["seeds"], row["test_accuracy"], strict=True):
-            runs[(row["engine"], seed)].append(accuracy)
-    return [{"engine": engine, "seed": seed, "test_accuracy": accuracy,
+            runs[(row["engine"], row["precision"], seed)].append(accuracy)
+    return [{"engine": engine, "precision": precision, "seed": seed, "test_accuracy": accuracy,
              "spread": max(accuracy) - min(accuracy)}
-            for (engine, seed), accuracy in runs.items() if len(accuracy) > 1]
+            for (engine, precision, seed), accuracy in runs.items() if len(accuracy) > 1]

@@ -100,7 +100,7 @@ def train_one(cfg: DictConfig, spec: StudySpec, study: optuna.Study, trial: optu
         preprocessing = trial_cfg.data.preprocessing
         if preprocessing not in prepared:
             prepared[preprocessing] = to_device(images, preprocessing, device,
-                                                cfg.data.zca_epsilon)
+                                                cfg.data.zca_epsilon, cfg.train.precision)
             if device.type == "cuda":  # trials on other streams will read it
                 torch.cuda.current_stream(device).synchronize()
         result = yield from trial_steps(trial_cfg, prepared[preprocessing], on_epoch=on_epoch)

@@ -32,6 +32,7 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from study.errors import UserError, one_line
+from study.training.precision import input_dtype, resolve_precision
 
 log = logging.getLogger("study.training.data")
 
@@ -301,19 +302,18 @@ def synthetic_images(n_train: int, n_test: int, seed: int = 1234) -> Images:
 
 
 def to_device(images: Images, preprocessing: str, device: torch.device,
-              zca_epsilon: float = 1e-2) -> DeviceData:
-    """Move images to the device and preprocess them with statistics of the training split."""
+              zca_epsilon: float = 1e-2, precision: str = "auto") -> DeviceData:
+    """Move images to the device and preprocess them with statistics of the training split; stored
+    in the dtype the precision reads (study.training.precision) and in channels_last, the
+    convolutions' layout on both the GPU and the CPU."""
     x_train = images.x_train.to(device).float().div_(255)
     x_test = images.x_test.to(device).float().div_(255)
     x_train, x_test = PREPROCESSINGS[preprocessing](x_train, x_test, zca_epsilon)
-    memory_format = torch.contiguous_format
-    if device.type == "cuda":
-        # The model reads bf16 under autocast anyway: storing bf16 loses nothing and halves the
-        # bytes that every epoch's augmentation moves; channels_last is the convolutions' layout.
-        x_train, x_test = x_train.to(torch.bfloat16), x_test.to(torch.bfloat16)
-        memory_format = torch.channels_last
-    return DeviceData(x_train.contiguous(memory_format=memory_format), images.y_train.to(device),
-                      x_test.contiguous(memory_format=memory_format), images.y_test.to(device))
+    dtype = input_dtype(resolve_precision(precision, device))
+    return DeviceData(x_train.to(dtype).contiguous(memory_format=torch.channels_last),
+                      images.y_train.to(device),
+                      x_test.to(dtype).contiguous(memory_format=torch.channels_last),
+                      images.y_test.to(device))
 
 
 def standardize(x_train: torch.Tensor, x_test: torch.Tensor, _zca_epsilon: float

@@ -5,10 +5,12 @@ augmented there in one go. After every epoch the test set is evaluated (train.te
 else after the last only): the epoch's training metrics and its test accuracy accumulate on the
 device and reach the host in one transfer, plus a cheap finiteness check every
 DIVERGENCE_CHECK_STEPS steps so that a diverging trial stops at once. Evaluation never changes
-training: it draws no random numbers and leaves the batch-norm statistics as they are. On CUDA
-the model runs in channels_last with bf16 autocast, and by default (train.compile=auto -> graph)
-the whole training step is one CUDA graph; `none` runs it eagerly, `model` runs torch.compile on
-the model (python -m study.bench measures each). A diverged trial is a result (outcome
+training: it draws no random numbers and leaves the batch-norm statistics as they are. The model
+and the data are in channels_last on every device, and the step runs under bf16 autocast where
+train.precision resolves to bf16 (study.training.precision: a GPU, or a CPU with bf16
+instructions); by default (train.compile=auto -> graph) a GPU's whole training step is one CUDA
+graph; `none` runs it eagerly, `model` runs torch.compile on the model (python -m study.bench
+measures each). A diverged trial is a result (outcome
 "diverged", test accuracy = chance by the study's rule), not a crash.
 A library: the commands (study.train, study.sweep, study.bench) call it.
 """
@@ -32,6 +34,7 @@ from torch import nn
 from study.errors import UserError
 from study.training.data import CLASSES, DeviceData, crop_flip, pad_for_crop
 from study.training.model import build_model, count_parameters
+from study.training.precision import input_dtype, resolve_precision
 
 CROP_PAD = 4  # px of zero padding for random crops
 DIVERGENCE_CHECK_STEPS = 50  # steps between host-side checks that the loss is finite
@@ -54,6 +57,7 @@ class TrialResult:
     parameters: int = 0
     device: str = ""
     engine: str = ""  # none | graph | model (train.compile as resolved)
+    precision: str = ""  # fp32 | bf16 (train.precision as resolved)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -137,17 +141,17 @@ class TrainStep:
     small CNN's step time on a fast GPU.
     """
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        self.model, self.optimizer = model, optimizer
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, bf16: bool) -> None:
+        self.model, self.optimizer, self.bf16 = model, optimizer, bf16
         device = next(model.parameters()).device
-        self.cuda = device.type == "cuda"
+        self.device_type = device.type
         self.loss_sum = torch.zeros((), device=device)
         self.correct = torch.zeros((), dtype=torch.long, device=device)
         self.graph: torch.cuda.CUDAGraph | None = None
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         # cache_enabled=False: autocast's weight cache would outlive a graph capture
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda,
+        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.bf16,
                             cache_enabled=False):
             logits = self.model(x)
             loss = F.cross_entropy(logits, y)
@@ -206,14 +210,13 @@ class TrainStep:
 
 
 @torch.no_grad()
-def count_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                  batch_size: int) -> torch.Tensor:
+def count_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                  bf16: bool) -> torch.Tensor:
     """The model's correct predictions on (x, y), as a device tensor: no host synchronisation."""
     model.eval()
-    cuda = x.device.type == "cuda"
     correct = torch.zeros((), dtype=torch.long, device=x.device)
     for start in range(0, len(y), batch_size):
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(x[start:start + batch_size])
         correct += (logits.argmax(1) == y[start:start + batch_size]).sum()
     return correct
@@ -246,22 +249,26 @@ def trial_steps(cfg: DictConfig, data: DeviceData, on_epoch: OnEpoch | None = No
     start = time.perf_counter()
     device = data.x_train.device
     engine = resolve_engine(cfg.train.compile, device)
-    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    precision = resolve_precision(cfg.train.precision, device)
+    bf16, dtype = precision == "bf16", input_dtype(precision)
     torch.backends.cudnn.benchmark = True  # a trial's shapes are fixed: autotune convs once
     torch.manual_seed(cfg.train.seed)
     generator = torch.Generator(device).manual_seed(cfg.train.seed)
 
-    model = build_model(cfg.model).to(device, memory_format=memory_format)
+    model = build_model(cfg.model).to(device, memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg.train, capturable=engine == "graph")
     result = TrialResult(test_accuracy=CHANCE_ACCURACY, outcome="complete", engine=engine,
-                         parameters=count_parameters(model), device=device_name(device))
-    step_fn = TrainStep(torch.compile(model) if engine == "model" else model, optimizer)
+                         precision=precision, parameters=count_parameters(model),
+                         device=device_name(device))
+    step_fn = TrainStep(torch.compile(model) if engine == "model" else model, optimizer, bf16)
+    x_test = data.x_test.to(dtype)  # no copy when the data is stored for this precision
 
     n = len(data.y_train)
     batch_size = min(cfg.train.batch_size, n)
     steps_per_epoch = n // batch_size  # the last partial batch is dropped
     total_steps = cfg.train.epochs * steps_per_epoch
-    x_train = pad_for_crop(data.x_train, CROP_PAD) if cfg.train.augment else data.x_train
+    x_train = data.x_train.to(dtype)
+    x_train = pad_for_crop(x_train, CROP_PAD) if cfg.train.augment else x_train
 
     step = 0
     for epoch in range(cfg.train.epochs):
@@ -270,7 +277,7 @@ def trial_steps(cfg: DictConfig, data: DeviceData, on_epoch: OnEpoch | None = No
         x_epoch = x_train[order]  # the whole epoch augmented at once: a few large kernels
         if cfg.train.augment:
             x_epoch = crop_flip(x_epoch, CROP_PAD, generator)
-        x_epoch = x_epoch.contiguous(memory_format=memory_format)
+        x_epoch = x_epoch.contiguous(memory_format=torch.channels_last)
         y_epoch = data.y_train[order]
         if engine == "graph" and step_fn.graph is None:
             try:
@@ -292,8 +299,8 @@ def trial_steps(cfg: DictConfig, data: DeviceData, on_epoch: OnEpoch | None = No
         tested = cfg.train.test_every_epoch or epoch == cfg.train.epochs - 1
         metrics = [step_fn.loss_sum, step_fn.correct.float()]
         if tested:
-            metrics.append(count_correct(model, data.x_test, data.y_test,
-                                         cfg.train.eval_batch_size).float())
+            metrics.append(count_correct(model, x_test, data.y_test, cfg.train.eval_batch_size,
+                                         bf16).float())
         loss_sum, correct, *test_correct = torch.stack(metrics).tolist()  # the one host sync
         epoch_loss = loss_sum / seen
         result.epochs_run = epoch + 1

@@ -215,3 +215,13 @@ def test_a_copied_tree_records_the_commit_it_is_given(monkeypatch) -> None:
         assert code_version() == "not-installed"
     finally:
         code_version.cache_clear()
+
+
+def test_a_spec_from_before_train_precision_reads_as_what_its_device_trained_in() -> None:
+    """The engine trained in bf16 on a GPU and in fp32 on the CPU before the precision was a
+    setting: such a study continues only in that precision."""
+    data = spec_of(compose(*SMALL)).to_dict()
+    del data["setup"]["train.precision"]
+    for device, precision in (("cpu", "fp32"), ("NVIDIA H200", "bf16")):
+        data["created"]["device"] = device
+        assert StudySpec.from_dict(data).setup["train.precision"] == precision

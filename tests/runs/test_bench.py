@@ -19,27 +19,36 @@ def test_bench_measures_every_part_and_writes_json(tmp_path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(output.read_text())
     assert report["device"] == "cpu" and report["torch"]
-    labels = [row["label"] for row in report["throughput"]]
-    assert labels == ["(a) tutorial loop", "(b) engine, compile=none",
-                      "(b) engine, compile=none, tested after the last epoch only",
-                      "(c) 2 workers x 2 streams, compile=none"]
-    for row in report["throughput"]:
+    rows = report["throughput"]
+    engine = {row["precision"]: row for row in rows[1:3]}
+    best = max(engine, key=lambda precision: engine[precision]["images_per_s"])
+    assert [row["label"] for row in rows] == [
+        "(a) tutorial loop", "(b) engine, compile=none, fp32", "(b) engine, compile=none, bf16",
+        f"(b) engine, compile=none, {best}, tested after the last epoch only",
+        f"(c) 2 workers x 2 streams, compile=none, {best}"]  # the fastest (b) goes on
+    for row in rows:
         assert row["error"] is None and row["images_per_s"] > 0 and row["images"] >= 128
-    assert report["throughput"][3]["seeds"] == [0, 1, 2, 3]  # two trials in each worker
-    assert report["throughput"][3]["images"] == 4 * report["throughput"][1]["images"]
+        # the roofline: each row's arithmetic rate against the matmul rate of its precision
+        assert row["gflop_per_s"] == pytest.approx(
+            row["images_per_s"] * report["train_flop_per_image"] / 1e9)
+        assert row["of_matmul"] == pytest.approx(
+            row["gflop_per_s"] / report["matmul_gflop_per_s"][row["precision"]])
+    assert report["train_flop_per_image"] > 0 and min(report["matmul_gflop_per_s"].values()) > 0
+    assert rows[4]["seeds"] == [0, 1, 2, 3]  # two trials in each worker
+    assert rows[4]["images"] == 4 * rows[1]["images"]
     cost = report["test_every_epoch_cost"]
-    assert cost["epochs"] == 2 and cost["engine"] == "none"
-    assert cost["extra_s"] == pytest.approx(report["throughput"][1]["seconds"]
-                                            - report["throughput"][2]["seconds"])
-    assert set(report["ratios_to_tutorial"]) == set(labels[1:])
+    assert (cost["epochs"], cost["engine"], cost["precision"]) == (2, "none", best)
+    assert cost["extra_s"] == pytest.approx(engine[best]["seconds"] - rows[3]["seconds"])
+    assert set(report["ratios_to_tutorial"]) == {row["label"] for row in rows[1:]}
     study = report["study"]
     assert study["trials"] == study["complete"] == 2 and study["wall_time_s"] > 0
     assert {"sweep.workers=2", "sweep.streams=2"} <= set(study["overrides"])  # (c)'s K and S
     # Seed 0 trained alone in (b), again tested only at the end, then beside seed 1 in a
     # worker process of (c): on the CPU the three are bit-identical.
-    assert report["repeatability"] == [{"engine": "none", "seed": 0, "spread": 0.0,
-                                        "test_accuracy": [report["throughput"][1]
-                                                          ["test_accuracy"][0]] * 3}]
+    assert report["repeatability"] == [{"engine": "none", "precision": best, "seed": 0,
+                                        "spread": 0.0,
+                                        "test_accuracy": [engine[best]["test_accuracy"][0]] * 3}]
     assert "(a) tutorial loop" in run.stdout and "(d) study" in run.stdout
-    assert "(e) compile=none, seed 0 trained 3 times in (b) and (c)" in run.stdout
-    assert "(f) testing after each of 2 epochs (compile=none)" in run.stdout
+    assert f"(e) compile=none, {best}, seed 0 trained 3 times in (b) and (c)" in run.stdout
+    assert f"(f) testing after each of 2 epochs (compile=none, {best})" in run.stdout
+    assert "roofline: a 2048x2048 matmul on this device reaches" in run.stdout

@@ -22,6 +22,7 @@ from study.runs.queue import WORKER_ID, claim_waiting_trial, enqueue_missing, fa
 from study.runs.storage import mask_url, open_storage, open_study
 from study.runs.workers import run_worker
 from study.training.data import synthetic_images
+from study.training.precision import resolve_precision
 from tests.conftest import compose, spec_of
 
 CPU = torch.device("cpu")
@@ -96,6 +97,21 @@ def test_sweep_app_records_every_trial_and_writes_the_report(tmp_path) -> None:
     assert {"influence.png", "factor_lr.png", "curves_lr.png"} <= artifacts
     csv = pd.read_csv(tmp_path / "reports" / "smoke" / "trials.csv")
     assert len(csv) == 18 and csv["test_accuracy"].notna().all()
+
+    # the precision auto resolved to is the study's (its spec and every trial), and another one
+    # is another study: refused in one line, nothing trained
+    precision = resolve_precision("auto", torch.device("cpu"))
+    assert study.user_attrs["spec"]["setup"]["train.precision"] == precision
+    assert {t.user_attrs["precision"] for t in study.trials} == {precision}
+    assert f"augmentation on, precision {precision};" in report
+    other = "fp32" if precision == "bf16" else "bf16"
+    command = [sys.executable, "-m", "study.sweep", "budget=smoke", f"storage=sqlite:///{db}",
+               "name=smoke", *SMALL, "sweep.seeds=2", f"train.precision={other}"]
+    refused = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr[-2000:]
+    assert refused.stderr.startswith(f"error: study 'smoke' was created with train.precision="
+                                     f"{precision}; this run has train.precision={other}")
+    assert len(optuna.load_study(study_name="smoke", storage=f"sqlite:///{db}").trials) == 18
 
     report_command = [sys.executable, "-m", "study.report", f"storage=sqlite:///{db}"]
     missing = subprocess.run([*report_command, "name=nope"], cwd=tmp_path, capture_output=True,

@@ -223,7 +223,7 @@ def test_subsets_are_fixed_and_sized() -> None:
 
 @pytest.mark.slow
 def test_standardize_gives_zero_mean_unit_std_per_channel_on_train(cifar10) -> None:
-    data = to_device(take_subsets(cifar10, 10_000, 1000), "standardize", CPU)
+    data = to_device(take_subsets(cifar10, 10_000, 1000), "standardize", CPU, precision="fp32")
     assert data.x_train.mean(dim=(0, 2, 3)).abs().max() < 1e-4
     assert (data.x_train.std(dim=(0, 2, 3)) - 1).abs().max() < 1e-4
     assert data.x_test.mean(dim=(0, 2, 3)).abs().max() < 0.1  # test uses train statistics
@@ -244,7 +244,8 @@ def test_zca_on_full_images_whitens_components_above_epsilon(cifar10) -> None:
     x = cifar10.x_train[:5000].float() / 255
     epsilon = 1e-2  # the default data.zca_epsilon
     raw = torch.linalg.eigvalsh(torch.cov(x.flatten(1).T.double()))
-    data = to_device(take_subsets(cifar10, 5000, 100), "zca", CPU, zca_epsilon=epsilon)
+    data = to_device(take_subsets(cifar10, 5000, 100), "zca", CPU, zca_epsilon=epsilon,
+                     precision="fp32")
     whitened = torch.linalg.eigvalsh(torch.cov(data.x_train.flatten(1).T.double()))
     strong = int((raw > 10 * epsilon).sum())  # components with variance well above epsilon
     assert strong >= 10

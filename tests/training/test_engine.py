@@ -1,4 +1,9 @@
+"""The training engine (study.training.engine) and its precision (study.training.precision): it
+learns, a diverged trial is a result, a seed gives the same trial twice within each precision,
+and testing after every epoch changes nothing."""
+
 import itertools
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,14 +18,43 @@ from study.training.engine import (
     train_trial,
 )
 from study.training.model import build_model
+from study.training.precision import cpu_has_bf16, resolve_precision
 from tests.conftest import compose
 
 CPU = torch.device("cpu")
+PRECISIONS = ("fp32", "bf16")
 
 
 @pytest.fixture(scope="module")
 def synthetic():
     return to_device(synthetic_images(2000, 500), "standardize", CPU)
+
+
+@pytest.fixture(scope="module")
+def stored():
+    """The synthetic set as each precision stores it."""
+    images = synthetic_images(2000, 500)
+    return {p: to_device(images, "standardize", CPU, precision=p) for p in PRECISIONS}
+
+
+def test_auto_is_bf16_where_the_cpu_has_bf16_instructions() -> None:
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    native = "avx512_bf16" in flags or "amx_bf16" in flags
+    assert cpu_has_bf16() == native  # fails where torch lost the private query the code uses
+    assert resolve_precision("auto", CPU) == ("bf16" if native else "fp32")
+    assert resolve_precision("fp32", CPU) == "fp32" and resolve_precision("bf16", CPU) == "bf16"
+    assert resolve_precision("auto", torch.device("cuda")) == "bf16"
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_a_trial_trains_and_records_its_precision(stored, precision: str) -> None:
+    cfg = compose("data=synthetic", "train.epochs=3", "model.channels=8",
+                  f"train.precision={precision}")
+    result = train_trial(cfg, stored[precision])
+    assert result.precision == precision and result.test_accuracy > 4 * CHANCE_ACCURACY
+    expected = torch.bfloat16 if precision == "bf16" else torch.float32
+    assert stored[precision].x_train.dtype == expected
+    assert stored[precision].x_train.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_short_run_on_synthetic_data_learns_far_above_chance(synthetic) -> None:
@@ -33,12 +67,16 @@ def test_short_run_on_synthetic_data_learns_far_above_chance(synthetic) -> None:
     assert result.wall_time_s > 0 and result.device == "cpu"
 
 
-def test_testing_after_every_epoch_records_the_curve_and_changes_no_result(synthetic) -> None:
-    cfg = compose("data=synthetic", "train.epochs=3", "model.channels=8", "train.seed=3")
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_testing_after_every_epoch_records_the_curve_and_changes_no_result(stored, precision
+                                                                          ) -> None:
+    cfg = compose("data=synthetic", "train.epochs=3", "model.channels=8", "train.seed=3",
+                  f"train.precision={precision}")
     seen: list[tuple[int, float | None]] = []
-    every = train_trial(cfg, synthetic, on_epoch=lambda e, loss, acc, test: seen.append((e, test)))
+    data = stored[precision]
+    every = train_trial(cfg, data, on_epoch=lambda e, loss, acc, test: seen.append((e, test)))
     cfg.train.test_every_epoch = False
-    last = train_trial(cfg, synthetic)
+    last = train_trial(cfg, data)
     assert list(every.epoch_test_accuracy) == [1, 2, 3] and list(last.epoch_test_accuracy) == [3]
     assert [test for _, test in seen] == list(every.epoch_test_accuracy.values())
     # the final evaluation is the trial's result, and testing draws no random numbers and
@@ -48,9 +86,11 @@ def test_testing_after_every_epoch_records_the_curve_and_changes_no_result(synth
     assert len(set(every.epoch_test_accuracy.values())) > 1
 
 
-def test_same_seed_gives_identical_results_on_cpu(synthetic) -> None:
-    cfg = compose("data=synthetic", "model.channels=8", "train.seed=7")
-    a, b = train_trial(cfg, synthetic), train_trial(cfg, synthetic)
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_same_seed_gives_identical_results_on_cpu(stored, precision: str) -> None:
+    cfg = compose("data=synthetic", "model.channels=8", "train.seed=7",
+                  f"train.precision={precision}")
+    a, b = train_trial(cfg, stored[precision]), train_trial(cfg, stored[precision])
     assert a.test_accuracy == b.test_accuracy and a.train_loss == b.train_loss
 
 
@@ -76,16 +116,16 @@ def test_schedules_warm_up_to_the_peak_then_decay_to_zero(schedule: str) -> None
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_warm_up_before_graph_capture_leaves_no_trace(synthetic, optimizer: str) -> None:
+def test_warm_up_before_graph_capture_leaves_no_trace(stored, optimizer: str) -> None:
     """The steps that CUDA graph capture needs beforehand are undone: training afterwards is
     bit-identical to training a fresh model with a fresh optimizer."""
     cfg = compose("data=synthetic", "model.channels=8", f"train={optimizer}")
-    x, y = synthetic.x_train[:64], synthetic.y_train[:64]
+    x, y = stored["fp32"].x_train[:64], stored["fp32"].y_train[:64]
 
     def trained(warm_up: bool) -> list[torch.Tensor]:
         torch.manual_seed(0)
         model = build_model(cfg.model)
-        step = TrainStep(model, make_optimizer(model, cfg.train))
+        step = TrainStep(model, make_optimizer(model, cfg.train), bf16=False)
         if warm_up:
             step.warm_up(x, y)
             assert step.loss_sum.item() == 0 and step.correct.item() == 0

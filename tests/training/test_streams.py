@@ -14,18 +14,19 @@ def synthetic():
     return to_device(synthetic_images(600, 200), "standardize", CPU)
 
 
-def _configs():
+def _configs(precision: str = "auto"):
     # dropout and augmentation draw random numbers all along; different batch sizes give the
     # trials different numbers of steps, so one ends while the others still run
     return [compose("data=synthetic", "model.channels=8", "model.dropout=0.5", f"train.seed={s}",
-                    f"train.batch_size={b}", "train.epochs=2")
+                    f"train.batch_size={b}", "train.epochs=2", f"train.precision={precision}")
             for s, b in ((0, 64), (1, 128), (2, 32))]
 
 
-def test_interleaved_trials_train_exactly_as_they_do_alone(synthetic) -> None:
-    alone = [train_trial(cfg, synthetic) for cfg in _configs()]
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_interleaved_trials_train_exactly_as_they_do_alone(synthetic, precision: str) -> None:
+    alone = [train_trial(cfg, synthetic) for cfg in _configs(precision)]
     streams = TrialStreams(2, CPU)
-    pending = list(enumerate(_configs()))
+    pending = list(enumerate(_configs(precision)))
     together, turns = {}, 0
     while pending or streams.running:
         while pending and streams.has_room():
