@@ -49,8 +49,8 @@ log = logging.getLogger("study.sweep")
 
 
 def run_sweep(cfg: DictConfig) -> None:
-    # the report's plotting and statistics libraries take seconds to import: only at the end,
-    # so that a bad command line fails fast
+    # the report's plotting and statistics libraries take seconds to import: here, in the task,
+    # so that a bad command line fails before them
     from study import api
 
     device = pick_device()
