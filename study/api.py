@@ -91,10 +91,12 @@ def rank(study: LoadedStudy | StudyData, practical_effect: float = PRACTICAL_EFF
 def write_report(study: LoadedStudy, reports_root: Path = REPORTS,
                  artifact_dir: Path | None = None,
                  practical_effect: float = PRACTICAL_EFFECT) -> Report:
-    """`reports_root/<name>/`: report.md, report.html, the CSVs and figures; with artifact_dir,
-    also the report on the study's page in optuna-dashboard."""
+    """`reports_root/<name>/`: report.md, report.html, the CSVs and figures, from the trials as
+    `load` read them; with artifact_dir, also the report on the study's page in
+    optuna-dashboard."""
     return _write_report(study.study, study.storage, Path(reports_root),
-                         None if artifact_dir is None else Path(artifact_dir), practical_effect)
+                         None if artifact_dir is None else Path(artifact_dir), practical_effect,
+                         study.data)
 
 
 def compare(names: list[str], storage: Storage = DEFAULT_STORAGE, reports_root: Path = REPORTS,

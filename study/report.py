@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import optuna
 from omegaconf import DictConfig
 
 from study import api
@@ -37,9 +36,9 @@ def run_report(cfg: DictConfig) -> None:
     check_outputs(cfg, None, report=True)
     run = api.load(cfg.name, cfg.storage)  # reading: never makes a new storage
     report = api.write_report(run, REPORTS, Path(cfg.artifact_dir), cfg.analysis.practical_effect)
-    finished = run.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    log.info("report of %d finished trials (of %d) written to %s", len(finished),
-             len(run.study.trials), report.folder / "report.html")
+    log.info("report of %d finished trials (of %d) written to %s",
+             (run.trials["state"] == "COMPLETE").sum(), len(run.trials),
+             report.folder / "report.html")
     ranking = ranking_table(report.analysis.ranking)
     brief = ranking[["factor", "rank (95% interval)", "verdict", "effect [95% CI]"]]
     print(f"Ranking of study {run.name}:\n"

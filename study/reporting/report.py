@@ -76,8 +76,10 @@ class Report:
 
 
 def findings(study: optuna.Study, storage: optuna.storages.BaseStorage,
-             practical_effect: float = PRACTICAL_EFFECT) -> Findings:
-    data = read_study(study)
+             practical_effect: float = PRACTICAL_EFFECT, data: StudyData | None = None
+             ) -> Findings:
+    """What the report of `study` shows; from `data` when the caller has already read it."""
+    data = data or read_study(study)
     spec, trials = data.spec, data.trials
     analysis = rank_trials(trials, spec, practical_effect)
     pairs, tables = joint.interactions(trials, spec)
@@ -212,13 +214,14 @@ def build_blocks(found: Findings, figures: Figures) -> list[Block]:
 
 
 def write_report(study: optuna.Study, storage: optuna.storages.BaseStorage, reports_root: Path,
-                 artifact_dir: Path | None = None,
-                 practical_effect: float = PRACTICAL_EFFECT) -> Report:
-    """Write the report files of `study` (in `storage`); with artifact_dir, also attach the
-    report to the study for optuna-dashboard."""
+                 artifact_dir: Path | None = None, practical_effect: float = PRACTICAL_EFFECT,
+                 data: StudyData | None = None) -> Report:
+    """Write the report files of `study` (in `storage`), from `data` when the caller has
+    already read it; with artifact_dir, also attach the report to the study for
+    optuna-dashboard."""
     out = named_folder(reports_root, study.study_name)
     out.mkdir(parents=True, exist_ok=True)
-    found = findings(study, storage, practical_effect)
+    found = findings(study, storage, practical_effect, data)
     found.data.trials.to_csv(out / "trials.csv", index=False)
     found.data.curves.to_csv(out / "curves.csv", index=False)
     figures = draw_figures(found, out)
