@@ -25,8 +25,9 @@ from study.design.designs import HydraJobs
 from study.design.factors import FACTORS
 from study.design.spec import spec_for_run
 from study.errors import Interrupted
+from study.outcomes import INTERRUPTED
 from study.paths import check_outputs
-from study.runs.queue import INTERRUPTED, record_job
+from study.runs.queue import record_job
 from study.runs.storage import mask_url, open_storage, open_study, sqlite_file
 from study.runs.tensorboard_log import TrialLog
 from study.training.data import load_images, to_device

@@ -9,7 +9,7 @@ import study
 
 PACKAGE = Path(study.__file__).parent
 # each layer and the layers it may import from (besides itself)
-BASE = {"study.errors", "study.paths"}
+BASE = {"study.errors", "study.outcomes", "study.paths"}
 LAYERS: dict[str, set[str]] = {
     "base": set(),
     "training": {"base"},

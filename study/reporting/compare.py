@@ -19,9 +19,9 @@ import pandas as pd
 
 from study.design.spec import StudySpec, study_spec
 from study.errors import UserError
-from study.paths import named_folder
+from study.paths import named_folder, written_whole
 from study.reporting import plots
-from study.reporting.document import Block, fmt, to_html, to_markdown
+from study.reporting.document import Block, fmt, literal, to_html, to_markdown
 from study.stats import stability
 from study.stats.frames import trials_frame
 from study.stats.ranking import rank_trials
@@ -106,10 +106,11 @@ def cross_study_blocks(cross: stability.CrossStudy, figure: str | None) -> list[
     shown = pd.DataFrame({"study": corr["study"], "factors ranked by both": corr["factors"],
                           **correlation_columns(corr)})
     blocks: list[Block] = [
-        ("p", f"Each factor's effect, rank and verdict in each study; every study's ranking is "
-         f"compared with that of `{cross.reference}` by rank correlations of their effects over "
-         "the factors both rank (95% bootstrap intervals from both studies' noise; n/a with "
-         f"fewer than {stability.MIN_FACTORS} factors or without replicated seeds)."),
+        ("p", "Each factor's effect, rank and verdict in each study; every study's ranking is "
+         f"compared with that of {literal(cross.reference)} by rank correlations of their "
+         "effects over the factors both rank (95% bootstrap intervals from both studies' "
+         f"noise; n/a with fewer than {stability.MIN_FACTORS} factors or without replicated "
+         "seeds)."),
         ("table", effects_table(cross)), ("table", shown)]
     if figure:
         blocks.append(("img", figure))
@@ -128,11 +129,12 @@ def write_comparison(storage: optuna.storages.BaseStorage, names: list[str], whe
         raise UserError(f"compare: the studies have different designs ({', '.join(designs)}): "
                         "compare studies of one design")
     out = named_folder(reports_root / "compare", "_vs_".join(names))
-    out.mkdir(parents=True, exist_ok=True)
     cross = stability.compare_rankings(rankings(studies, practical_effect), names[-1])
-    figure = plots.plot_cross_study(cross, out) if cross.effects["effect"].notna().any() else None
     title = f"Studies compared: {', '.join(names)}"
-    markdown = to_markdown(title, cross_study_blocks(cross, figure))
-    (out / "report.md").write_text(markdown)
-    (out / "report.html").write_text(to_html(title, markdown, out))
+    with written_whole(out) as draft:
+        figure = (plots.plot_cross_study(cross, draft) if cross.effects["effect"].notna().any()
+                  else None)
+        markdown = to_markdown(title, cross_study_blocks(cross, figure))
+        (draft / "report.md").write_text(markdown)
+        (draft / "report.html").write_text(to_html(title, markdown, draft, [figure or ""]))
     return out

@@ -1,12 +1,18 @@
 """The report's documents: a list of blocks written as Markdown, and as one self-contained HTML
 page (figures embedded as data URIs, so it opens offline). Used by study.reporting.report and
 study.reporting.compare; every number is shown with `fmt`, which says n/a where it is undefined.
+
+Text from outside the code (a study database another machine writes to, the environment, the
+data folder's name) must never become markup: every table cell is escaped here, text inserted
+into a sentence goes through `literal`, raw HTML is shown as text, and the HTML page inlines only
+the report's own figures (plain file names in its folder), never a path a text could name.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,9 +27,22 @@ def fmt(value: Any, spec: str = ".3f") -> str:
     return "n/a" if value is None or pd.isna(value) else format(value, spec)
 
 
+# What can make inline markup in a sentence or a table cell (CommonMark escapes any ASCII
+# punctuation with a backslash): escapes, code, emphasis (`_` only at a word's edge), autolinks
+# and raw HTML, entities, cell borders, and a bracket that closes a link or image (`](`, `][`),
+# so that "0.51 [0.49, 0.53]" and "batch_size" stay as they read.
+MARKUP = re.compile(r"([\\`*<>&|]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])|(?<=\])[(\[])")
+
+
+def literal(value: Any) -> str:
+    """`value` as text that Markdown shows as written, on one line: what could make markup
+    backslash-escaped, its line breaks spaces."""
+    return MARKUP.sub(r"\\\1", " ".join(str(value).splitlines()))
+
+
 def markdown_table(frame: pd.DataFrame) -> str:
     def cell(value: Any) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
+        return literal(value)
 
     lines = ["| " + " | ".join(map(cell, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(map(cell, row)) + " |" for row in frame.itertuples(index=False)]
@@ -59,13 +78,20 @@ blockquote{background:#fff4d6;border-left:4px solid #e0a800;margin:1em 0;padding
 MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")  # raw HTML shown as text
 
 
-def to_html(title: str, markdown: str, figures_dir: Path) -> str:
-    """The Markdown report as one self-contained page: each figure embedded as a data URI."""
+def to_html(title: str, markdown: str, figures_dir: Path, figures: list[str]) -> str:
+    """The Markdown report as one self-contained page: each of its `figures` (stems of PNGs in
+    figures_dir) embedded as a data URI; any other image is shown as its text."""
+    own = {f"{stem}.png" for stem in figures}
     tokens = MARKDOWN.parse(markdown)
     for token in tokens:
         for child in token.children or []:
             if child.type == "image":
-                data = (figures_dir / str(child.attrGet("src"))).read_bytes()
+                src = str(child.attrGet("src"))
+                if src not in own or "/" in src:
+                    child.type, child.tag, child.attrs = "text", "", {}
+                    child.content, child.children = f"[image {src} not shown]", None
+                    continue
+                data = (figures_dir / src).read_bytes()
                 child.attrSet("src", f"data:image/png;base64,{base64.b64encode(data).decode()}")
     body = MARKDOWN.renderer.render(tokens, MARKDOWN.options, {})
     return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}"

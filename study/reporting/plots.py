@@ -145,9 +145,12 @@ def plot_overview(trials: pd.DataFrame, levels: pd.DataFrame, noise: Noise,
     ok_all = done[done["outcome"] == "complete"]
     band = noise.band()
     shown = levels[levels["factor"].isin(factors)]  # seeds, intervals and band all in view
-    low = np.nanmin([ok_all[ACCURACY].min(), shown["ci_low"].min(), band[0] if band else np.nan])
-    high = np.nanmax([ok_all[ACCURACY].max(), shown["ci_high"].max(),
-                      band[1] if band else np.nan])
+    low = pd.Series([ok_all[ACCURACY].min(), shown["ci_low"].min(),
+                     band[0] if band else np.nan], dtype=float).min()
+    high = pd.Series([ok_all[ACCURACY].max(), shown["ci_high"].max(),
+                      band[1] if band else np.nan], dtype=float).max()
+    if np.isnan(low):  # no trial converged: the diverged trials' crosses on the full scale
+        low, high = 0.0, 1.0
     pad = 0.08 * (high - low or 0.05)
     for ax, factor in zip(axes.flat, factors, strict=False):
         part, order = labelled_slice(done, factor, spec)

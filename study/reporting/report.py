@@ -20,7 +20,8 @@ import optuna
 import pandas as pd
 
 from study.design.cost import point_costs
-from study.paths import named_folder
+from study.outcomes import COMPLETE, LISTED
+from study.paths import named_folder, written_whole
 from study.reporting import compare, dashboard, plots
 from study.reporting.document import Block, fmt, to_html, to_markdown
 from study.reporting.sections import (
@@ -137,6 +138,11 @@ def build_blocks(found: Findings, figures: Figures) -> list[Block]:
                        "epochs, fewer seeds), a preview, not the full result. With so few "
                        "optimizer steps, large batches and small learning rates are penalised far "
                        "more than in the full study. Run with `budget=full` for the real answer."))
+    done = finished(trials)
+    if not done.empty and (done["outcome"] != COMPLETE).all():
+        blocks.append(("note", f"**Every one of the {len(done)} finished trials diverged**: no "
+                       "accuracy can be compared, only divergence rates. Check the design's "
+                       "learning rates and the baseline before running more seeds."))
     if not spec.recorded:
         blocks.append(("note", "This study was made by an older version of this tool and records "
                        "no study spec: its factors, levels and baseline are read from its trials."))
@@ -191,7 +197,7 @@ def build_blocks(found: Findings, figures: Figures) -> list[Block]:
                     f"{joint.PED_ANOVA_QUANTILE:.0%}."),
                    ("table", importances.assign(**{c: importances[c].map(fmt) for c in
                                                    ("mean", "std", "shuffled_mean")}))]
-    unusable = trials[trials["outcome"].isin(["diverged", "failed"])]
+    unusable = trials[trials["outcome"].isin(LISTED)]
     if figures.time:
         blocks += [("h2", "Accuracy vs training time"), *_images(figures.time)]
     blocks += [("h2", "Design"),
@@ -202,8 +208,10 @@ def build_blocks(found: Findings, figures: Figures) -> list[Block]:
                ("h2", "Diverged and failed trials"),
                ("p", "Rule: a diverged trial (loss NaN/inf) is a result of its settings: it "
                 "counts in its level's divergence rate, which is tested on its own, and not in "
-                "accuracy (it records chance accuracy, 0.1). A failed trial (an exception or an "
-                "interruption) has no result and is left out of the analysis, listed here.")]
+                "accuracy (it records chance accuracy, 0.1). A failed trial (an exception, or its "
+                "worker was killed or lost) and an interrupted one (a signal stopped the run) "
+                "have no result and are left out of the analysis, listed here; a rerun trains "
+                "them again.")]
     if unusable.empty:
         blocks.append(("p", "None."))
     else:
@@ -220,16 +228,16 @@ def write_report(study: optuna.Study, storage: optuna.storages.BaseStorage, repo
     already read it; with artifact_dir, also attach the report to the study for
     optuna-dashboard."""
     out = named_folder(reports_root, study.study_name)
-    out.mkdir(parents=True, exist_ok=True)
     found = findings(study, storage, practical_effect, data)
-    found.data.trials.to_csv(out / "trials.csv", index=False)
-    found.data.curves.to_csv(out / "curves.csv", index=False)
-    figures = draw_figures(found, out)
-    blocks = build_blocks(found, figures)
     title = f"Sensitivity study: {study.study_name}"
-    markdown = to_markdown(title, blocks)
-    (out / "report.md").write_text(markdown)
-    (out / "report.html").write_text(to_html(title, markdown, out))
+    with written_whole(out) as draft:  # the old report stays whole until the new one is
+        found.data.trials.to_csv(draft / "trials.csv", index=False)
+        found.data.curves.to_csv(draft / "curves.csv", index=False)
+        figures = draw_figures(found, draft)
+        blocks = build_blocks(found, figures)
+        markdown = to_markdown(title, blocks)
+        (draft / "report.md").write_text(markdown)
+        (draft / "report.html").write_text(to_html(title, markdown, draft, figures.stems()))
     if artifact_dir is not None:
         links = dashboard.upload_figures(study, storage, figures.stems(), out, artifact_dir)
         note = to_markdown(title, [("note", dashboard.importance_caveat(found.data.spec)),

@@ -11,7 +11,7 @@ import pandas as pd
 
 from study.design.spec import StudySpec
 from study.reporting.compare import correlation_columns
-from study.reporting.document import Block, fmt
+from study.reporting.document import Block, fmt, literal
 from study.stats import stability
 from study.stats.frames import finished, outcome_counts
 from study.stats.ranking import ALPHA, VERDICTS, Analysis, rank_text
@@ -102,6 +102,7 @@ def claim_table(ranking: pd.DataFrame) -> pd.DataFrame:
 
 def recommendations(ranking: pd.DataFrame) -> list[str]:
     """What to tune first, from the verdicts: only a negligible factor is left at its baseline."""
+    ranking = ranking.map(lambda v: literal(v) if isinstance(v, str) else v)  # names, levels
     by_verdict = {v: ranking[ranking["verdict"] == v] for v in VERDICTS}
     advice = [f"**{r['factor']}** ({r['reason']}): best level {r['best_level']}, worst "
               f"{r['worst_level']}; the largest difference from the baseline is "
@@ -124,38 +125,45 @@ def recommendations(ranking: pd.DataFrame) -> list[str]:
 
 
 def spread(values: pd.Series) -> str:
-    """`a (12 trials), b (3 trials)`, flagged when the trials differ."""
+    """`a (12 trials), b (3 trials)`, flagged when the trials differ; n/a without trials."""
     counts = values.fillna("unrecorded").value_counts()
-    listed = ", ".join(f"{value} ({count} trials)" for value, count in counts.items())
-    return listed + (" **(differs between trials)**" if len(counts) > 1 else "")
+    listed = ", ".join(f"{literal(value)} ({count} trials)" for value, count in counts.items())
+    return (listed or "n/a (no trial finished)") + (
+        " **(differs between trials)**" if len(counts) > 1 else "")
 
 
 def grown(entry: dict[str, Any]) -> str:
     """What one growth of the study added, in words."""
     parts = []
+    entry = {key: literal(value) if isinstance(value, str) else value
+             for key, value in entry.items()}  # from the study's database
     if "seeds" in entry:
-        parts.append(f"seeds {', '.join(map(str, entry['seeds']))}")
+        parts.append(f"seeds {', '.join(map(literal, entry['seeds']))}")
     if "baseline_seeds" in entry:
-        parts.append(f"baseline seeds {', '.join(map(str, entry['baseline_seeds']))}")
+        parts.append(f"baseline seeds {', '.join(map(literal, entry['baseline_seeds']))}")
     for factor, levels in entry.get("levels", {}).items():
-        parts.append(f"{factor} levels {', '.join(map(str, levels))}")
+        parts.append(f"{literal(factor)} levels {', '.join(map(literal, levels))}")
     if "n_trials" in entry:
         parts.append(f"trials up to {entry['n_trials']}")
     return "added " + "; ".join(parts)
 
 
 def setup_lines(spec: StudySpec, trials: pd.DataFrame) -> list[str]:
-    """What the study is (its spec), how it grew, and where and with what its trials ran."""
-    setup, created = spec.setup, spec.created
+    """What the study is (its spec), how it grew, and where and with what its trials ran. Every
+    value comes from the study's database, which anyone sharing it can write: shown literally."""
+    setup = {key: literal(value) for key, value in spec.setup.items()}
+    created = {key: literal(value) for key, value in spec.created.items()}
     counts = ", ".join(f"{k}: {v}" for k, v in outcome_counts(trials).items())
+    ran = finished(trials)  # a trial that never ran has no device or code to differ
     lines = [
-        f"Design: `{spec.design}`; factors varied: {', '.join(spec.varied) or 'none'}; seeds: "
-        f"{', '.join(map(str, spec.seeds)) or 'n/a'}"
-        + (f"; the baseline's seeds: {', '.join(map(str, spec.baseline_seeds))}"
+        f"Design: {literal(spec.design)}; factors varied: "
+        f"{', '.join(map(literal, spec.varied)) or 'none'}; seeds: "
+        f"{', '.join(map(literal, spec.seeds)) or 'n/a'}"
+        + (f"; the baseline's seeds: {', '.join(map(literal, spec.baseline_seeds))}"
            if spec.baseline_seeds and spec.baseline_seeds != spec.seeds else ""),
-        f"Trials: {len(trials)} in the study, {len(finished(trials))} finished and used ({counts})",
+        f"Trials: {len(trials)} in the study, {len(ran)} finished and used ({counts})",
         f"Data: {created.get('data_source', '?')} (fingerprint "
-        f"`{setup.get('data.fingerprint', '?')}`); preprocessing statistics fitted on the "
+        f"{setup.get('data.fingerprint', '?')}); preprocessing statistics fitted on the "
         "training split",
         f"Training: {spec.setting('train.epochs') or '?'} epochs, "
         f"{setup.get('train.optimizer', '?')} "
@@ -170,9 +178,9 @@ def setup_lines(spec: StudySpec, trials: pd.DataFrame) -> list[str]:
                      f"created {created.get('at', '?')} by code {created.get('code', '?')} on "
                      f"{created.get('device', '?')} (torch {created.get('torch', '?')}, optuna "
                      f"{created.get('optuna', '?')}, python {created.get('python', '?')})")
-        lines += [f"Grown {entry['at']} by code {entry['code']}: {grown(entry)}"
+        lines += [f"Grown {literal(entry['at'])} by code {literal(entry['code'])}: {grown(entry)}"
                   for entry in spec.history]
-    lines += [f"Devices: {spread(trials['device'])}", f"Code: {spread(trials['code'])}"]
+    lines += [f"Devices: {spread(ran['device'])}", f"Code: {spread(ran['code'])}"]
     return lines
 
 

@@ -26,12 +26,12 @@ from optuna.trial import TrialState
 from study.design.cost import point_costs
 from study.design.factors import untrainable
 from study.design.spec import StudySpec, code_version
+from study.outcomes import FAILED, INTERRUPTED
 from study.training.engine import TrialResult
 
 log = logging.getLogger("study.runs.queue")
 CLAIMED = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"  # recorded on each trial a process claims
-INTERRUPTED = "interrupted"  # the reason recorded on trials stopped by Ctrl-C or SIGTERM
 
 
 def enqueue_missing(study: optuna.Study, spec: StudySpec) -> int:
@@ -115,8 +115,8 @@ def record_job(study: optuna.Study, storage: optuna.storages.BaseStorage, spec: 
              "code": code_version()}
     curve: dict[int, float] = {}
     if result is None:
-        state, value, attrs = TrialState.FAIL, None, attrs | {"outcome": "failed",
-                                                                "reason": reason}
+        state, value = TrialState.FAIL, None
+        attrs |= {"outcome": INTERRUPTED if reason == INTERRUPTED else FAILED, "reason": reason}
     else:
         state, value = TrialState.COMPLETE, result.test_accuracy
         attrs |= {k: v for k, v in result.as_dict().items()
@@ -131,7 +131,9 @@ def record_job(study: optuna.Study, storage: optuna.storages.BaseStorage, spec: 
 
 
 def record_failure(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
-    trial.set_user_attr("outcome", "failed")
+    """Record the trial as failed with `reason`, or as interrupted when the reason is
+    INTERRUPTED (study.outcomes)."""
+    trial.set_user_attr("outcome", INTERRUPTED if reason == INTERRUPTED else FAILED)
     trial.set_user_attr("reason", reason)
     study.tell(trial, state=TrialState.FAIL)
 

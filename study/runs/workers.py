@@ -25,9 +25,9 @@ from optuna.trial import TrialState
 
 from study.design.spec import StudySpec, stored_spec
 from study.errors import Interrupted, raise_on_signals
+from study.outcomes import FAILED, INTERRUPTED
 from study.runs.progress import SweepProgress
 from study.runs.queue import (
-    INTERRUPTED,
     Heartbeat,
     enqueue_missing,
     fail_trials_of,
@@ -110,7 +110,7 @@ def train_one(cfg: DictConfig, spec: StudySpec, study: optuna.Study, trial: optu
     except Exception as error:  # a failing trial is recorded and the sweep goes on
         log.exception("%s failed", label)
         record_failure(study, trial, f"{type(error).__name__}: {error}")
-        return "failed"
+        return FAILED
     for key, value in result.as_dict().items():
         if key not in ("test_accuracy", "epoch_test_accuracy"):  # value, intermediate values
             trial.set_user_attr(key, value)

@@ -228,12 +228,12 @@ def divergence(spec: StudySpec, slices: dict[str, pd.DataFrame]) -> pd.DataFrame
         present = level_order(spec, factor, list(counts.index))
         if not present:
             continue
-        reference = reference_level(spec, factor, present)
+        reference = reference_level(spec, factor, present)  # None: divergence is not compared
         for level in present:
             k, n = counts.loc[level]
             low, high = proportion_confint(k, n, alpha=1 - CONFIDENCE, method="wilson")
             p = np.nan
-            if level != reference and counts["diverged"].sum() > 0:
+            if reference is not None and level != reference and counts["diverged"].sum() > 0:
                 kb, nb = counts.loc[reference]
                 p = sps.fisher_exact([[k, n - k], [kb, nb - kb]]).pvalue
             rows.append({"factor": factor, "level": level, "diverged": k, "trials": n,
@@ -324,7 +324,8 @@ def fit(trials: pd.DataFrame, spec: StudySpec) -> FittedModel:
     for factor, part in slices.items():
         part = converged(part)
         levels = level_order(spec, factor, list(part["level"].unique()))
-        if len(levels) < 2:
+        reference = reference_level(spec, factor, levels) if len(levels) > 1 else None
+        if reference is None:  # one level, or no converged baseline trial to compare with
             continue
         if pooled:
             cells_of = {level: sorted(part.loc[part["level"] == level, "design_point"].unique())
@@ -337,7 +338,6 @@ def fit(trials: pd.DataFrame, spec: StudySpec) -> FittedModel:
             errors[factor] = ErrorGroup(labels.to_numpy(object),
                                         [c for cs in cells_of.values() for c in cs])
             table, error_id = errors[factor].table(observed), factor
-        fits[factor] = _factor_fit(factor, part, levels, reference_level(spec, factor, levels),
-                                   cells_of, table, error_id)
+        fits[factor] = _factor_fit(factor, part, levels, reference, cells_of, table, error_id)
     return FittedModel(spec, done, slices, fits, divergence(spec, slices), _noise(point_table),
                        pooled, errors, points)

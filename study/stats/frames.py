@@ -19,11 +19,9 @@ import optuna
 import pandas as pd
 
 from study.design.spec import StudySpec, study_spec
+from study.outcomes import COMPLETE, NO_HEARTBEAT, outcome_of
 
 ACCURACY = "test_accuracy"
-# Every failure this tool records has a reason; a failed trial without one was failed for its
-# missing heartbeat: the worker training it was killed or lost.
-NO_HEARTBEAT = "no heartbeat: the worker training it was killed or lost"
 
 
 @dataclass
@@ -48,7 +46,7 @@ def trials_frame(study: optuna.Study, spec: StudySpec) -> pd.DataFrame:
         attrs = t.user_attrs
         rows.append({
             "number": t.number, "state": t.state.name,
-            "outcome": attrs.get("outcome", t.state.name.lower()),
+            "outcome": outcome_of(t.state.name, attrs.get("outcome"), attrs.get("reason")),
             "design_point": attrs.get("design_point"), "seed": attrs.get("seed"),
             **{name: t.params.get(name) for name in spec.factors},
             ACCURACY: t.value if t.state == optuna.trial.TrialState.COMPLETE else None,
@@ -91,7 +89,7 @@ def finished(trials: pd.DataFrame) -> pd.DataFrame:
 
 def converged(trials: pd.DataFrame) -> pd.DataFrame:
     """Finished trials that did not diverge: the ones whose accuracy is compared."""
-    return trials[(trials["state"] == "COMPLETE") & (trials["outcome"] == "complete")]
+    return trials[(trials["state"] == "COMPLETE") & (trials["outcome"] == COMPLETE)]
 
 
 def design_table(trials: pd.DataFrame, order: list[str] | None = None) -> pd.DataFrame:

@@ -24,6 +24,8 @@ from scipy import stats as sps
 
 from study.design.spec import StudySpec
 from study.stats.fit import LEVEL_COLUMNS, POOLED, FactorFit, FittedModel, Noise, fit
+from study.stats.frames import converged
+from study.stats.slices import level_order, reference_level
 
 ALPHA = 0.05  # family-wise error rate over the factor tests (Holm)
 PRACTICAL_EFFECT = 0.01  # accuracy: one point; the default of analysis.practical_effect
@@ -105,9 +107,21 @@ def _seeds_text(seeds: int | None, per: str) -> str:
             else f"more than {MAX_SEEDS} {per} would be needed")
 
 
+def _accuracy_missing(part: pd.DataFrame, spec: StudySpec, factor: str) -> str:
+    """Why the factor's accuracy is not compared (it has no fit), from its slice `part`."""
+    levels = level_order(spec, factor, list(converged(part)["level"].unique()))
+    if not levels:
+        return "none of its trials converged, so no accuracy can be compared"
+    if reference_level(spec, factor, levels) is None:
+        return ("its baseline level has no converged trial, so no difference from the baseline "
+                "is defined")
+    return f"only its level {levels[0]} has converged trials"
+
+
 def _verdict(row: dict, fit: FactorFit | None, div: pd.DataFrame, threshold: float,
-             tests: int) -> tuple[str, str]:
-    """(verdict, reason) from the factor's tests, effect interval and divergence."""
+             tests: int, missing: str) -> tuple[str, str]:
+    """(verdict, reason) from the factor's tests, effect interval and divergence; `missing`:
+    why there is no fit, where there is none."""
     points = f"{100 * threshold:g} point{'s' if threshold != 0.01 else ''}"
     per = ("seeds per design point" if fit is None or fit.error_id == POOLED
            else "trials per level")
@@ -120,8 +134,10 @@ def _verdict(row: dict, fit: FactorFit | None, div: pd.DataFrame, threshold: flo
         return "influential", (f"diverges more often at {top['level']} ({top['diverged']}/"
                                f"{top['trials']} trials) than at the baseline")
     if fit is None:
-        return "undetermined", ("no level but the baseline has a converged trial; divergence "
-                                "does not yet differ significantly: "
+        if not div["baseline"].any():
+            return "undetermined", (f"{missing}; nor is divergence (no finished trial at the "
+                                    "baseline level)")
+        return "undetermined", (f"{missing}; divergence does not yet differ significantly: "
                                 + _seeds_text(_divergence_seeds(div, tests), per))
     if fit.df == 0:
         return "undetermined", ("no design point has two converged seeds, so the noise cannot "
@@ -218,7 +234,8 @@ def analyse(model: FittedModel, practical_effect: float = PRACTICAL_EFFECT) -> A
     tests = int(family.notna().sum()) or 1
     decided = [(row["verdict"], row["reason"]) if row["verdict"] == "no data" else _verdict(
         row.to_dict(), model.factors.get(row["factor"]), divs[row["factor"]], practical_effect,
-        tests) for _, row in ranking.iterrows()]
+        tests, _accuracy_missing(model.slices[row["factor"]], model.spec, row["factor"]))
+        for _, row in ranking.iterrows()]
     ranking["verdict"] = [verdict for verdict, _ in decided]
     ranking["reason"] = [reason for _, reason in decided]
     corrected = ranking["factor"].map(

@@ -60,10 +60,16 @@ def level_order(spec: StudySpec, factor: str, present: list[Any]) -> list[Any]:
 
 
 def reference_level(spec: StudySpec, factor: str, present: list[Any]) -> Any:
-    """The level every other one is compared with: the baseline, or where it has no trials (a
-    grid without it, bins of sampled values) the first level in design order."""
+    """The level every other one is compared with: the baseline; None when the design has the
+    baseline level but it is not among the `present` ones (no difference from it is defined, and
+    none is taken from another level); the first level in design order where the design has no
+    baseline level (a grid without it, bins of sampled values)."""
     baseline = spec.factors[factor].baseline
-    return baseline if baseline in present else present[0]
+    if baseline in present:
+        return baseline
+    if spec.plan.fixed and baseline in spec.factors[factor].levels:
+        return None
+    return present[0]
 
 
 def labelled_slice(trials: pd.DataFrame, factor: str, spec: StudySpec

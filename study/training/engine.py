@@ -32,6 +32,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from study.errors import UserError
+from study.outcomes import COMPLETE, DIVERGED
 from study.training.data import CLASSES, DeviceData, crop_flip, pad_for_crop
 from study.training.model import build_model, count_parameters
 from study.training.precision import input_dtype, resolve_precision
@@ -257,7 +258,7 @@ def trial_steps(cfg: DictConfig, data: DeviceData, on_epoch: OnEpoch | None = No
 
     model = build_model(cfg.model).to(device, memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg.train, capturable=engine == "graph")
-    result = TrialResult(test_accuracy=CHANCE_ACCURACY, outcome="complete", engine=engine,
+    result = TrialResult(test_accuracy=CHANCE_ACCURACY, outcome=COMPLETE, engine=engine,
                          precision=precision, parameters=count_parameters(model),
                          device=device_name(device))
     step_fn = TrainStep(torch.compile(model) if engine == "model" else model, optimizer, bf16)
@@ -305,7 +306,7 @@ def trial_steps(cfg: DictConfig, data: DeviceData, on_epoch: OnEpoch | None = No
         epoch_loss = loss_sum / seen
         result.epochs_run = epoch + 1
         if not math.isfinite(epoch_loss):
-            result.outcome, result.diverged_at_step = "diverged", step
+            result.outcome, result.diverged_at_step = DIVERGED, step
             result.test_accuracy = CHANCE_ACCURACY  # not an earlier epoch's accuracy
             break
         result.train_loss.append(epoch_loss)

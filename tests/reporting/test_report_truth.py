@@ -1,0 +1,108 @@
+"""Everything a report says is true and a rewrite never loses it (issue: the report is never
+wrong, never lost): every failed, interrupted and diverged trial is listed with its reason, the
+Setup compares only trials that ran, no difference is taken from a level that is not the
+baseline, a study whose every trial diverged gets a whole report, and a rewrite that fails or
+is interrupted part-way leaves the old report byte-identical."""
+
+import signal
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from study.errors import Interrupted
+from study.outcomes import INTERRUPTED, NO_HEARTBEAT
+from study.reporting import plots
+from study.reporting.report import write_report
+from study.stats.frames import ACCURACY, read_study
+from study.stats.synthetic import OFAT, SHAPES, ofat_table, random_table, study_from_table
+
+
+def _study(table, spec=OFAT):
+    storage = optuna.storages.InMemoryStorage()
+    return study_from_table(table, spec, "t", storage=storage), storage
+
+
+def _add(study, table, point: str, attrs: dict, state=TrialState.FAIL) -> int:
+    """A trial at `point` as Optuna or this tool records it (attrs: its user attributes)."""
+    row = table[table["design_point"] == point].iloc[0]
+    params = {f: (int(row[f]) if OFAT.factors[f].kind == "int" else row[f]) for f in OFAT.factors}
+    study.add_trial(optuna.trial.create_trial(
+        params=params, distributions=OFAT.distributions(), state=state,
+        user_attrs={"design_point": point, "seed": 9} | attrs))
+    return study.trials[-1].number
+
+
+def test_heartbeat_failures_and_interruptions_are_listed_and_never_differ(tmp_path) -> None:
+    table = ofat_table({"lr": 0.03}, noise=0.01, seeds=2, rng=np.random.default_rng(0))
+    study, storage = _study(table)
+    lost = _add(study, table, "lr=0.1", {"worker": "host:1"})  # fail_stale_trials: no attrs
+    stopped = _add(study, table, "lr=0.01", {"outcome": INTERRUPTED, "reason": INTERRUPTED})
+    old = _add(study, table, "dropout=0.0", {"outcome": "failed", "reason": INTERRUPTED})
+    trials = read_study(study).trials.set_index("number")
+    assert trials.loc[lost, "outcome"] == "failed" and trials.loc[lost, "reason"] == NO_HEARTBEAT
+    assert trials.loc[stopped, "outcome"] == trials.loc[old, "outcome"] == INTERRUPTED
+    report = (write_report(study, storage, tmp_path).folder / "report.md").read_text()
+    failed_table = report.split("## Diverged and failed trials")[1]
+    assert f"| {lost} | failed | lr=0.1 | 9 | {NO_HEARTBEAT} |" in failed_table
+    assert f"| {stopped} | interrupted | lr=0.01 | 9 | interrupted |" in failed_table
+    assert f"| {old} | interrupted |" in failed_table
+    devices = next(line for line in report.splitlines() if line.startswith("- Devices:"))
+    assert devices == f"- Devices: table ({len(table)} trials)"  # no "unrecorded", no "differs"
+
+
+def test_without_a_converged_baseline_no_difference_is_taken_from_another_level(tmp_path) -> None:
+    table = ofat_table({"lr": 0.05}, noise=0.01, seeds=3, rng=np.random.default_rng(1))
+    table.loc[table["design_point"] == "baseline", ["outcome", ACCURACY]] = ["diverged", 0.1]
+    study, storage = _study(table)
+    analysis = write_report(study, storage, tmp_path).analysis
+    assert analysis.differences.empty
+    marked = analysis.levels[analysis.levels["baseline"]]  # the real baseline, for divergence
+    assert len(marked) == len(OFAT.varied) and all(
+        level == OFAT.factors[factor].baseline for factor, level in
+        zip(marked["factor"], marked["level"], strict=True))
+    assert (analysis.ranking["verdict"] == "undetermined").all()
+    assert analysis.ranking["reason"].str.startswith(
+        "its baseline level has no converged trial, so no difference from the baseline is "
+        "defined").all()
+    assert analysis.ranking["effect"].isna().all()
+    report = (tmp_path / "t" / "report.md").read_text()
+    assert "| lr | 0.1 | 0.550" not in report and "+0.0" not in report.split("## Accuracy")[1]
+
+
+def test_a_study_whose_every_trial_diverged_gets_a_whole_report(tmp_path) -> None:
+    table = random_table("ofat", 2, 0.005, 0.0, 1.0, 0.0, 0)
+    study, storage = _study(table)
+    written = write_report(study, storage, tmp_path)
+    report = (written.folder / "report.md").read_text()
+    assert f"Every one of the {len(table)} finished trials diverged" in report
+    assert (written.folder / "overview.png").stat().st_size > 0
+    assert written.analysis.ranking["reason"].str.startswith(
+        "none of its trials converged").all()
+    assert "no level but the baseline" not in report
+
+
+@pytest.mark.parametrize("fault", [OSError(28, "No space left on device"),
+                                   Interrupted(signal.SIGTERM)], ids=["disk full", "SIGTERM"])
+def test_a_rewrite_that_fails_part_way_leaves_the_old_report_whole(tmp_path, monkeypatch,
+                                                                   fault) -> None:
+    table = ofat_table({"lr": 0.03}, noise=0.01, seeds=2, rng=np.random.default_rng(2),
+                       levels={"lr": [0.1]})
+    study, storage = _study(table, SHAPES["one level"])
+    folder = write_report(study, storage, tmp_path).folder
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    _add(study, table, "lr=0.1", {"outcome": "failed", "reason": "changed"})
+
+    def fail(*_args, **_kwargs):
+        raise fault
+
+    monkeypatch.setattr(plots, "plot_time", fail)  # the last figure: most files are written
+    with pytest.raises(type(fault)):
+        write_report(study, storage, tmp_path)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t"]  # no half-written folder left
+    monkeypatch.undo()
+    write_report(study, storage, tmp_path)
+    assert "changed" in (folder / "report.md").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t"]
