@@ -16,7 +16,14 @@ from study.outcomes import INTERRUPTED, NO_HEARTBEAT
 from study.reporting import plots
 from study.reporting.report import write_report
 from study.stats.frames import ACCURACY, read_study
-from study.stats.synthetic import OFAT, SHAPES, ofat_table, random_table, study_from_table
+from study.stats.synthetic import (
+    OFAT,
+    SHAPES,
+    ofat_spec,
+    ofat_table,
+    random_table,
+    study_from_table,
+)
 
 
 def _study(table, spec=OFAT):
@@ -106,3 +113,45 @@ def test_a_rewrite_that_fails_part_way_leaves_the_old_report_whole(tmp_path, mon
     write_report(study, storage, tmp_path)
     assert "changed" in (folder / "report.md").read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t"]
+
+
+PLANTED = "![leak](/etc/hostname) <img src=x> [a](http://e.x) *zem* `zcode`"
+
+
+def test_markup_planted_in_the_study_database_reaches_no_report_as_markup(tmp_path,
+                                                                           monkeypatch) -> None:
+    """Every string a shared study database holds (spec, its history, design point names,
+    devices, code versions, failure reasons) through a real SQLite storage into report.md,
+    report.html and the dashboard note: shown as text, and nothing but the report's own figures
+    inlined."""
+    import optuna_dashboard
+    from markdown_it import MarkdownIt
+
+    spec = ofat_spec({"lr": [0.1]})
+    spec.created |= {"data_source": PLANTED, "device": PLANTED, "code": PLANTED}
+    spec.setup |= {"data.fingerprint": PLANTED, "train.optimizer": PLANTED}
+    spec.history.append({"at": PLANTED, "code": PLANTED, "levels": {"lr": [PLANTED]}})
+    table = ofat_table({}, noise=0.01, seeds=2, rng=np.random.default_rng(3),
+                       levels={"lr": [0.1]})
+    table[["device", "code"]] = PLANTED
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/s.db")
+    study = study_from_table(table, spec, "t", storage=storage)
+    _add(study, table, "baseline", {"outcome": "failed", "reason": PLANTED,
+                                    "design_point": PLANTED})
+    notes = []
+    monkeypatch.setattr(optuna_dashboard, "save_note", lambda _study, note: notes.append(note))
+    written = write_report(optuna.load_study(study_name="t", storage=storage), storage,
+                           tmp_path / "reports", tmp_path / "artifacts")
+    markdown = (written.folder / "report.md").read_text()
+    page = (written.folder / "report.html").read_text()
+    parser = MarkdownIt("commonmark").enable("table")
+    for text in (markdown, notes[0]):
+        rendered = parser.render(text)
+        assert PLANTED.replace("<", "&lt;").replace(">", "&gt;") in rendered
+        for markup in ('src="/etc/hostname"', "<img src=x>", 'href="http://e.x"', "<em>zem",
+                       "<code>zcode"):
+            assert markup not in rendered, markup
+    assert page.count("data:image/png;base64") == len(list(written.folder.glob("*.png")))
+    assert "<img src=x>" not in page and "&lt;img src=x&gt;" in page
+    assert page.count("![leak](/etc/hostname)") >= 8  # setup, history, devices, reason, ...
+    assert 'src="/etc/hostname"' not in page and 'href="http://e.x"' not in page
