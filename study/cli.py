@@ -42,7 +42,7 @@ from study.errors import (
     raise_on_signals,
 )
 from study.paths import check_writable
-from study.runs.storage import INVALID_URL, mask_url
+from study.runs.storage import INVALID_URL, STORAGE_ERRORS, mask_url, storage_fault
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 log = logging.getLogger("study")
@@ -166,6 +166,12 @@ def run_app(task: Callable[[DictConfig], None], job_name: str,
     given; without a GPU, so does each of `cpu_defaults`; each of `list_keys` takes a bare
     comma list as a list."""
     raise_on_signals()
+    for arg in sys.argv[1:]:
+        try:
+            arg.encode()
+        except UnicodeEncodeError:  # undecodable bytes in a non-UTF-8 locale (e.g. LC_ALL=C)
+            _fail(UserError(f"the argument {arg!a} is not text in this locale: run with a "
+                            "UTF-8 locale (e.g. LC_ALL=C.UTF-8) or PYTHONUTF8=1"))
     given, real_storage = _hide_storage_secret(list_overrides(sys.argv[1:], list_keys))
     try:
         _run_app(task, job_name, given, real_storage, cpu_defaults, app_defaults)
@@ -198,6 +204,8 @@ def _run_app(task: Callable[[DictConfig], None], job_name: str, given: list[str]
             if not isinstance(error, StudyStopped):
                 _remove_run_dir()
             _fail(error)
+        except STORAGE_ERRORS as error:  # the storage broke while the run used it: its log stays
+            _fail(storage_fault(cfg.storage, error))
 
     if not passes_through and not any(a in ("-m", "--multirun") for a in args):
         try:  # the whole command line, before Hydra makes its run folder

@@ -6,6 +6,7 @@ tests/test_config.py (values and names) and tests/test_data.py (images and the c
 
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,11 +20,19 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from study.design.spec import SPEC_ATTR
 from study.runs.storage import open_storage, open_study
 from study.training.data import load_cifar10, synthetic_images
 from tests.conftest import compose, spec_of
 from tests.design.test_spec import _legacy_study
-from tests.training.test_data import _damage, _png, _png_header, _tar, _write_image_folder
+from tests.training.test_data import (
+    _damage,
+    _png,
+    _png_header,
+    _tar,
+    _ten_classes,
+    _write_image_folder,
+)
 
 STUDY = ["budget=smoke", "data=synthetic"]
 ONE_LEVEL = [f"sweep.levels.{name}=[{level}]" for name, level in (
@@ -71,9 +80,9 @@ REFUSED = [
      ["name='../../etc/evil' is not allowed", "letters, digits and '-_.'"]),
     ("name", "sweep", [*STUDY, "name=${oc.env:HOME}"], ".", ["is not allowed", "100 letters"]),
     ("secret", "sweep", [*STUDY, f"storage=postgresql://ann:{SECRET}@127.0.0.1:1/db"], ".",
-     ["cannot open storage postgresql://ann:***@127.0.0.1:1/db"]),
+     ["storage postgresql://ann:***@127.0.0.1:1/db: connection failed"]),
     ("secret", "sweep", [*STUDY, f"storage='postgresql://ann@127.0.0.1:1/db?password={SECRET}'"],
-     ".", ["cannot open storage postgresql://ann@127.0.0.1:1/db?password=***"]),
+     ".", ["storage postgresql://ann@127.0.0.1:1/db?password=***: connection failed"]),
     ("non-finite", "train", [*STUDY, "train.lr=nan"], ".", ["train.lr=nan is not allowed"]),
     ("meaning", "sweep", [*STUDY, "data.train_subset=300"], ".",
      ["sweep.levels.batch_size level 512 is more than the 300 training images"]),
@@ -95,7 +104,26 @@ REFUSED = [
     ("images", "sweep", ["data.source=cifar10", "data.path={tmp}/corrupt.tar.gz"], ".",
      ["corrupt.tar.gz"]),
     ("images", "sweep", ["data.source=cifar10", "data.path={tmp}/bomb.tar.gz"], ".",
-     ["{tmp}/bomb.tar.gz: cifar/train/dog/huge.png", "DecompressionBombError"]),
+     ["{tmp}/bomb.tar.gz: cifar/train/class3/huge.png", "DecompressionBombError"]),
+    ("images", "sweep", ["data.source=cifar10", "data.path={tmp}/twelve.tar.gz"], ".",
+     ["{tmp}/twelve.tar.gz has 12 class folders (class0", "CIFAR-10 has 10"]),
+    ("images", "sweep", [*STUDY, "data.train_subset=5000"], ".",
+     ["data.train_subset=5000 is more than the 2000 train images of synthetic"]),
+    ("storage", "sweep", [*STUDY, "storage=sqlite:///{tmp}/corrupt.db"], ".",
+     ["storage sqlite:///{tmp}/corrupt.db: database disk image is malformed",
+      "restore the database from a backup"]),
+    ("storage", "report", ["storage=sqlite:///{tmp}/corrupt.db", "name=taken"], ".",
+     ["storage sqlite:///{tmp}/corrupt.db: database disk image is malformed"]),
+    ("storage", "sweep", [*STUDY, "storage='sqlite:///file:{tmp}/old.db?mode=ro&uri=true'"], ".",
+     ["attempt to write a readonly database; make it writable, or choose another storage="]),
+    ("storage", "train", [*STUDY, "storage=sqlite://"], ".",
+     ["storage=sqlite:// is an in-memory database: no trial would persist"]),
+    ("spec", "sweep", [*STUDY, "storage=sqlite:///{tmp}/specs.db", "name=shape"], ".",
+     ["study 'shape' records a spec this code cannot read (a list, not a record)"]),
+    ("spec", "report", ["storage=sqlite:///{tmp}/specs.db", "name=keys"], ".",
+     ["study 'keys' records a spec this code cannot read (Key 'bogus' not in 'StudySpec')"]),
+    ("spec", "sweep", [*STUDY, "storage=sqlite:///{tmp}/specs.db", "name=missing"], ".",
+     ["study 'missing' records a spec", "missing mandatory value: factors"]),
 ]
 
 
@@ -103,8 +131,11 @@ def _refusing_folder(folder: Path) -> Path:
     """A folder with something for every refused case to trip on."""
     (folder / "corrupt.tar.gz").write_bytes(b"\x1f\x8b not really gzip")
     png = _png(32)
-    _tar(folder / "bomb.tar.gz", {"cifar/train/cat/0.png": png, "cifar/test/cat/0.png": png,
-                                  "cifar/train/dog/huge.png": _png_header(30_000, 30_000)})
+    _tar(folder / "bomb.tar.gz", _ten_classes(png, "cifar/", **{
+        "train/class3/huge.png": _png_header(30_000, 30_000)}))
+    _tar(folder / "twelve.tar.gz", _ten_classes(png, **{f"{split}/extra{c}/0.png": png
+                                                       for split in ("train", "test")
+                                                       for c in (1, 2)}))
     (folder / "a_file").write_text("")
     for blocked in ("reports", "results"):
         (folder / f"{blocked}_is_a_file").mkdir()
@@ -112,7 +143,16 @@ def _refusing_folder(folder: Path) -> Path:
     _legacy_study(f"sqlite:///{folder}/old.db")
     taken = compose(*STUDY, f"storage=sqlite:///{folder}/old.db", "name=taken")
     fingerprint = synthetic_images(taken.data.synthetic_train, taken.data.synthetic_test)
-    open_study(taken, open_storage(taken.storage), spec_of(taken, fingerprint.fingerprint))
+    spec = spec_of(taken, fingerprint.fingerprint)
+    open_study(taken, open_storage(taken.storage), spec)
+    shutil.copy(folder / "old.db", folder / "corrupt.db")
+    with open(folder / "corrupt.db", "r+b") as database:  # one page of a table overwritten
+        database.seek(2 * 4096)
+        database.write(b"\xab" * 600)
+    for name, stored in (("shape", [1, 2]), ("keys", spec.to_dict() | {"bogus": 1}),
+                         ("missing", {k: v for k, v in spec.to_dict().items() if k != "factors"})):
+        study = optuna.create_study(study_name=name, storage=f"sqlite:///{folder}/specs.db")
+        study.set_user_attr(SPEC_ATTR, stored)
     return folder
 
 
@@ -154,6 +194,20 @@ def test_a_refused_command_is_one_line_and_writes_nothing(refused: list[Refused]
         assert part.replace("{tmp}", str(case.folder)) in error
     assert SECRET not in case.run.stdout + case.run.stderr
     assert case.after == case.before  # no storage, data cache, results, report or Hydra folder
+
+
+def test_a_path_that_is_not_text_in_the_locale_is_one_line(tmp_path) -> None:
+    """A non-ASCII storage path under the C locale without Python's UTF-8 mode."""
+    env = {k: v for k, v in os.environ.items() if k != "CIFAR10_PATH"} | {
+        "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0"}
+    path = os.fsencode(tmp_path) + "/dé/s.db".encode()
+    run = subprocess.run([os.fsencode(sys.executable), b"-m", b"study.sweep", *map(
+        str.encode, STUDY), b"storage=sqlite:///" + path], cwd=tmp_path, capture_output=True,
+        timeout=120, env=env)
+    error = _one_line(subprocess.CompletedProcess(run.args, run.returncode, run.stdout.decode(),
+                                                  run.stderr.decode()), 2)
+    assert "is not text in this locale: run with a UTF-8 locale" in error
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow

@@ -32,6 +32,7 @@ from typing import Any
 
 import optuna
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from study.design.designs import DESIGNS, Design, DesignPoint, FactorSpec, HydraJobs, baseline
@@ -260,19 +261,50 @@ def stored_spec(study_name: str, user_attrs: dict[str, Any]) -> StudySpec:
         raise UserError(f"study {study_name!r} was made by an older version of this tool and "
                         "records no spec: it can be reported (python -m study.report "
                         f"name={study_name}) but not continued; choose another name=...")
-    if data.get("version") != SPEC_VERSION:
+    if _version(study_name, data) != SPEC_VERSION:
         raise UserError(f"study {study_name!r} has a spec of format {data.get('version')}; this "
                         f"code reads format {SPEC_VERSION}: continue it with the code that made "
                         "it, or choose another name=...")
-    return StudySpec.from_dict(data)
+    return read_spec(study_name, data)
 
 
 def study_spec(study: optuna.Study) -> StudySpec:
     """The spec the analysis uses: the recorded one, else one rebuilt from the trials."""
     data = study.user_attrs.get(SPEC_ATTR)
-    if data is not None and data.get("version") == SPEC_VERSION:
-        return StudySpec.from_dict(data)
+    if data is not None and _version(study.study_name, data) == SPEC_VERSION:
+        return read_spec(study.study_name, data)
     return spec_from_trials(study)
+
+
+def _version(study_name: str, data: Any) -> Any:
+    if not isinstance(data, dict):
+        raise _unreadable(study_name, f"a {type(data).__name__}, not a record")
+    return data.get("version")
+
+
+def read_spec(study_name: str, data: dict[str, Any]) -> StudySpec:
+    """The StudySpec a study's database records, checked against the schema the dataclasses
+    define (OmegaConf's structured configs: every field present with its type, no unknown
+    key) and the designs and kinds this code knows; UserError naming what does not fit, since
+    anyone who can write to a shared database can put anything there."""
+    record = {key: value for key, value in data.items() if key != "identity_hash"}
+    try:
+        OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(StudySpec), record))
+    except OmegaConfBaseException as error:
+        raise _unreadable(study_name, str(error).split("\n")[0]) from None
+    if data["design"] not in DESIGNS:
+        raise _unreadable(study_name, f"design {data['design']!r} is not one of "
+                                      f"{', '.join(DESIGNS)}")
+    kinds = {f.get("kind") for f in data["factors"].values()} - {"categorical", "int", "float"}
+    if kinds:
+        raise _unreadable(study_name, f"factor kind {kinds.pop()!r} is unknown")
+    return StudySpec.from_dict(data)
+
+
+def _unreadable(study_name: str, problem: str) -> UserError:
+    return UserError(f"study {study_name!r} records a spec this code cannot read ({problem}): "
+                     "it was not written by this tool, or was changed since; choose another "
+                     "name=...")
 
 
 def spec_from_trials(study: optuna.Study) -> StudySpec:

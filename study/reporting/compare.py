@@ -43,13 +43,18 @@ def at_other_budget(spec: StudySpec, other: StudySpec) -> bool:
 
 def related_studies(storage: optuna.storages.BaseStorage, name: str, spec: StudySpec
                     ) -> list[Named]:
-    """The other studies in the storage of the design of study `name` at other budgets."""
+    """The other studies in the storage of the design of study `name` at other budgets (those
+    whose spec this code can read)."""
     found = []
     for summary in storage.get_all_studies():
         if summary.study_name == name:
             continue
         other = optuna.load_study(study_name=summary.study_name, storage=storage)
-        if at_other_budget(spec, other_spec := study_spec(other)):
+        try:
+            other_spec = study_spec(other)
+        except UserError:  # not this report's study: it says so when it is reported itself
+            continue
+        if at_other_budget(spec, other_spec):
             found.append((summary.study_name, other, other_spec))
     return found
 

@@ -30,7 +30,7 @@ import sqlalchemy
 from omegaconf import DictConfig
 
 from study.design.spec import SPEC_ATTR, StudySpec, stored_spec
-from study.errors import UserError
+from study.errors import UserError, one_line
 from study.paths import check_writable
 
 log = logging.getLogger("study.runs.storage")
@@ -71,12 +71,16 @@ def parse_url(url: str) -> sqlalchemy.engine.URL:
 
 
 def sqlite_file(url: str) -> Path | None:
-    """The database file of a SQLite storage URL; None for other databases and in-memory
-    SQLite."""
+    """The database file of a SQLite storage URL; None for other databases. UserError for
+    in-memory SQLite, where nothing would persist (and other processes see nothing)."""
     parsed = parse_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+    if parsed.get_backend_name() != "sqlite":
         return None
-    return Path(parsed.database)
+    database = parsed.database or ""
+    if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
+        raise UserError(f"storage={mask_url(url)} is an in-memory database: no trial would "
+                        "persist; give a file, e.g. storage=sqlite:///results/optuna.db")
+    return Path(database.removeprefix("file:").split("?")[0])
 
 
 def open_storage(url: str, heartbeat_s: int | None = None, create: bool = True
@@ -108,12 +112,46 @@ def open_storage(url: str, heartbeat_s: int | None = None, create: bool = True
             if attempt == SCHEMA_ATTEMPTS - 1:
                 raise
             time.sleep(1 + attempt)
-        except (sqlalchemy.exc.SQLAlchemyError, ImportError) as error:
-            reason = str(getattr(error, "orig", None) or error).splitlines()[0]
-            raise UserError(f"cannot open storage {mask_url(url)}: {reason}") from None
+        except (*STORAGE_ERRORS, ImportError) as error:
+            raise storage_fault(url, error) from None
     if sqlite:
         lock_sqlite_transactions(storage.engine)
+        check_sqlite(storage, url)
     return storage
+
+
+# What a storage that is broken, read-only or unreachable raises; the apps print it as one line
+STORAGE_ERRORS = (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError)
+
+
+def storage_fault(url: str, error: BaseException) -> UserError:
+    """`error` from the storage at `url` as one line: the database's own reason, the URL with
+    its password masked, and the way out."""
+    cause = error.__cause__ if isinstance(error, optuna.exceptions.StorageInternalError) \
+        else error
+    reason = str(getattr(cause, "orig", None) or cause or error).splitlines()[0]
+    way_out = ("restore the database from a backup, or choose another storage="
+               if "malformed" in reason or "not a database" in reason else
+               "make it writable, or choose another storage=" if "readonly" in reason else
+               "check the database and the URL, or choose another storage=")
+    return UserError(f"storage {mask_url(url)}: {reason}; {way_out}")
+
+
+def check_sqlite(storage: optuna.storages.RDBStorage, url: str) -> None:
+    """UserError unless the SQLite database is whole and writable: a corrupted page is found
+    now (PRAGMA quick_check reads every page, about a second for 100 MB), not by the trial that
+    first touches it; a read-only one by a write that is rolled back (the file stays as it was)."""
+    try:
+        with storage.engine.connect() as connection:
+            rows = connection.exec_driver_sql("PRAGMA quick_check").fetchall()
+            connection.exec_driver_sql("CREATE TABLE study_write_probe (x INTEGER)")
+            connection.rollback()
+    except STORAGE_ERRORS as error:
+        raise storage_fault(url, error) from None
+    if rows != [("ok",)]:
+        raise UserError(f"storage {mask_url(url)}: database disk image is malformed "
+                        f"({one_line(rows[0][0], 120)}); restore the database from a backup, or "
+                        "choose another storage=")
 
 
 def lock_sqlite_transactions(engine: sqlalchemy.engine.Engine) -> None:

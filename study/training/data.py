@@ -38,6 +38,7 @@ log = logging.getLogger("study.training.data")
 
 SIDE = 32  # CIFAR-10 images are 32x32 RGB
 CLASSES = 10
+MAX_IMAGE_BYTES = 1 << 20  # far above any 32x32 image in any format (a raw BMP is 3 KB)
 GCN_EPS = 1e-4  # keeps uniform images finite under global contrast normalization
 DEFAULT_ROOT = Path("data")
 CACHE_FORMAT = 3  # bump when the cached arrays change (2: the fingerprint, 3: the checksum)
@@ -80,17 +81,21 @@ def load_images(data_cfg: DictConfig) -> Images:
 
 
 def take_subsets(images: Images, n_train: int | None, n_test: int | None) -> Images:
-    """A fixed random subset of each split (the same for every trial and seed)."""
+    """A fixed random subset of each split (the same for every trial and seed); UserError for a
+    subset larger than its split, which would be recorded as a size the study never used."""
 
-    def subset(x: torch.Tensor, y: torch.Tensor, n: int | None
+    def subset(x: torch.Tensor, y: torch.Tensor, n: int | None, split: str
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        if n is None or n >= len(y):
+        if n is not None and n > len(y):
+            raise UserError(f"data.{split}_subset={n} is more than the {len(y)} {split} images "
+                            f"of {images.source}; use at most {len(y)}, or null for all")
+        if n is None or n == len(y):
             return x, y
         keep = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:n]
         return x[keep], y[keep]
 
-    x_train, y_train = subset(images.x_train, images.y_train, n_train)
-    x_test, y_test = subset(images.x_test, images.y_test, n_test)
+    x_train, y_train = subset(images.x_train, images.y_train, n_train, "train")
+    x_test, y_test = subset(images.x_test, images.y_test, n_test, "test")
     source = images.source
     if len(y_train) < len(images.y_train) or len(y_test) < len(images.y_test):
         source += f" (subset: {len(y_train)} train / {len(y_test)} test)"
@@ -230,53 +235,68 @@ def _decode(data: bytes, name: str) -> np.ndarray:
     return pixels.transpose(2, 0, 1)
 
 
-def _collect(entries: list[tuple[tuple[str, ...], bytes]], where: str) -> dict[str, np.ndarray]:
-    """Entries are (path parts ending in split/class/file, bytes); split is train or test."""
-    by_split: dict[str, list[tuple[str, str, bytes, str]]] = {"train": [], "test": []}
-    for parts, data in entries:
+Entry = tuple[tuple[str, ...], int, Callable[[], bytes]]  # path parts, size in bytes, read it
+
+
+def _collect(entries: list[Entry], where: str) -> dict[str, np.ndarray]:
+    """Entries are (path parts ending in split/class/file, its size, a function that reads it);
+    split is train or test. The layout, the classes and every file's size are checked before
+    any file is read; files are read in the order given (an archive's: no seeking back)."""
+    by_split: dict[str, list[tuple[str, str, int, str]]] = {"train": [], "test": []}
+    wanted = []
+    for parts, size, read in entries:
         if len(parts) >= 3 and parts[-3] in by_split:
-            by_split[parts[-3]].append((parts[-2], parts[-1], data, "/".join(parts)))
+            by_split[parts[-3]].append((parts[-2], parts[-1], len(wanted), "/".join(parts)))
+            wanted.append((size, read, "/".join(parts)))
     classes = sorted({cls for cls, *_ in by_split["train"]})
     if not by_split["train"] or not by_split["test"]:
         raise UserError(f"{where} has no train/<class>/<image> and test/<class>/<image> files;"
                         f" {HOW_TO_PROVIDE}")
+    if len(classes) != CLASSES:
+        found = one_line(", ".join(classes), 200)
+        raise UserError(f"{where} has {len(classes)} class folders ({found}); CIFAR-10 has "
+                        f"{CLASSES}: one folder per class under train/ and test/")
     unknown = {cls for cls, *_ in by_split["test"]} - set(classes)
     if unknown:
         raise UserError(f"{where}: test classes {sorted(unknown)} are not among train classes")
-    files = ((f"{split}/{c}/{n}", len(data)) for split, found in by_split.items()
-             for c, n, data, _ in found)
+    for size, _, member in wanted:
+        if size > MAX_IMAGE_BYTES:
+            raise UserError(f"{where}: {member} is {size} bytes, more than any {SIDE}x{SIDE} "
+                            f"image ({MAX_IMAGE_BYTES} at most): not a CIFAR-10 image")
+    blobs = [read() for _, read, _ in wanted]
+    files = ((f"{split}/{c}/{n}", len(blobs[i])) for split, found in by_split.items()
+             for c, n, i, _ in found)
     arrays: dict[str, np.ndarray] = {"classes": np.asarray(classes), "fingerprint": np.asarray(
         file_list_fingerprint("images", files))}
     for split, files in by_split.items():
         files.sort(key=lambda f: (f[0], f[1]))
-        arrays[f"x_{split}"] = np.stack([_decode(data, f"{where}: {member}")
-                                         for _, _, data, member in files])
+        arrays[f"x_{split}"] = np.stack([_decode(blobs[i], f"{where}: {member}")
+                                         for _, _, i, member in files])
         arrays[f"y_{split}"] = np.asarray([classes.index(c) for c, *_ in files], dtype=np.int64)
     return arrays
 
 
 def _read_image_folder(root: Path) -> dict[str, np.ndarray]:
-    entries = [(p.relative_to(root).parts, p.read_bytes())
+    entries = [(p.relative_to(root).parts, p.stat().st_size, p.read_bytes)
                for split in ("train", "test") for p in (root / split).glob("*/*") if p.is_file()]
     return _collect(entries, str(root))
 
 
 def _read_image_folder_archive(archive: Path) -> dict[str, np.ndarray]:
-    """Read images straight from the archive: nothing is extracted, so no path can escape."""
-    entries = []
+    """Read images straight from the archive: nothing is extracted, so no path can escape; the
+    members' headers are checked before any member is read."""
     try:
         with tarfile.open(archive, "r:*") as tar:
-            for member in tar:
-                if member.isfile():
-                    entries.append((tuple(Path(member.name).parts),
-                                    tar.extractfile(member).read()))
+            members = [member for member in tar.getmembers() if member.isfile()]
+            return _collect([(tuple(Path(m.name).parts), m.size,
+                              lambda m=m: tar.extractfile(m).read()) for m in members],
+                            str(archive))
     except tarfile.ReadError:
         raise UserError(f"cannot read archive {archive}: not a tar archive (plain, .gz, .bz2 or "
                         ".xz), or truncated") from None
     except (tarfile.TarError, EOFError, OSError) as error:
         raise UserError(f"cannot read archive {archive}: "
                         f"{one_line(error) or type(error).__name__}") from None
-    return _collect(entries, str(archive))
 
 
 def synthetic_images(n_train: int, n_test: int, seed: int = 1234) -> Images:

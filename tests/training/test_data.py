@@ -1,6 +1,7 @@
 import io
 import logging
 import pickle
+import re
 import struct
 import tarfile
 import time
@@ -14,6 +15,7 @@ from PIL import Image
 
 from study.errors import UserError
 from study.training.data import (
+    MAX_IMAGE_BYTES,
     apply_zca,
     checksum,
     crop_flip,
@@ -112,8 +114,7 @@ def test_bad_data_fails_with_one_clear_line(tmp_path, make) -> None:
         path.write_bytes(b"not an archive")
     elif make in ("truncated", "wrong_layout", "wrong_size"):
         png = _png(28 if make == "wrong_size" else 32)
-        _tar(path, {f"{split}/cat/0.png" if make != "wrong_layout" else "x.png": png
-                    for split in ("train", "test")})
+        _tar(path, _ten_classes(png) if make != "wrong_layout" else {"x.png": png})
         if make == "truncated":
             path.write_bytes(path.read_bytes()[:60])
     with pytest.raises(UserError) as error:
@@ -132,6 +133,12 @@ def _png(side: int) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (side, side)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def _ten_classes(png: bytes, root: str = "", **more: bytes) -> dict[str, bytes]:
+    """Archive members: one image per class of ten under train/ and test/, then `more`."""
+    return {f"{root}{split}/class{c}/0.png": png for split in ("train", "test")
+            for c in range(10)} | {f"{root}{name}": data for name, data in more.items()}
 
 
 def _tar(path: Path, members: dict[str, bytes]) -> None:
@@ -160,13 +167,43 @@ def _png_header(width: int, height: int) -> bytes:
 def test_an_undecodable_image_is_one_line_naming_its_archive_member(tmp_path, image: bytes,
                                                                      expected: str) -> None:
     path = tmp_path / "data.tar.gz"
-    _tar(path, {"cifar/train/cat/0.png": _png(32), "cifar/train/dog/odd.png": image,
-                "cifar/test/cat/0.png": _png(32)})
+    _tar(path, _ten_classes(_png(32), "cifar/", **{"train/class3/odd.png": image}))
     with pytest.raises(UserError) as error:
         load_cifar10(str(path), tmp_path / "cache")
     message = str(error.value)
     assert "\n" not in message and len(message) < 400
-    assert f"{path}: cifar/train/dog/odd.png" in message and expected in message
+    assert f"{path}: cifar/train/class3/odd.png" in message and expected in message
+
+
+def test_an_archive_is_checked_by_its_headers_before_any_member_is_read(tmp_path,
+                                                                        monkeypatch) -> None:
+    """A member larger than any 32x32 image, or a tree without exactly ten classes, is refused
+    naming it, and no member's bytes are read first."""
+    reads = []
+    real = tarfile.TarFile.extractfile
+    monkeypatch.setattr(tarfile.TarFile, "extractfile",
+                        lambda tar, member: reads.append(member) or real(tar, member))
+    huge, twelve = tmp_path / "huge.tar.gz", tmp_path / "twelve.tar.gz"
+    _tar(huge, _ten_classes(_png(32), **{"train/class1/big.png": bytes(MAX_IMAGE_BYTES + 1)}))
+    _tar(twelve, _ten_classes(_png(32), **{f"{s}/extra{c}/0.png": _png(32)
+                                          for s in ("train", "test") for c in (1, 2)}))
+    for path, expected in ((huge, f"train/class1/big.png is {MAX_IMAGE_BYTES + 1} bytes"),
+                           (twelve, "has 12 class folders (class0, class1, class2")):
+        with pytest.raises(UserError, match=re.escape(expected)):
+            load_cifar10(str(path), tmp_path / "cache")
+    assert reads == []
+    _tar(huge, _ten_classes(_png(32)))
+    assert load_cifar10(str(huge), tmp_path / "cache").x_train.shape == (10, 3, 32, 32)
+    assert len(reads) == 20
+
+
+def test_a_subset_larger_than_its_split_is_refused() -> None:
+    images = synthetic_images(40, 20)
+    assert len(take_subsets(images, 40, 5).y_test) == 5
+    with pytest.raises(UserError, match=r"data\.train_subset=41 is more than the 40 train"):
+        take_subsets(images, 41, None)
+    with pytest.raises(UserError, match=r"data\.test_subset=21 is more than the 20 test"):
+        take_subsets(images, None, 21)
 
 
 def _damage(cache: Path, damage: str) -> None:
