@@ -19,8 +19,12 @@ class ConfigError(UserError):
     """A config value is invalid; the message is one line naming the key and what is allowed."""
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 class Interrupted(BaseException):
-    """SIGINT (Ctrl-C) or SIGTERM (what SLURM sends before it kills a job) arrived. Not an
+    """SIGINT (Ctrl-C), SIGTERM (what SLURM sends before it kills a job, and a worker's parent
+    at its death) or SIGHUP (a closed terminal or SSH session) arrived. Not an
     Exception, like KeyboardInterrupt, so that no `except Exception` takes it for a failed
     trial; `status` says what the run recorded, for the one line the app prints."""
 
@@ -30,7 +34,8 @@ class Interrupted(BaseException):
 
     @property
     def exit_code(self) -> int:
-        return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+        return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM, 129
+        # for SIGHUP
 
 
 def one_line(text: object, limit: int = 400) -> str:
@@ -41,14 +46,14 @@ def one_line(text: object, limit: int = 400) -> str:
 
 
 def raise_on_signals() -> None:
-    """Turn the first SIGINT or SIGTERM of this process into `Interrupted`; later ones are
-    ignored, so that recording the interrupted trials is not itself interrupted (a worker gets
-    Ctrl-C from the terminal and SIGTERM from its parent)."""
+    """Turn the first SIGINT, SIGTERM or SIGHUP of this process into `Interrupted`; later ones
+    are ignored, so that recording the interrupted trials is not itself interrupted (a worker
+    gets Ctrl-C from the terminal and SIGTERM from its parent)."""
 
     def interrupt(signum: int, _frame: object) -> None:
-        for each in (signal.SIGINT, signal.SIGTERM):
+        for each in STOP_SIGNALS:
             signal.signal(each, signal.SIG_IGN)
         raise Interrupted(signum)
 
-    for each in (signal.SIGINT, signal.SIGTERM):
+    for each in STOP_SIGNALS:
         signal.signal(each, interrupt)

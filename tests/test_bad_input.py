@@ -246,7 +246,8 @@ def _wait_for_training(database: Path, name: str, process: subprocess.Popen) -> 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143),
+                                              (signal.SIGHUP, 129)])
 def test_ctrl_c_and_sigterm_record_the_running_trial_and_exit_with_one_line(
         tmp_path, signum: int, code: int) -> None:
     (tmp_path / "results").mkdir()
@@ -272,6 +273,54 @@ def test_ctrl_c_and_sigterm_record_the_running_trial_and_exit_with_one_line(
                                                storage=f"sqlite:///{database}").trials)
     assert states == [("FAIL", "interrupted"), ("WAITING", None)]  # nothing lost
     assert _written_outside_outputs(tmp_path, {}) == []
+
+
+def _children(pid: int) -> list[int]:
+    return [int(stat.parent.name) for stat in Path("/proc").glob("[0-9]*/stat")
+            if _stat(stat) and int(_stat(stat).rsplit(")", 1)[1].split()[1]) == pid]
+
+
+def _stat(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:  # the process ended while we looked
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for a parent that does not reap it."""
+    stat = _stat(Path(f"/proc/{pid}/stat"))
+    return bool(stat) and stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.slow
+def test_workers_stop_and_record_their_trials_when_the_run_is_killed(tmp_path) -> None:
+    """sweep.workers=2 and kill -9 of the run's process: within 15 s no worker is alive, and
+    their trials are recorded as interrupted (a rerun trains them again)."""
+    (tmp_path / "results").mkdir()
+    database = tmp_path / "results" / "optuna.db"
+    command = [sys.executable, "-m", "study.sweep", *TINY, "train.epochs=100", "name=orphans",
+               "sweep.workers=2"]
+    with subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL) as process:
+        try:
+            _wait_for_training(database, "orphans", process)
+            workers = _children(process.pid)
+            assert len(workers) >= 2
+            process.kill()
+            process.wait(timeout=10)
+            deadline = time.monotonic() + 15
+            while any(map(_alive, workers)) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            alive = [pid for pid in workers if _alive(pid)]
+        finally:
+            for pid in _children(process.pid) + workers:
+                if _alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+    assert alive == []
+    trials = optuna.load_study(study_name="orphans", storage=f"sqlite:///{database}").trials
+    assert sorted((t.state.name, t.user_attrs.get("outcome")) for t in trials) == \
+        [("FAIL", "interrupted")] * 2
 
 
 @pytest.mark.slow

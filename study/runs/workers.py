@@ -9,10 +9,14 @@ Each trial records its result, per-epoch curves (its intermediate values) and Te
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
+import signal
 import socket
+import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Generator
@@ -43,6 +47,7 @@ from study.training.streams import TrialStreams
 
 log = logging.getLogger("study.runs.workers")
 GPU_WORKERS = 4  # worker processes per GPU by default (study.bench measures other counts)
+PR_SET_PDEATHSIG = 1  # Linux prctl(2): the signal a process gets when its parent dies
 
 
 def run_worker(cfg: DictConfig, spec: StudySpec, study: optuna.Study,
@@ -130,13 +135,23 @@ def auto_workers(cfg: DictConfig, device: torch.device) -> int:
     return GPU_WORKERS * torch.cuda.device_count() if device.type == "cuda" else 1
 
 
-def worker_process(config: dict, index: int, count: int, quiet: bool) -> None:
+def worker_process(config: dict, index: int, count: int, quiet: bool, parent: int,
+                   log_files: list[str]) -> None:
     """Entry point of a spawned worker: load the data once, then train until the queue is dry.
-    `quiet`: log warnings only (a live progress display shows the rest)."""
+    It stops, recording its trials as interrupted, when the run's process (`parent`) dies, even
+    by kill -9. `quiet`: log warnings only on the console (a live progress display shows the
+    rest); the run's `log_files` get every line."""
     raise_on_signals()
+    stop_with_parent(parent)
     cfg = OmegaConf.create(config)
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
-                        format=f"[%(asctime)s][worker {index}][%(levelname)s] - %(message)s")
+    form = logging.Formatter(f"[%(asctime)s][worker {index}][%(name)s][%(levelname)s] - "
+                             "%(message)s")
+    console = logging.StreamHandler(sys.stdout)  # as the run's own lines; stderr is for errors
+    console.setLevel(logging.WARNING if quiet else logging.INFO)
+    handlers = [console, *(logging.FileHandler(path) for path in log_files)]
+    for handler in handlers:
+        handler.setFormatter(form)
+    logging.basicConfig(level=logging.INFO, handlers=handlers)
     device = worker_device(index, count)
     storage = open_storage(cfg.storage, cfg.sweep.heartbeat_s)
     study = optuna.load_study(study_name=cfg.name, storage=storage,
@@ -148,14 +163,37 @@ def worker_process(config: dict, index: int, count: int, quiet: bool) -> None:
         raise SystemExit(stop.exit_code) from None
 
 
+def stop_with_parent(parent: int) -> None:
+    """Have the kernel send this process SIGTERM when the process that started it dies (Linux's
+    PR_SET_PDEATHSIG; elsewhere a thread watches the parent), and stop now if it already has."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        watched = libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0
+    except AttributeError:
+        watched = False
+    if not watched:
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:  # it died before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def run_workers(cfg: DictConfig, study: optuna.Study, storage: optuna.storages.BaseStorage,
                 count: int, quiet: bool = False) -> None:
     """Run `count` worker processes and wait for all of them. Spawned, because CUDA does not
     survive fork. A worker that dies leaves the others running; its claimed trial is failed."""
     context = multiprocessing.get_context("spawn")
     config = OmegaConf.to_container(cfg, resolve=True)
-    processes = [context.Process(target=worker_process, args=(config, index, count, quiet),
-                                 name=f"worker-{index}") for index in range(count)]
+    log_files = [handler.baseFilename for handler in logging.getLogger().handlers
+                 if isinstance(handler, logging.FileHandler)]  # the run's log (Hydra's)
+    processes = [context.Process(target=worker_process, name=f"worker-{index}",
+                                 args=(config, index, count, quiet, os.getpid(), log_files))
+                 for index in range(count)]
     for process in processes:
         process.start()
     try:

@@ -216,6 +216,10 @@ def test_four_worker_processes_finish_every_trial_exactly_once(tmp_path) -> None
     done = Counter((t.user_attrs["design_point"], t.user_attrs["seed"]) for t in trials)
     assert len(done) == 8 and set(done.values()) == {1}
     assert len({t.user_attrs["worker"] for t in trials}) >= 2  # the work was shared
+    [log] = (tmp_path / "results" / "hydra" / "four").glob("*/sweep.log")
+    trained = [line for line in log.read_text().splitlines() if "][worker " in line and
+               ": complete, test accuracy" in line]  # each worker's lines in the run's log
+    assert len(trained) == 8 and run.stderr == ""
 
 
 def _claim_all(url: str, claimed: multiprocessing.Queue) -> None:
