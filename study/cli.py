@@ -42,7 +42,13 @@ from study.errors import (
     raise_on_signals,
 )
 from study.paths import check_writable
-from study.runs.storage import INVALID_URL, STORAGE_ERRORS, mask_url, storage_fault
+from study.runs.storage import (
+    INVALID_URL,
+    STORAGE_ERRORS,
+    mask_url,
+    secrets_as_written,
+    storage_fault,
+)
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 log = logging.getLogger("study")
@@ -128,14 +134,16 @@ def _not_given(overrides: tuple[str, ...], args: list[str]) -> list[str]:
 def _hide_storage_secret(args: list[str]) -> tuple[list[str], str | None]:
     """The command line with a storage URL's secrets masked, and the real URL (None when there
     was nothing to mask): Hydra writes the command line and the config into its run folder
-    (.hydra/*.yaml), and those must not hold a password; the task gets the real URL back."""
+    (.hydra/*.yaml), and those must not hold a password; the task gets the real URL back. A
+    secret given as an interpolation (${oc.env:PGPASSWORD}) holds none and stays as written, so
+    that the saved overrides and the "continue with" command rerun."""
     masked, real = [], None
     for arg in args:
         key, is_override, value = arg.partition("=")
         quote = value[0] if len(value) > 1 and value[0] == value[-1] and value[0] in "'\"" else ""
         url = value[1:-1] if quote else value  # a URL with ?password= must be quoted for Hydra
         if is_override and key.lstrip("+") == "storage" and \
-                mask_url(url) not in (url, INVALID_URL):
+                mask_url(url) not in (url, INVALID_URL) and not secrets_as_written(url):
             real, arg = url, f"{key}={quote}{mask_url(url)}{quote}"
         masked.append(arg)
     return masked, real

@@ -4,7 +4,7 @@ one runs as a Hydra job through Hydra's public entry points."""
 import subprocess
 import sys
 
-from study.cli import list_overrides
+from study.cli import _hide_storage_secret, list_overrides
 
 
 def test_cli_prints_one_line_and_writes_nothing(tmp_path) -> None:
@@ -43,3 +43,14 @@ def test_the_list_keys_take_a_bare_comma_list() -> None:
     assert list_overrides(["compare=a,b", "compare2=c,d", "+compare=e", "compare=[f]"],
                           ("compare",)) == ["compare=[a,b]", "compare2=c,d", "+compare=e",
                                             "compare=[f]"]
+
+
+def test_an_interpolated_password_stays_as_written_on_the_command_line() -> None:
+    """`${oc.env:VAR}` holds no secret: Hydra's saved overrides and the "continue with"
+    command keep it, so that they rerun; a literal password is masked there."""
+    written = "storage=postgresql://ann:${oc.env:PGPASSWORD}@db.example/study"
+    assert _hide_storage_secret([written, "name=a"]) == ([written, "name=a"], None)
+    literal = "storage='postgresql://ann@db.example/study?password=s3@cret'"
+    assert _hide_storage_secret([literal]) == (
+        ["storage='postgresql://ann@db.example/study?password=***'"],
+        "postgresql://ann@db.example/study?password=s3@cret")

@@ -46,15 +46,44 @@ SCHEMA_ATTEMPTS = 3  # tries to open a storage whose tables another process is c
 SQLITE_BUSY_TIMEOUT_S = 300  # how long a worker waits for another's SQLite write lock
 SECRET_QUERY_KEY = re.compile(r"pass|pwd|secret|token", re.IGNORECASE)  # ?password=, ...
 MASK = "***"
+INTERPOLATION = re.compile(r"\$\{[^}]*\}")  # an OmegaConf interpolation, e.g. ${oc.env:VAR}
 INVALID_URL = "<invalid storage URL>"
 OBJECTIVE = "test_accuracy"  # the name of every study's one objective, shown by the dashboard
+
+
+def make_url(url: str) -> sqlalchemy.engine.URL:
+    """`url` parsed by SQLAlchemy, with a password that holds a raw '@' kept whole: SQLAlchemy
+    splits the user info at the first '@' and takes the rest of the password for the host (and
+    the mask then shows it); a password from an environment variable is rarely encoded."""
+    parsed = sqlalchemy.engine.make_url(url)
+    if parsed.password is not None and parsed.host and "@" in parsed.host:
+        tail, host = parsed.host.rsplit("@", 1)
+        parsed = parsed.set(password=f"{parsed.password}@{tail}", host=host)
+    return parsed
+
+
+def quote_password(url: str) -> str:
+    """`url`, or where SQLAlchemy would misread its password (make_url) the URL with the
+    password percent-encoded."""
+    try:
+        parsed = make_url(url)
+        misread = parsed != sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        return url
+    return parsed.render_as_string(hide_password=False) if misread else url
+
+
+def _secrets(parsed: sqlalchemy.engine.URL) -> list[str]:
+    return [value for key, value in parsed.query.items() if SECRET_QUERY_KEY.search(key)
+            for value in ([value] if isinstance(value, str) else value)] + (
+        [parsed.password] if parsed.password else [])
 
 
 def mask_url(url: str) -> str:
     """The storage URL with its password and every query parameter that may carry one (libpq
     takes `?password=`) replaced by ***, for logs, reports and the files Hydra writes."""
     try:
-        parsed = sqlalchemy.engine.make_url(url)
+        parsed = make_url(url)
     except sqlalchemy.exc.ArgumentError:
         return INVALID_URL
     hidden = {key: MASK for key in parsed.query if SECRET_QUERY_KEY.search(key)}
@@ -62,9 +91,19 @@ def mask_url(url: str) -> str:
     return rendered.replace(quote(MASK, safe=""), MASK)
 
 
+def secrets_as_written(url: str) -> bool:
+    """True when every secret in `url` is an interpolation (`${oc.env:PGPASSWORD}`), which
+    holds no secret as written and must stay as written for the command to rerun."""
+    try:
+        secrets = _secrets(make_url(url))
+    except sqlalchemy.exc.ArgumentError:
+        return False
+    return all(INTERPOLATION.fullmatch(secret) for secret in secrets)
+
+
 def parse_url(url: str) -> sqlalchemy.engine.URL:
     try:
-        return sqlalchemy.engine.make_url(url)
+        return make_url(url)
     except sqlalchemy.exc.ArgumentError:
         raise UserError(f"storage={mask_url(url)} is not a SQLAlchemy URL (e.g. "
                         "sqlite:///results/optuna.db, postgresql://user@host/db)") from None
@@ -101,7 +140,7 @@ def open_storage(url: str, heartbeat_s: int | None = None, create: bool = True
     for attempt in range(SCHEMA_ATTEMPTS):
         try:
             storage = optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
+                quote_password(url), engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
                 grace_period=3 * heartbeat_s if heartbeat_s else None,
                 heartbeat_stale_trial_callback=(
                     optuna.storages.RetryHeartbeatStaleTrialCallback() if heartbeat_s

@@ -15,11 +15,12 @@ import pandas as pd
 import pytest
 import torch
 from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
 
 from study.design.factors import FACTORS
 from study.runs import workers
 from study.runs.queue import WORKER_ID, claim_waiting_trial, enqueue_missing, fail_trials_of
-from study.runs.storage import mask_url, open_storage, open_study
+from study.runs.storage import mask_url, open_storage, open_study, quote_password
 from study.runs.workers import run_worker
 from study.training.data import synthetic_images
 from study.training.precision import resolve_precision
@@ -196,6 +197,20 @@ def test_enqueue_is_idempotent(tmp_path) -> None:
     _, _, study, spec = _study(tmp_path, "sweep.seeds=2")
     assert enqueue_missing(study, spec) == len(spec.points()) * 2 == 16
     assert enqueue_missing(study, spec) == 0
+
+
+@pytest.mark.parametrize("password", ["s3cret", "s3@cr@et", "s3:c/r?et@", "p%40ss"])
+def test_a_password_is_masked_whatever_characters_it_holds(password: str) -> None:
+    """A raw '@' (e.g. from ${oc.env:...}) made SQLAlchemy take the password's tail for the
+    host, which the mask then printed."""
+    for url, masked in ((f"postgresql://ann:{password}@db.example:5432/study?sslmode=require",
+                         "postgresql://ann:***@db.example:5432/study?sslmode=require"),
+                        (f"postgresql://ann@db.example/study?password={password}",
+                         "postgresql://ann@db.example/study?password=***")):
+        assert mask_url(url) == masked
+    quoted = make_url(quote_password(f"postgresql://ann:{password}@db.example/study"))
+    assert (quoted.password, quoted.host) == (password.replace("%40", "@") if "%" in password
+                                              else password, "db.example")
 
 
 def test_storage_errors_are_one_line_and_hide_the_password() -> None:
