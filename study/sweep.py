@@ -38,7 +38,7 @@ from study.design.config import check_batch_sizes
 from study.design.spec import spec_for_run
 from study.errors import Interrupted, StudyStopped, one_line
 from study.paths import check_outputs
-from study.runs.queue import fail_untrainable
+from study.runs.queue import check_size, fail_untrainable
 from study.runs.storage import mask_url, open_storage, open_study, sqlite_file, study_lock
 from study.runs.workers import auto_workers, interrupted_status, train_design
 from study.training.data import load_images
@@ -59,10 +59,11 @@ def run_sweep(cfg: DictConfig) -> None:
     check_outputs(cfg, sqlite_file(cfg.storage), report=True)  # now, not after the training
     images = load_images(cfg.data)  # before the storage, so that bad data writes nothing
     check_batch_sizes(cfg, len(images.y_train))
-    storage = open_storage(cfg.storage, cfg.sweep.heartbeat_s)
     run_spec = spec_for_run(cfg, cfg.sweep.design, images.fingerprint, created={
         "device": device_name(device), "data_source": images.source, "torch": torch.__version__,
         "optuna": optuna.__version__, "python": platform.python_version()})
+    check_size(run_spec, cfg.sweep.max_trials)  # before the storage: a refusal writes nothing
+    storage = open_storage(cfg.storage, cfg.sweep.heartbeat_s)
     study, spec = open_study(cfg, storage, run_spec)
     workers = auto_workers(cfg, device)
     log.info("%s on %s, budget %s, %s: %d epochs per trial, %d worker process%s x %d trial%s "

@@ -84,6 +84,9 @@ REFUSED = [
     ("secret", "sweep", [*STUDY, f"storage='postgresql://ann@127.0.0.1:1/db?password={SECRET}'"],
      ".", ["storage postgresql://ann@127.0.0.1:1/db?password=***: connection failed"]),
     ("non-finite", "train", [*STUDY, "train.lr=nan"], ".", ["train.lr=nan is not allowed"]),
+    ("size", "sweep", [*STUDY, "sweep.seeds=100000"], ".",
+     ["the design has 2500000 trials (25 points x 100000 seed(s)), more than "
+      "sweep.max_trials=5000", "pass sweep.max_trials=2500000 to run it"]),
     ("meaning", "sweep", [*STUDY, "data.train_subset=300"], ".",
      ["sweep.levels.batch_size level 512 is more than the 300 training images"]),
     ("identity", "sweep", [*STUDY, "storage=sqlite:///{tmp}/old.db", "name=taken",

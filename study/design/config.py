@@ -96,6 +96,7 @@ class SweepConfig:
     streams: int = 1  # trials each worker process trains at once, each on its own CUDA stream
     heartbeat_s: int = 10  # a running trial's heartbeat; 3 missed ones mark its worker dead
     max_failures: int = 10  # failed trials in one run before the sweep stops
+    max_trials: int = 5000  # a design with more trials is refused before any is enqueued
 
 
 @dataclass
@@ -179,6 +180,7 @@ OTHER_CHECKS: dict[str, Check] = {
     "sweep.streams": number(1, integer=True),
     "sweep.heartbeat_s": number(1, integer=True),
     "sweep.max_failures": number(1, integer=True),
+    "sweep.max_trials": number(1, integer=True),
     "analysis.practical_effect": number(0, 1, low_open=True),
     "logger.kind": one_of(("none", "tensorboard")),
     "bench.images": number(1, integer=True),

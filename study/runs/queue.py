@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import statistics
 import threading
 from collections import Counter
 from datetime import datetime
@@ -24,9 +25,12 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
 from study.design.cost import point_costs
+from study.design.designs import DesignPoint
 from study.design.factors import untrainable
 from study.design.spec import StudySpec, code_version
+from study.errors import UserError
 from study.outcomes import FAILED, INTERRUPTED
+from study.runs.storage import study_lock
 from study.training.engine import TrialResult
 
 log = logging.getLogger("study.runs.queue")
@@ -34,21 +38,68 @@ CLAIMED = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"  # recorded on each trial a process claims
 
 
-def enqueue_missing(study: optuna.Study, spec: StudySpec) -> int:
-    """Enqueue every (design point, seed) that is not already done, running or waiting, the most
-    expensive points first (workers take the queue in order: the longest trials start first and
-    the run ends with short ones, not with one long trial and idle workers)."""
+ENQUEUE_BATCH = 100  # trials put in the queue at a time: a large design starts in seconds
+
+
+def missing_trials(study: optuna.Study, spec: StudySpec) -> list[tuple[DesignPoint, int]]:
+    """Every (design point, seed) of a fixed design that is not done, running or waiting, the
+    most expensive points first (workers take the queue in order: the longest trials start
+    first and the run ends with short ones, not with one long trial and idle workers)."""
     claimed = Counter((t.user_attrs.get("design_point"), t.user_attrs.get("seed"))
                       for t in study.get_trials(deepcopy=False, states=CLAIMED))
     costs = point_costs(spec)
-    added = 0
-    for point in sorted(spec.points(), key=lambda p: -costs.get(p.id, 1.0)):
-        for seed in spec.point_seeds(point.id):
-            if claimed[(point.id, seed)] == 0:
-                study.enqueue_trial(point.params, user_attrs={"design_point": point.id,
-                                                              "seed": seed})
-                added += 1
-    return added
+    return [(point, seed) for point in sorted(spec.points(), key=lambda p: -costs.get(p.id, 1.0))
+            for seed in spec.point_seeds(point.id) if claimed[(point.id, seed)] == 0]
+
+
+def enqueue_missing(study: optuna.Study, spec: StudySpec, limit: int | None = None,
+                    retry: bool = True) -> int:
+    """Enqueue the missing trials (`missing_trials`) never tried before, at most `limit` of
+    them, and with `retry` every one that failed before; return how many. A run starts with a
+    batch and its retries; workers enqueue the next batch, without retries, when the queue runs
+    dry (`next_trial`): a large design starts in seconds, stopping it leaves at most a batch
+    waiting, and a trial that fails is not tried again within the run."""
+    missing = missing_trials(study, spec)
+    failed = {(t.user_attrs.get("design_point"), t.user_attrs.get("seed"))
+              for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+    new = [(point.id, seed) for point, seed in missing if (point.id, seed) not in failed]
+    chosen = set(new[:limit]) | (failed if retry else set())
+    enqueued = [(point, seed) for point, seed in missing if (point.id, seed) in chosen]
+    for point, seed in enqueued:
+        study.enqueue_trial(point.params, user_attrs={"design_point": point.id, "seed": seed})
+    return len(enqueued)
+
+
+def check_size(spec: StudySpec, max_trials: int) -> None:
+    """UserError when the design has more trials than `max_trials` (sweep.max_trials)."""
+    if (total := spec.total_trials()) > max_trials:
+        shape = (f"{len(spec.points())} points x {len(spec.seeds)} seed(s)" if spec.plan.fixed
+                 else "sweep.n_trials")
+        raise UserError(f"the design has {total} trials ({shape}), more than "
+                        f"sweep.max_trials={max_trials}: use fewer levels or seeds, or pass "
+                        f"sweep.max_trials={total} to run it")
+
+
+def price(study: optuna.Study, spec: StudySpec) -> str:
+    """What the trials still to run cost, in words: their number, their work in baseline
+    trials (the cost model: study.design.cost), and the time at this study's measured seconds
+    per baseline trial once a trial has finished."""
+    costs = point_costs(spec)
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if spec.plan.fixed:
+        missing = missing_trials(study, spec)
+        to_run, work = len(missing), sum(costs.get(point.id, 1.0) for point, _ in missing)
+    else:
+        to_run = max(0, spec.n_trials - len(study.get_trials(deepcopy=False, states=CLAIMED)))
+        work = float(to_run)  # sampled points: cost unknown until drawn, the baseline's assumed
+    per_baseline = [t.user_attrs["wall_time_s"] / costs.get(t.user_attrs.get("design_point"), 1.0)
+                    for t in done if t.user_attrs.get("wall_time_s")]
+    when = (f"; about {work * statistics.median(per_baseline) / 60:.0f} min of training at "
+            f"{statistics.median(per_baseline):.1f} s per baseline trial (median of "
+            f"{len(per_baseline)} finished here)" if per_baseline else
+            "; its time is estimated once a trial has finished")
+    return (f"{to_run} of {spec.total_trials()} trials to run, {work:.1f} baseline trials of "
+            f"work{when}")
 
 
 def fail_untrainable(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[str]:
@@ -153,6 +204,10 @@ def next_trial(study: optuna.Study, storage: optuna.storages.BaseStorage, spec: 
     """The next waiting trial (a fixed design's point, or one queued again); a sampled design
     then asks its sampler for new ones until the study holds n_trials."""
     trial = claim_waiting_trial(study, storage)
+    if trial is None and spec.plan.fixed:
+        with study_lock(storage, study.study_name):  # one process enqueues the next batch
+            added = enqueue_missing(study, spec, ENQUEUE_BATCH, retry=False)
+        trial = claim_waiting_trial(study, storage) if added else None
     if trial is None and spec.plan.sampled and \
             len(study.get_trials(deepcopy=False, states=CLAIMED)) < spec.n_trials:
         trial = mark_claimed(study.ask())

@@ -32,11 +32,13 @@ from study.errors import Interrupted, raise_on_signals
 from study.outcomes import FAILED, INTERRUPTED
 from study.runs.progress import SweepProgress
 from study.runs.queue import (
+    ENQUEUE_BATCH,
     Heartbeat,
     enqueue_missing,
     fail_trials_of,
     failures_since,
     next_trial,
+    price,
     record_failure,
 )
 from study.runs.storage import make_sampler, open_storage, study_lock
@@ -230,12 +232,14 @@ def train_design(cfg: DictConfig, spec: StudySpec, study: optuna.Study,
     sweep.max_failures trials failed since `start`; returns those failures."""
     with SweepProgress(study, spec.total_trials(), cfg.train.epochs) as progress:
         while True:
+            log.info("study %s: %s", cfg.name, price(study, spec))
             if spec.plan.fixed:
                 with study_lock(storage, cfg.name):
-                    added = enqueue_missing(study, spec)
-                log.info("study %s: %d trials enqueued (%d in the design: %d points x %d "
-                         "seed(s), the baseline's x %d)", cfg.name, added, spec.total_trials(),
-                         len(spec.points()), len(spec.seeds), len(spec.point_seeds("baseline")))
+                    added = enqueue_missing(study, spec, ENQUEUE_BATCH)
+                log.info("study %s: %d trials enqueued, more as they are taken (%d in the "
+                         "design: %d points x %d seed(s), the baseline's x %d)", cfg.name, added,
+                         spec.total_trials(), len(spec.points()), len(spec.seeds),
+                         len(spec.point_seeds("baseline")))
             if workers == 1:
                 run_worker(cfg, spec, study, storage, images, device)
             else:

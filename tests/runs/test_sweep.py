@@ -18,8 +18,18 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 from study.design.factors import FACTORS
-from study.runs import workers
-from study.runs.queue import WORKER_ID, claim_waiting_trial, enqueue_missing, fail_trials_of
+from study.errors import UserError
+from study.runs import queue, workers
+from study.runs.queue import (
+    WORKER_ID,
+    check_size,
+    claim_waiting_trial,
+    enqueue_missing,
+    fail_trials_of,
+    next_trial,
+    price,
+    record_failure,
+)
 from study.runs.storage import mask_url, open_storage, open_study, quote_password
 from study.runs.workers import run_worker
 from study.training.data import synthetic_images
@@ -191,6 +201,45 @@ def test_optuna_design_runs_n_trials_from_the_sampler(tmp_path) -> None:
     params = study.trials[0].params
     assert params["activation"] in ("relu", "tanh") and 8 <= params["channels"] <= 16
     assert [t.user_attrs["seed"] for t in study.trials] == [0, 1, 2]
+
+
+def test_the_queue_is_filled_a_batch_at_a_time_and_a_failure_is_retried_by_the_next_run(
+        tmp_path, monkeypatch) -> None:
+    _, storage, study, spec = _study(tmp_path, "sweep.seeds=2")
+    monkeypatch.setattr(queue, "ENQUEUE_BATCH", 3)
+    assert price(study, spec).startswith("16 of 16 trials to run, ")
+    assert enqueue_missing(study, spec, 3) == 3
+    space = spec.distributions()
+    taken = []
+    for _ in range(4):  # the fourth claim finds the queue dry and enqueues the next three
+        taken.append(next_trial(study, storage, spec, space))
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert len(waiting) == 2 and len({(t.user_attrs["design_point"], t.user_attrs["seed"])
+                                      for t in taken}) == 4
+    record_failure(study, taken[0], "RuntimeError: planted")
+
+    def finish(trial) -> None:
+        trial.set_user_attr("wall_time_s", 2.0)
+        study.tell(trial, 0.5)
+
+    for trial in taken[1:]:
+        finish(trial)
+    while (trial := next_trial(study, storage, spec, space)) is not None:  # the rest of the run
+        finish(trial)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 15  # no retry in the run
+    assert price(study, spec).startswith("1 of 16 trials to run, ")
+    assert enqueue_missing(study, spec, 3) == 1  # the next run retries it
+    assert " at " in price(study, spec) and "s per baseline trial (median of 15 " in \
+        price(study, spec)
+
+
+def test_a_design_larger_than_max_trials_is_refused() -> None:
+    spec = spec_of(compose(*SMALL, "sweep.seeds=3"))
+    total = spec.total_trials()
+    check_size(spec, total)
+    with pytest.raises(UserError, match=rf"the design has {total} trials \(8 points x 3 seed.*"
+                                        rf"pass sweep.max_trials={total} to run it"):
+        check_size(spec, total - 1)
 
 
 def test_enqueue_is_idempotent(tmp_path) -> None:
