@@ -6,6 +6,7 @@ tests/test_config.py (values and names) and tests/test_data.py (images and the c
 
 import math
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -199,6 +200,17 @@ def test_a_refused_command_is_one_line_and_writes_nothing(refused: list[Refused]
     assert case.after == case.before  # no storage, data cache, results, report or Hydra folder
 
 
+def test_a_memory_limit_too_low_for_torch_is_one_line(tmp_path) -> None:
+    def limit() -> None:  # address space for Python, not for torch's libraries
+        resource.setrlimit(resource.RLIMIT_AS, (1_500_000_000, 1_500_000_000))
+
+    run = subprocess.run([sys.executable, "-m", "study.sweep", *STUDY], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120, preexec_fn=limit)
+    error = _one_line(run, 2)
+    assert error.startswith("error: cannot start: ") and "(ulimit -v) is too low" in error
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_path_that_is_not_text_in_the_locale_is_one_line(tmp_path) -> None:
     """A non-ASCII storage path under the C locale without Python's UTF-8 mode."""
     env = {k: v for k, v in os.environ.items() if k != "CIFAR10_PATH"} | {
@@ -353,7 +365,8 @@ def test_a_bad_cache_is_one_warning_and_rebuilt_by_the_sweep(tmp_path) -> None:
     load_cifar10(str(tmp_path / "tree"), tmp_path / ".cache" / "study")
     [cache] = (tmp_path / ".cache" / "study").iterdir()
     _damage(cache, "truncated")
-    arguments = ["data=cifar10", f"data.path={tmp_path / 'tree'}", *TINY[2:], "name=cached"]
+    arguments = ["data=cifar10", f"data.path={tmp_path / 'tree'}", *TINY[2:], "name=cached",
+                 "budget=smoke", "data.train_subset=200", "data.test_subset=50"]
     run = _run("sweep", arguments, tmp_path)
     assert run.returncode == 0 and run.stderr == "", run.stderr[-3000:]
     [warning] = [line for line in run.stdout.splitlines() if "data cache" in line]

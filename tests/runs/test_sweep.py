@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from study.design.factors import FACTORS
 from study.errors import UserError
+from study.outcomes import NO_HEARTBEAT
 from study.runs import queue, workers
 from study.runs.queue import (
     WORKER_ID,
@@ -187,10 +188,16 @@ def test_two_trials_at_once_give_the_results_of_one_at_a_time(tmp_path) -> None:
     assert values[2] == values[1]
 
 
-def test_an_empty_queue_ends_the_worker_without_creating_trials(tmp_path) -> None:
+def test_a_worker_trains_the_design_and_creates_no_other_trial(tmp_path) -> None:
+    """With the queue empty a worker enqueues the design's missing trials (a batch at a time),
+    never a sampler-made trial, and once the design is done it ends without creating any."""
     cfg, storage, study, spec = _study(tmp_path)
+    assert run_worker(cfg, spec, study, storage, synthetic_images(100, 20), CPU) == \
+        Counter({"complete": spec.total_trials()})
+    assert sorted((t.user_attrs["design_point"], t.user_attrs["seed"]) for t in study.trials) \
+        == sorted((p.id, s) for p in spec.points() for s in spec.point_seeds(p.id))
     assert run_worker(cfg, spec, study, storage, synthetic_images(100, 20), CPU) == Counter()
-    assert study.trials == []
+    assert len(study.trials) == spec.total_trials()
 
 
 def test_optuna_design_runs_n_trials_from_the_sampler(tmp_path) -> None:
@@ -425,6 +432,11 @@ def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(tmp_path) -> 
     assert len(killed) == 2 and all("reason" not in t.user_attrs for t in killed)
     assert "no heartbeat" in pd.read_csv(tmp_path / "reports" / "kill" / "trials.csv").query(
         "state == 'FAIL'")["reason"].iloc[0]
+    report = (tmp_path / "reports" / "kill" / "report.md").read_text()
+    for t in killed:  # listed as failed, with the reason; a trial that never ran differs in nothing
+        assert (f"| {t.number} | failed | {t.user_attrs['design_point']} | "
+                f"{t.user_attrs['seed']} | {NO_HEARTBEAT} |") in report
+    assert "differs" not in report
 
 
 def test_a_worker_stops_after_max_failures(tmp_path, monkeypatch) -> None:
