@@ -74,7 +74,8 @@ def written_whole(folder: Path) -> Iterator[Path]:
     folder.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{folder.name}.new-{socket.gethostname()}-"
     for stale in folder.parent.glob(f"{prefix}*"):  # left by a process killed while writing
-        if not _alive(int(stale.name[len(prefix):].split("-")[0])):
+        pid = stale.name[len(prefix):].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     fresh = folder.parent / f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     fresh.mkdir()
@@ -87,11 +88,11 @@ def written_whole(folder: Path) -> Iterator[Path]:
 
 def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # no signal: only whether it exists (PermissionError: another user's)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     return True
 
 

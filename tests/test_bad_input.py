@@ -180,7 +180,11 @@ def refused(tmp_path_factory: pytest.TempPathFactory) -> list[Refused]:
         run = _run(app, [a.replace("{tmp}", str(tmp)) for a in arguments], tmp / folder, 120)
         return Refused(tmp, before, run, time.monotonic() - start, _files(tmp))
 
-    folders = [_refusing_folder(tmp_path_factory.mktemp("refused")) for _ in REFUSED]
+    template = _refusing_folder(tmp_path_factory.mktemp("template"))
+    folders = []
+    for _ in REFUSED:
+        folders.append(tmp_path_factory.mktemp("refused"))
+        shutil.copytree(template, folders[-1], dirs_exist_ok=True)
     with ThreadPoolExecutor(max_workers=2) as pool:  # compose() above is not thread-safe
         return list(pool.map(refuse, REFUSED, folders))
 

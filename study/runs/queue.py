@@ -36,8 +36,6 @@ from study.training.engine import TrialResult
 log = logging.getLogger("study.runs.queue")
 CLAIMED = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"  # recorded on each trial a process claims
-
-
 ENQUEUE_BATCH = 100  # trials put in the queue at a time: a large design starts in seconds
 
 

@@ -106,7 +106,8 @@ def test_costs_follow_the_arithmetic_and_the_queue_starts_with_the_dearest(tmp_p
 def test_the_article_design_trains_every_level_and_reports_twelve_factors(tmp_path) -> None:
     command = [sys.executable, "-m", "study.sweep", "sweep=article", "data=synthetic",
                "budget=smoke", "model.channels=8", "data.synthetic_train=300",
-               "data.synthetic_test=100", "sweep.levels.batch_size=[32,64,128,256]"]
+               "data.synthetic_test=100", "data.train_subset=300", "data.test_subset=100",
+               "sweep.levels.batch_size=[32,64,128,256]"]
     run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     study = optuna.load_study(study_name="article-smoke",

@@ -5,6 +5,7 @@ baseline, a study whose every trial diverged gets a whole report, and a rewrite 
 is interrupted part-way leaves the old report byte-identical."""
 
 import signal
+import socket
 import subprocess
 import sys
 
@@ -117,6 +118,8 @@ def test_a_rewrite_that_fails_part_way_leaves_the_old_report_whole(tmp_path, mon
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t"]  # no half-written folder left
     monkeypatch.undo()
+    killed = tmp_path / f".t.new-{socket.gethostname()}-999999999-0"  # a writer killed -9
+    killed.mkdir()
     write_report(study, storage, tmp_path)
     assert "changed" in (folder / "report.md").read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t"]
