@@ -15,6 +15,11 @@ class StudyStopped(UserError):
     stays."""
 
 
+class WriteFailed(StudyStopped):
+    """An output could not be written (disk full, a file-size limit): the one it would have
+    replaced is kept, and so is what the run wrote before."""
+
+
 class ConfigError(UserError):
     """A config value is invalid; the message is one line naming the key and what is allowed."""
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from study.errors import UserError
+from study.errors import UserError, WriteFailed
 
 REPORTS = Path("reports")  # every report goes to reports/<study name>/
 NAME_MAX = 100  # characters; well under every file system's 255-byte limit on a component
@@ -82,6 +82,9 @@ def written_whole(folder: Path) -> Iterator[Path]:
     try:
         yield fresh
         _swap_in(fresh, folder)
+    except OSError as error:
+        kept = "the one there before is kept" if folder.exists() else "nothing is left"
+        raise WriteFailed(f"cannot write {folder}: {error.strerror or error}; {kept}") from None
     finally:
         shutil.rmtree(fresh, ignore_errors=True)  # after a swap: the old folder
 

@@ -4,6 +4,7 @@ Setup compares only trials that ran, no difference is taken from a level that is
 baseline, a study whose every trial diverged gets a whole report, and a rewrite that fails or
 is interrupted part-way leaves the old report byte-identical."""
 
+import resource
 import signal
 import socket
 import subprocess
@@ -14,7 +15,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from study.errors import Interrupted
+from study.errors import Interrupted, WriteFailed
 from study.outcomes import INTERRUPTED, NO_HEARTBEAT
 from study.reporting import plots
 from study.reporting.report import write_report
@@ -98,10 +99,11 @@ def test_a_study_whose_every_trial_diverged_gets_a_whole_report(tmp_path) -> Non
     assert "no level but the baseline" not in report
 
 
-@pytest.mark.parametrize("fault", [OSError(28, "No space left on device"),
-                                   Interrupted(signal.SIGTERM)], ids=["disk full", "SIGTERM"])
+@pytest.mark.parametrize(("fault", "raised"), [
+    (OSError(28, "No space left on device"), WriteFailed),
+    (Interrupted(signal.SIGTERM), Interrupted)], ids=["disk full", "SIGTERM"])
 def test_a_rewrite_that_fails_part_way_leaves_the_old_report_whole(tmp_path, monkeypatch,
-                                                                   fault) -> None:
+                                                                   fault, raised) -> None:
     table = ofat_table({"lr": 0.03}, noise=0.01, seeds=2, rng=np.random.default_rng(2),
                        levels={"lr": [0.1]})
     study, storage = _study(table, SHAPES["one level"])
@@ -113,7 +115,7 @@ def test_a_rewrite_that_fails_part_way_leaves_the_old_report_whole(tmp_path, mon
         raise fault
 
     monkeypatch.setattr(plots, "plot_time", fail)  # the last figure: most files are written
-    with pytest.raises(type(fault)):
+    with pytest.raises(raised):
         write_report(study, storage, tmp_path)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t"]  # no half-written folder left
@@ -123,6 +125,32 @@ def test_a_rewrite_that_fails_part_way_leaves_the_old_report_whole(tmp_path, mon
     write_report(study, storage, tmp_path)
     assert "changed" in (folder / "report.md").read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t"]
+
+
+@pytest.mark.slow
+def test_a_report_that_cannot_be_written_is_one_line_and_leaves_the_old_one(tmp_path) -> None:
+    """python -m study.report under a file-size limit (a figure's write fails with EFBIG, as on
+    a full disk): one line, and the report written before is byte-identical."""
+    table = ofat_table({"lr": 0.03}, noise=0.01, seeds=2, rng=np.random.default_rng(4),
+                       levels={"lr": [0.1]})
+    study_from_table(table, SHAPES["one level"], "t", storage=f"sqlite:///{tmp_path}/s.db")
+    command = [sys.executable, "-m", "study.report", "name=t", f"storage=sqlite:///{tmp_path}/s.db"]
+
+    def report(limit: int | None = None) -> subprocess.CompletedProcess:
+        def set_limit() -> None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+        return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300, preexec_fn=set_limit if limit else None)
+
+    assert report().returncode == 0
+    folder = tmp_path / "reports" / "t"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    failed = report(limit=20_000)
+    assert failed.returncode == 2 and failed.stderr == (
+        "error: cannot write reports/t: File too large; the one there before is kept\n")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["t"]
 
 
 PLANTED = "![leak](/etc/hostname) <img src=x> [a](http://e.x) *zem* `zcode`"
