@@ -133,20 +133,17 @@ def test_a_report_that_cannot_be_written_is_one_line_and_leaves_the_old_one(tmp_
     a full disk): one line, and the report written before is byte-identical."""
     table = ofat_table({"lr": 0.03}, noise=0.01, seeds=2, rng=np.random.default_rng(4),
                        levels={"lr": [0.1]})
-    study_from_table(table, SHAPES["one level"], "t", storage=f"sqlite:///{tmp_path}/s.db")
-    command = [sys.executable, "-m", "study.report", "name=t", f"storage=sqlite:///{tmp_path}/s.db"]
-
-    def report(limit: int | None = None) -> subprocess.CompletedProcess:
-        def set_limit() -> None:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-        return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True,
-                              timeout=300, preexec_fn=set_limit if limit else None)
-
-    assert report().returncode == 0
-    folder = tmp_path / "reports" / "t"
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/s.db")
+    study = study_from_table(table, SHAPES["one level"], "t", storage=storage)
+    folder = write_report(study, storage, tmp_path / "reports").folder
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    failed = report(limit=20_000)
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # bytes; a figure is more
+
+    failed = subprocess.run([sys.executable, "-m", "study.report", "name=t",
+                             f"storage=sqlite:///{tmp_path}/s.db"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300, preexec_fn=limit)
     assert failed.returncode == 2 and failed.stderr == (
         "error: cannot write reports/t: File too large; the one there before is kept\n")
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
