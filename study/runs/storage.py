@@ -74,9 +74,13 @@ def quote_password(url: str) -> str:
 
 
 def _secrets(parsed: sqlalchemy.engine.URL) -> list[str]:
-    return [value for key, value in parsed.query.items() if SECRET_QUERY_KEY.search(key)
-            for value in ([value] if isinstance(value, str) else value)] + (
-        [parsed.password] if parsed.password else [])
+    """The URL's password and the values of its query parameters that may carry one (a key
+    given twice has a tuple of values)."""
+    secrets = [parsed.password] if parsed.password else []
+    for key, values in parsed.query.items():
+        if SECRET_QUERY_KEY.search(key):
+            secrets += [values] if isinstance(values, str) else list(values)
+    return secrets
 
 
 def mask_url(url: str) -> str:

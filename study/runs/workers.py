@@ -175,8 +175,8 @@ def stop_with_parent(parent: int) -> None:
         watched = False
     if not watched:
         threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-    if os.getppid() != parent:  # it died before the line above
-        os.kill(os.getpid(), signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the line above; no trial is claimed yet
+        raise SystemExit(128 + signal.SIGTERM)
 
 
 def _watch_parent(parent: int) -> None:
