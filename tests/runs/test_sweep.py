@@ -390,8 +390,10 @@ def test_tensorboard_logger_writes_epochs_and_hparams_per_trial(tmp_path) -> Non
 
 def _wait_for(db: str, complete: int, process: subprocess.Popen) -> None:
     """Until the study has `complete` finished trials and one running (so a kill lands inside a
-    trial), or the sweep process ended."""
+    trial), or the sweep process ended; at most five minutes."""
+    deadline = time.monotonic() + 300
     while process.poll() is None:
+        assert time.monotonic() < deadline, "the sweep trained nothing for five minutes"
         try:
             trials = optuna.load_study(study_name="kill", storage=db).trials
         except KeyError:  # not created yet
