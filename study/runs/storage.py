@@ -182,8 +182,9 @@ def storage_fault(url: str, error: BaseException) -> UserError:
 
 def check_sqlite(storage: optuna.storages.RDBStorage, url: str) -> None:
     """UserError unless the SQLite database is whole and writable: a corrupted page is found
-    now (PRAGMA quick_check reads every page, about a second for 100 MB), not by the trial that
-    first touches it; a read-only one by a write that is rolled back (the file stays as it was)."""
+    now (PRAGMA quick_check reads every page: 0.1 s for a 109 MB database on the 2-core CPU, the
+    file in the page cache), not by the trial that first touches it; a read-only one by a write
+    that is rolled back (the file stays as it was)."""
     try:
         with storage.engine.connect() as connection:
             rows = connection.exec_driver_sql("PRAGMA quick_check").fetchall()
