@@ -141,5 +141,6 @@ def write_comparison(storage: optuna.storages.BaseStorage, names: list[str], whe
                   else None)
         markdown = to_markdown(title, cross_study_blocks(cross, figure))
         (draft / "report.md").write_text(markdown)
-        (draft / "report.html").write_text(to_html(title, markdown, draft, [figure or ""]))
+        figures = [figure] if figure else []
+        (draft / "report.html").write_text(to_html(title, markdown, draft, figures))
     return out

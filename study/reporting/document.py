@@ -41,11 +41,9 @@ def literal(value: Any) -> str:
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    def cell(value: Any) -> str:
-        return literal(value)
-
-    lines = ["| " + " | ".join(map(cell, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in frame.itertuples(index=False)]
+    lines = ["| " + " | ".join(map(literal, frame.columns)) + " |",
+             "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(map(literal, row)) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines)
 
 
@@ -87,7 +85,7 @@ def to_html(title: str, markdown: str, figures_dir: Path, figures: list[str]) ->
         for child in token.children or []:
             if child.type == "image":
                 src = str(child.attrGet("src"))
-                if src not in own or "/" in src:
+                if src not in own:  # our stems: plain names, never a path
                     child.type, child.tag, child.attrs = "text", "", {}
                     child.content, child.children = f"[image {src} not shown]", None
                     continue

@@ -134,9 +134,7 @@ def spread(values: pd.Series) -> str:
 
 def grown(entry: dict[str, Any]) -> str:
     """What one growth of the study added, in words."""
-    parts = []
-    entry = {key: literal(value) if isinstance(value, str) else value
-             for key, value in entry.items()}  # from the study's database
+    parts = []  # every value from the study's database, shown literally
     if "seeds" in entry:
         parts.append(f"seeds {', '.join(map(literal, entry['seeds']))}")
     if "baseline_seeds" in entry:

@@ -39,12 +39,17 @@ WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"  # recorded on each trial a 
 ENQUEUE_BATCH = 100  # trials put in the queue at a time: a large design starts in seconds
 
 
-def missing_trials(study: optuna.Study, spec: StudySpec) -> list[tuple[DesignPoint, int]]:
-    """Every (design point, seed) of a fixed design that is not done, running or waiting, the
-    most expensive points first (workers take the queue in order: the longest trials start
-    first and the run ends with short ones, not with one long trial and idle workers)."""
-    claimed = Counter((t.user_attrs.get("design_point"), t.user_attrs.get("seed"))
-                      for t in study.get_trials(deepcopy=False, states=CLAIMED))
+def _key(trial: optuna.trial.FrozenTrial) -> tuple[object, object]:
+    return trial.user_attrs.get("design_point"), trial.user_attrs.get("seed")
+
+
+def missing_trials(trials: list[optuna.trial.FrozenTrial], spec: StudySpec
+                   ) -> list[tuple[DesignPoint, int]]:
+    """Every (design point, seed) of a fixed design that none of the study's `trials` has done,
+    runs or waits for, the most expensive points first (workers take the queue in order: the
+    longest trials start first and the run ends with short ones, not with one long trial and
+    idle workers)."""
+    claimed = Counter(_key(t) for t in trials if t.state in CLAIMED)
     costs = point_costs(spec)
     return [(point, seed) for point in sorted(spec.points(), key=lambda p: -costs.get(p.id, 1.0))
             for seed in spec.point_seeds(point.id) if claimed[(point.id, seed)] == 0]
@@ -57,9 +62,9 @@ def enqueue_missing(study: optuna.Study, spec: StudySpec, limit: int | None = No
     batch and its retries; workers enqueue the next batch, without retries, when the queue runs
     dry (`next_trial`): a large design starts in seconds, stopping it leaves at most a batch
     waiting, and a trial that fails is not tried again within the run."""
-    missing = missing_trials(study, spec)
-    failed = {(t.user_attrs.get("design_point"), t.user_attrs.get("seed"))
-              for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+    trials = study.get_trials(deepcopy=False)  # one read for both
+    missing = missing_trials(trials, spec)
+    failed = {_key(t) for t in trials if t.state == TrialState.FAIL}
     new = [(point.id, seed) for point, seed in missing if (point.id, seed) not in failed]
     chosen = set(new[:limit]) | (failed if retry else set())
     enqueued = [(point, seed) for point, seed in missing if (point.id, seed) in chosen]
@@ -82,16 +87,16 @@ def price(study: optuna.Study, spec: StudySpec) -> str:
     """What the trials still to run cost, in words: their number, their work in baseline
     trials (the cost model: study.design.cost), and the time at this study's measured seconds
     per baseline trial once a trial has finished."""
-    costs = point_costs(spec)
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    costs, trials = point_costs(spec), study.get_trials(deepcopy=False)
     if spec.plan.fixed:
-        missing = missing_trials(study, spec)
+        missing = missing_trials(trials, spec)
         to_run, work = len(missing), sum(costs.get(point.id, 1.0) for point, _ in missing)
     else:
-        to_run = max(0, spec.n_trials - len(study.get_trials(deepcopy=False, states=CLAIMED)))
+        to_run = max(0, spec.n_trials - sum(t.state in CLAIMED for t in trials))
         work = float(to_run)  # sampled points: cost unknown until drawn, the baseline's assumed
     per_baseline = [t.user_attrs["wall_time_s"] / costs.get(t.user_attrs.get("design_point"), 1.0)
-                    for t in done if t.user_attrs.get("wall_time_s")]
+                    for t in trials if t.state == TrialState.COMPLETE
+                    and t.user_attrs.get("wall_time_s")]
     when = (f"; about {work * statistics.median(per_baseline) / 60:.0f} min of training at "
             f"{statistics.median(per_baseline):.1f} s per baseline trial (median of "
             f"{len(per_baseline)} finished here)" if per_baseline else

@@ -234,7 +234,8 @@ def analyse(model: FittedModel, practical_effect: float = PRACTICAL_EFFECT) -> A
     tests = int(family.notna().sum()) or 1
     decided = [(row["verdict"], row["reason"]) if row["verdict"] == "no data" else _verdict(
         row.to_dict(), model.factors.get(row["factor"]), divs[row["factor"]], practical_effect,
-        tests, _accuracy_missing(model.slices[row["factor"]], model.spec, row["factor"]))
+        tests, "" if row["factor"] in model.factors else  # only a factor without a fit
+        _accuracy_missing(model.slices[row["factor"]], model.spec, row["factor"]))
         for _, row in ranking.iterrows()]
     ranking["verdict"] = [verdict for verdict, _ in decided]
     ranking["reason"] = [reason for _, reason in decided]
