@@ -13,6 +13,7 @@ studies of the same design and factors at other budgets (`related_studies`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pandas as pd
@@ -21,7 +22,7 @@ from study.design.spec import StudySpec, study_spec
 from study.errors import UserError
 from study.paths import named_folder, written_whole
 from study.reporting import plots
-from study.reporting.document import Block, fmt, literal, to_html, to_markdown
+from study.reporting.document import fmt, render, to_html
 from study.stats import stability
 from study.stats.frames import trials_frame
 from study.stats.ranking import rank_trials
@@ -105,23 +106,16 @@ def correlation_columns(corr: pd.DataFrame) -> dict[str, list[str]]:
         for name in stability.CORRELATIONS}
 
 
-def cross_study_blocks(cross: stability.CrossStudy, figure: str | None) -> list[Block]:
-    """The comparison as report blocks."""
+def correlations_table(cross: stability.CrossStudy) -> pd.DataFrame:
     corr = cross.correlations
-    shown = pd.DataFrame({"study": corr["study"], "factors ranked by both": corr["factors"],
-                          **correlation_columns(corr)})
-    blocks: list[Block] = [
-        ("p", "Each factor's effect, rank and verdict in each study; every study's ranking is "
-         f"compared with that of {literal(cross.reference)} by rank correlations of their "
-         "effects over the factors both rank (95% bootstrap intervals from both studies' "
-         f"noise; n/a with fewer than {stability.MIN_FACTORS} factors or without replicated "
-         "seeds)."),
-        ("table", effects_table(cross)), ("table", shown)]
-    if figure:
-        blocks.append(("img", figure))
-    blocks.append(("p", "Verdicts that differ from the reference's:"))
-    blocks.append(("table", cross.changed) if not cross.changed.empty else ("p", "None."))
-    return blocks
+    return pd.DataFrame({"study": corr["study"], "factors ranked by both": corr["factors"],
+                         **correlation_columns(corr)})
+
+
+def across_context(cross: stability.CrossStudy, figure: str | None) -> dict[str, Any]:
+    """What templates/_across.md.j2 says of the comparison (beside min_factors)."""
+    return {"cross": cross, "effects": effects_table(cross),
+            "correlations": correlations_table(cross), "across_figure": figure}
 
 
 def write_comparison(storage: optuna.storages.BaseStorage, names: list[str], where: str,
@@ -139,7 +133,8 @@ def write_comparison(storage: optuna.storages.BaseStorage, names: list[str], whe
     with written_whole(out) as draft:
         figure = (plots.plot_cross_study(cross, draft) if cross.effects["effect"].notna().any()
                   else None)
-        markdown = to_markdown(title, cross_study_blocks(cross, figure))
+        markdown = render("compare.md.j2", names=names, min_factors=stability.MIN_FACTORS,
+                          **across_context(cross, figure))
         (draft / "report.md").write_text(markdown)
         figures = [figure] if figure else []
         (draft / "report.html").write_text(to_html(title, markdown, draft, figures))

@@ -1,6 +1,6 @@
 """The study as optuna-dashboard shows it: the project's ranking and the comparison of all
-factors as plotly figures on the study's page, the report as its note with every figure shown
-from the artifacts the dashboard serves, and a caveat about the dashboard's own importance panel.
+factors as plotly figures on the study's page, and the report as its note (with a first line on
+the dashboard's own importance panel) with every figure shown from the artifacts it serves.
 
 study.reporting.report calls these with what it computed (ranking, trials, intervals, noise);
 the figure functions only draw from those. Rewriting a report replaces the two figures (fixed
@@ -26,18 +26,6 @@ from study.stats.ranking import Analysis
 from study.stats.slices import labelled_slice
 
 RANKING_ID, COMPARISON_ID = "ranking", "comparison"  # graph object ids on the study page
-
-
-def importance_caveat(spec: StudySpec) -> str:
-    """The note's first line: how to read the dashboard's built-in importance panel."""
-    if spec.plan.on_slices:
-        return ("The dashboard's built-in *Hyperparameter Importance* panel (PED-ANOVA over the "
-                "best trials) is not valid for this one-factor-at-a-time study, whose points lie "
-                "on an L, not a grid: read the ranking below and the *ranking* figure on the "
-                "study page.")
-    return ("The dashboard's built-in *Hyperparameter Importance* panel gives shares that sum to "
-            "one even for pure noise: read it with the tests of the ranking below and the "
-            "*ranking* figure on the study page.")
 
 
 def upload_figures(study: optuna.Study, storage: optuna.storages.BaseStorage, stems: list[str],

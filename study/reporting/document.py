@@ -1,11 +1,12 @@
-"""The report's documents: a list of blocks written as Markdown, and as one self-contained HTML
-page (figures embedded as data URIs, so it opens offline). Used by study.reporting.report and
-study.reporting.compare; every number is shown with `fmt`, which says n/a where it is undefined.
+"""The report's documents: Markdown said by the templates in `templates/` (`render`), and one
+self-contained HTML page of it (figures embedded as data URIs, so it opens offline). Used by
+study.reporting.report and .compare; every number is shown with `fmt`, n/a where undefined.
 
 Text from outside the code (a study database another machine writes to, the environment, the
-data folder's name) must never become markup: every table cell is escaped here, text inserted
-into a sentence goes through `literal`, raw HTML is shown as text, and the HTML page inlines only
-the report's own figures (plain file names in its folder), never a path a text could name.
+data folder's name) must never become markup: whatever a template inserts is escaped by
+`literal` unless it is `Markdown` made here (a table, whose cells are escaped, or a figure), raw
+HTML is shown as text, and the HTML page inlines only the report's own figures (plain file
+names in its folder), never a path a text could name.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jinja2
+import jinja2.ext
 import pandas as pd
 from markdown_it import MarkdownIt
-
-Block = tuple[str, Any]  # (kind, content): h2, p, note, list, table (DataFrame), img (stem)
 
 
 def fmt(value: Any, spec: str = ".3f") -> str:
@@ -47,25 +48,66 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def to_markdown(title: str, blocks: list[Block],
-                image_link: Callable[[str], str] = lambda stem: f"{stem}.png") -> str:
-    """The report as Markdown; image_link: where each figure is (the file next to report.md,
-    or the artifact the dashboard serves)."""
-    parts = [f"# {title}"]
-    for kind, content in blocks:
-        if kind == "h2":
-            parts.append(f"## {content}")
-        elif kind == "p":
-            parts.append(content)
-        elif kind == "note":
-            parts.append(f"> {content}")
-        elif kind == "list":
-            parts.append("\n".join(f"- {item}" for item in content))
-        elif kind == "table":
-            parts.append(markdown_table(content))
-        else:
-            parts.append(f"![{content}]({image_link(content)})")
-    return "\n\n".join(parts) + "\n"
+class Markdown(str):
+    """Text that is Markdown already (a table, a figure): a template inserts it as it is."""
+
+
+def _inserted(value: Any) -> str:
+    """How a template shows a value: Markdown as it is, anything else as `literal` text."""
+    return value if isinstance(value, Markdown) else literal(value)
+
+
+def table(frame: pd.DataFrame) -> Markdown:
+    return Markdown(markdown_table(frame))
+
+
+def points(value: float, spec: str = ".1f") -> str:
+    """An accuracy difference in points of accuracy (0.012 -> 1.2); n/a where undefined."""
+    return fmt(None if value is None or pd.isna(value) else 100 * value, spec)
+
+
+def known(value: Any) -> bool:
+    return value is not None and not pd.isna(value)
+
+
+BLOCK_START = re.compile(r"\s*$|#|- |\||>|!\[|\{[%#]")  # a line that starts a block, or a tag
+
+
+class UnwrappedProse(jinja2.ext.Extension):
+    """Templates wrap their prose at 100 columns for reading; the Markdown they say keeps one
+    line per paragraph or list item, as the reports always had. Done on the template's source,
+    so no inserted value can ever start or join a block."""
+
+    def preprocess(self, source: str, name: str | None, filename: str | None = None) -> str:
+        lines: list[str] = []
+        for line in source.split("\n"):
+            previous = lines[-1].strip() if lines else ""
+            tag_line = previous.startswith(("{%", "{#")) and previous.endswith(("%}", "#}"))
+            if (previous and not tag_line and not previous.startswith("|")
+                    and not BLOCK_START.match(line.lstrip())):
+                lines[-1] = f"{lines[-1].rstrip()} {line.lstrip()}"
+            else:
+                lines.append(line)
+        return "\n".join(lines)
+
+
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("study.reporting", "templates"), undefined=jinja2.StrictUndefined,
+    finalize=_inserted, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+    autoescape=False, extensions=[UnwrappedProse])
+TEMPLATES.filters |= {"fmt": fmt, "table": table, "points": points}
+TEMPLATES.tests["known"] = known
+
+
+def render(template: str, image_link: Callable[[str], str] = lambda stem: f"{stem}.png",
+           **context: Any) -> str:
+    """The Markdown a template of templates/ says with `context`; image_link: where each figure
+    is (the file next to report.md, or the artifact the dashboard serves)."""
+    def figure(stem: str | None) -> Markdown:
+        return Markdown(f"![{stem}]({image_link(stem)})" if stem else "")
+
+    text = TEMPLATES.get_template(template).render(figure=figure, **context)
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"  # templates' optional blocks
 
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;

@@ -4,15 +4,16 @@ folder, also the report attached to the Optuna study for optuna-dashboard (study
 .dashboard: the report as the study's note, the ranking and the comparison of all factors on the
 study's page).
 
-`write_report` first computes everything the report shows (`findings`: plain data from
-study.stats), then draws the figures (`draw_figures`) and writes the blocks (`build_blocks`,
-from study.reporting.sections). It uses the finished trials of any study, including one still
-running or interrupted, and says how many; a study made before specs existed is read from its
-trials, with a note.
+`write_report` computes everything the report shows (`findings`: plain data from study.stats),
+draws the figures (`draw_figures`), then has the templates say it (`report_markdown`:
+templates/report.md.j2, filled from study.reporting.sections). It uses the finished trials of
+any study, including one still running or interrupted, and says how many. How to read a report:
+docs/report.md.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,19 +24,19 @@ from study.design.cost import point_costs
 from study.outcomes import COMPLETE, LISTED
 from study.paths import named_folder, written_whole
 from study.reporting import compare, dashboard, plots
-from study.reporting.document import Block, fmt, to_html, to_markdown
+from study.reporting.document import fmt, render, to_html
 from study.reporting.sections import (
+    claim_groups,
     claim_table,
-    epoch_blocks,
+    epoch_table,
     level_table,
-    method_lines,
     ranking_table,
-    recommendations,
-    setup_lines,
+    setup_facts,
+    verdict_groups,
 )
 from study.stats import joint, stability
 from study.stats.frames import StudyData, design_table, finished, read_study
-from study.stats.ranking import PRACTICAL_EFFECT, Analysis, rank_trials
+from study.stats.ranking import ALPHA, PRACTICAL_EFFECT, Analysis, rank_trials
 
 
 @dataclass
@@ -120,105 +121,44 @@ def draw_figures(found: Findings, out: Path) -> Figures:
         time=plots.plot_time(trials, out))
 
 
-def _images(*stems: str | None) -> list[Block]:
-    return [("img", stem) for stem in stems if stem is not None]
-
-
-def build_blocks(found: Findings, figures: Figures) -> list[Block]:
+def report_markdown(found: Findings, figures: Figures,
+                    image_link: Callable[[str], str] = lambda stem: f"{stem}.png",
+                    dashboard: bool = False) -> str:
+    """The report as Markdown, said by templates/report.md.j2; for the dashboard's note (with
+    the figures at the artifacts' URLs), a first line on the dashboard's own importance panel."""
     spec, trials, analysis = found.data.spec, found.data.trials, found.analysis
-    budget = spec.setup.get("budget") or "?"
+    ranking = analysis.ranking
     order = [point.id for point in spec.points()] if spec.plan.fixed else None
-    ranking, design = analysis.ranking, design_table(trials, order)
-    costs = point_costs(spec)
+    design, costs = design_table(trials, order), point_costs(spec)
     design.insert(1, "cost (x baseline)", design["design_point"].map(
         lambda p: fmt(costs.get(p), ".2f")))
-    blocks: list[Block] = []
-    if budget != "full":
-        blocks.append(("note", f"**Budget `{budget}`**: a reduced study (training subset, fewer "
-                       "epochs, fewer seeds), a preview, not the full result. With so few "
-                       "optimizer steps, large batches and small learning rates are penalised far "
-                       "more than in the full study. Run with `budget=full` for the real answer."))
-    done = finished(trials)
-    if not done.empty and (done["outcome"] != COMPLETE).all():
-        blocks.append(("note", f"**Every one of the {len(done)} finished trials diverged**: no "
-                       "accuracy can be compared, only divergence rates. Check the design's "
-                       "learning rates and the baseline before running more seeds."))
-    if not spec.recorded:
-        blocks.append(("note", "This study was made by an older version of this tool and records "
-                       "no study spec: its factors, levels and baseline are read from its trials."))
-    if spec.plan.sampled and spec.sampler == "tpe":
-        blocks.append(("note", "TPE concentrates its trials where accuracy was high, so the "
-                       "factors' marginal means are confounded with each other: read the ranking "
-                       "as a hint and check it with `sweep.sampler=random` or `qmc`."))
-    if figures.overview:
-        blocks += [("h2", "At a glance"),
-                   ("p", "Every factor on one accuracy scale, its levels in the design's order: "
-                    "each dot is one seed, the diamonds are level means with 95% intervals, the "
-                    "green column is the baseline level, the red band the baseline's mean ± 2 "
-                    "seed std (what noise alone moves a level by), crosses on the bottom edge "
-                    "are diverged trials."), *_images(figures.overview)]
-    blocks += [("h2", "Setup"), ("list", setup_lines(spec, trials)), ("h2", "Ranking"),
-               ("list", method_lines(analysis, spec))]
-    if ranking.empty:
-        blocks.append(("p", "No factor is varied in this study."))
-    else:
-        blocks += [("table", ranking_table(ranking)), *_images(figures.influence),
-                   ("h2", "The textbook's claim vs this study"),
-                   ("p", "The claim: the number of kernels, the activation type and the "
-                    "preprocessing matter most; dropout, pooling, batch size and learning rate "
-                    "less. A factor agrees (or disagrees) only when its rank interval lies wholly "
-                    "inside or wholly outside this study's top three and its verdict supports it "
-                    "(influential to be among the top three; decided, whatever it is, to be "
-                    "outside them); otherwise this study cannot tell yet. Factors the textbook "
-                    "does not rank are marked not named."),
-                   ("table", claim_table(ranking)),
-                   ("h2", "What to tune first"), ("list", recommendations(ranking)),
-                   ("h2", "Accuracy and divergence by level"), ("table", level_table(analysis)),
-                   *_images(*figures.factor),
-                   ("h2", "Learning curves"), *_images(*figures.curves),
-                   ("h2", "Ranking over training time"),
-                   *epoch_blocks(found.over_epochs, figures.epochs)]
-    if found.across is not None:
-        blocks += [("h2", "Across budgets"),
-                   *compare.cross_study_blocks(found.across, figures.across)]
-    pairs, importances = found.interactions, found.importances
-    if not pairs.empty:
-        shown = pairs.assign(**{c: pairs[c].map(lambda v: fmt(v, ".2g"))
-                                for c in ("interaction_p", "interaction_p_holm",
-                                          "interaction_eta_squared")})
-        blocks += [("h2", "Interactions"), ("table", shown), *_images(*figures.interaction)]
-    if not importances.empty:
-        blocks += [("h2", "Optuna importance evaluators"),
-                   ("p", "Shares of importance, mean and std over bootstrap resamples of the "
-                    "trials. They sum to one even for pure noise, so each is shown beside the "
-                    "share the same evaluator gives on the same trials with their accuracies "
-                    "shuffled: a share near its shuffled reference is noise. PED-ANOVA runs only "
-                    f"when at least {joint.PED_ANOVA_MIN_TOP} trials lie in its top "
-                    f"{joint.PED_ANOVA_QUANTILE:.0%}."),
-                   ("table", importances.assign(**{c: importances[c].map(fmt) for c in
-                                                   ("mean", "std", "shuffled_mean")}))]
-    unusable = trials[trials["outcome"].isin(LISTED)]
-    if figures.time:
-        blocks += [("h2", "Accuracy vs training time"), *_images(figures.time)]
-    blocks += [("h2", "Design"),
-               ("p", "Cost: the point's multiply-accumulates per image times its epochs, "
-                "relative to the baseline (the sweep starts the most expensive points first)."),
-               ("table", design.assign(
-                   mean=design["mean"].map(fmt), std=design["std"].map(fmt))),
-               ("h2", "Diverged and failed trials"),
-               ("p", "Rule: a diverged trial (loss NaN/inf) is a result of its settings: it "
-                "counts in its level's divergence rate, which is tested on its own, and not in "
-                "accuracy (it records chance accuracy, 0.1). A failed trial (an exception, or its "
-                "worker was killed or lost) and an interrupted one (a signal stopped the run) "
-                "have no result and are left out of the analysis, listed here; a rerun trains "
-                "them again.")]
-    if unusable.empty:
-        blocks.append(("p", "None."))
-    else:
-        blocks.append(("table", unusable[["number", "outcome", "design_point", "seed",
-                                          "reason"]].fillna("")))
-    blocks.append(("p", "All trials: `trials.csv`; per-epoch curves: `curves.csv`."))
-    return blocks
+    done, unusable = finished(trials), trials[trials["outcome"].isin(LISTED)]
+    claims = claim_table(ranking)
+    pairs, importances, across = found.interactions, found.importances, found.across
+    return render(
+        "report.md.j2", image_link, name=found.data.name, dashboard=dashboard,
+        on_slices=spec.plan.on_slices, budget=spec.setup.get("budget") or "?",
+        all_diverged=len(done) if not done.empty and (done["outcome"] != COMPLETE).all() else 0,
+        tpe=spec.plan.sampled and spec.sampler == "tpe", figures=figures,
+        ranking=None if ranking.empty else ranking_table(ranking),
+        groups=verdict_groups(ranking), claim=claim_groups(claims), claims=claims,
+        threshold=analysis.practical_effect, levels=level_table(analysis),
+        over_epochs=found.over_epochs,
+        epochs=epoch_table(found.over_epochs) if found.over_epochs else None,
+        stable_rho=stability.STABLE_RHO, min_factors=stability.MIN_FACTORS,
+        across=across is not None, **(compare.across_context(across, figures.across)
+                                      if across else {}),
+        interactions=None if pairs.empty else pairs.assign(**{
+            c: pairs[c].map(lambda v: fmt(v, ".2g"))
+            for c in ("interaction_p", "interaction_p_holm", "interaction_eta_squared")}),
+        importances=None if importances.empty else importances.assign(**{
+            c: importances[c].map(fmt) for c in ("mean", "std", "shuffled_mean")}),
+        ped_anova_min_top=joint.PED_ANOVA_MIN_TOP, ped_anova_quantile=joint.PED_ANOVA_QUANTILE,
+        design=design.assign(mean=design["mean"].map(fmt), std=design["std"].map(fmt)),
+        unusable=None if unusable.empty else unusable[
+            ["number", "outcome", "design_point", "seed", "reason"]].fillna(""),
+        setup=setup_facts(spec, trials), noise=analysis.noise, pooled=analysis.pooled,
+        alpha=ALPHA)
 
 
 def write_report(study: optuna.Study, storage: optuna.storages.BaseStorage, reports_root: Path,
@@ -234,14 +174,12 @@ def write_report(study: optuna.Study, storage: optuna.storages.BaseStorage, repo
         found.data.trials.to_csv(draft / "trials.csv", index=False)
         found.data.curves.to_csv(draft / "curves.csv", index=False)
         figures = draw_figures(found, draft)
-        blocks = build_blocks(found, figures)
-        markdown = to_markdown(title, blocks)
+        markdown = report_markdown(found, figures)
         (draft / "report.md").write_text(markdown)
         (draft / "report.html").write_text(to_html(title, markdown, draft, figures.stems()))
     if artifact_dir is not None:
         links = dashboard.upload_figures(study, storage, figures.stems(), out, artifact_dir)
-        note = to_markdown(title, [("note", dashboard.importance_caveat(found.data.spec)),
-                                   *blocks], links.__getitem__)
+        note = report_markdown(found, figures, links.__getitem__, dashboard=True)
         dashboard.publish(study, note, dashboard.study_page_figures(
             found.data.trials, found.analysis, found.data.spec))
     return Report(out, found.analysis)

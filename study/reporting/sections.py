@@ -1,20 +1,23 @@
-"""The report's sections as data: the ranking, level and claim tables (DataFrames) and the
-lines of the setup, the method, the advice and the ranking over epochs, from what study.stats
-computed. study.reporting.report puts them in order and writes them.
+"""The report's sections as data, from what study.stats computed: the ranking, level, claim and
+epoch tables (DataFrames of shown values), the factors by verdict and by the textbook's claim,
+and the setup's facts. The templates in templates/ say them.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from study.design.spec import StudySpec
 from study.reporting.compare import correlation_columns
-from study.reporting.document import Block, fmt, literal
+from study.reporting.document import fmt
 from study.stats import stability
 from study.stats.frames import finished, outcome_counts
-from study.stats.ranking import ALPHA, VERDICTS, Analysis, rank_text
+from study.stats.ranking import VERDICTS, Analysis, rank_text
 
 CLAIMED_MOST = ("channels", "activation", "preprocessing")  # the textbook: these matter most,
 CLAIMED_LESS = ("dropout", "pooling", "batch_size", "lr")  # these less; it ranks no others
@@ -100,140 +103,74 @@ def claim_table(ranking: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def recommendations(ranking: pd.DataFrame) -> list[str]:
-    """What to tune first, from the verdicts: only a negligible factor is left at its baseline."""
-    ranking = ranking.map(lambda v: literal(v) if isinstance(v, str) else v)  # names, levels
-    by_verdict = {v: ranking[ranking["verdict"] == v] for v in VERDICTS}
-    advice = [f"**{r['factor']}** ({r['reason']}): best level {r['best_level']}, worst "
-              f"{r['worst_level']}; the largest difference from the baseline is "
-              f"{100 * r['largest_difference']:+.1f} points (at {r['largest_level']}), the effect "
-              f"between {100 * r['effect_ci_low']:.1f} and {100 * r['effect_ci_high']:.1f} points."
-              if pd.notna(r["largest_difference"]) else f"**{r['factor']}**: {r['reason']}."
-              for _, r in by_verdict["influential"].iterrows()]
-    if not advice:
-        advice = ["No factor is shown to matter yet; the undecided ones below say how many seeds "
-                  "would decide them."]
-    groups = (("negligible", "Leave at the baseline (shown negligible)"),
-              ("small", "Tune last (a real but small effect)"))
-    advice += [f"{text}: {', '.join(by_verdict[v]['factor'])}." for v, text in groups
-               if not by_verdict[v].empty]
-    advice += [f"Undecided, **{r['factor']}**: {r['reason']}." for _, r in
-               by_verdict["undetermined"].iterrows()]
-    advice += [f"No data, **{r['factor']}**: {r['reason']}." for _, r in
-               by_verdict["no data"].iterrows()]
-    return advice
+def verdict_groups(ranking: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
+    """The ranking's rows (as records, in rank order) by verdict: what the answer and the
+    advice say of each factor."""
+    return {v: ranking[ranking["verdict"] == v].to_dict("records") for v in VERDICTS}
 
 
-def spread(values: pd.Series) -> str:
-    """`a (12 trials), b (3 trials)`, flagged when the trials differ; n/a without trials."""
-    counts = values.fillna("unrecorded").value_counts()
-    listed = ", ".join(f"{literal(value)} ({count} trials)" for value, count in counts.items())
-    return (listed or "n/a (no trial finished)") + (
-        " **(differs between trials)**" if len(counts) > 1 else "")
+def claim_groups(claims: pd.DataFrame) -> dict[str, list[str]]:
+    """The factors the textbook names, by how this study fares against its claim."""
+    named = claims[claims["textbook"] != "not named"]
+    fares = named["agreement"].str.replace(r" \(.*", "", regex=True)
+    return {outcome: list(named.loc[fares == outcome, "factor"])
+            for outcome in ("agrees", "disagrees", "cannot tell yet")}
 
 
-def grown(entry: dict[str, Any]) -> str:
-    """What one growth of the study added, in words."""
-    parts = []  # every value from the study's database, shown literally
-    if "seeds" in entry:
-        parts.append(f"seeds {', '.join(map(literal, entry['seeds']))}")
-    if "baseline_seeds" in entry:
-        parts.append(f"baseline seeds {', '.join(map(literal, entry['baseline_seeds']))}")
-    for factor, levels in entry.get("levels", {}).items():
-        parts.append(f"{literal(factor)} levels {', '.join(map(literal, levels))}")
-    if "n_trials" in entry:
-        parts.append(f"trials up to {entry['n_trials']}")
-    return "added " + "; ".join(parts)
+def counted(values: pd.Series) -> list[tuple[str, int]]:
+    """Each value with its number of trials (unrecorded ones counted as such)."""
+    return [(str(v), int(n)) for v, n in values.fillna("unrecorded").value_counts().items()]
 
 
-def setup_lines(spec: StudySpec, trials: pd.DataFrame) -> list[str]:
-    """What the study is (its spec), how it grew, and where and with what its trials ran. Every
-    value comes from the study's database, which anyone sharing it can write: shown literally."""
-    setup = {key: literal(value) for key, value in spec.setup.items()}
-    created = {key: literal(value) for key, value in spec.created.items()}
-    counts = ", ".join(f"{k}: {v}" for k, v in outcome_counts(trials).items())
-    ran = finished(trials)  # a trial that never ran has no device or code to differ
-    lines = [
-        f"Design: {literal(spec.design)}; factors varied: "
-        f"{', '.join(map(literal, spec.varied)) or 'none'}; seeds: "
-        f"{', '.join(map(literal, spec.seeds)) or 'n/a'}"
-        + (f"; the baseline's seeds: {', '.join(map(literal, spec.baseline_seeds))}"
-           if spec.baseline_seeds and spec.baseline_seeds != spec.seeds else ""),
-        f"Trials: {len(trials)} in the study, {len(ran)} finished and used ({counts})",
-        f"Data: {created.get('data_source', '?')} (fingerprint "
-        f"{setup.get('data.fingerprint', '?')}); preprocessing statistics fitted on the "
-        "training split",
-        f"Training: {spec.setting('train.epochs') or '?'} epochs, "
-        f"{setup.get('train.optimizer', '?')} "
-        f"(momentum {setup.get('train.momentum', '?')}), {setup.get('train.schedule', '?')} "
-        f"schedule, weight decay {setup.get('train.weight_decay', '?')}, augmentation "
-        f"{'on' if setup.get('train.augment') else 'off'}, precision "
-        f"{setup.get('train.precision', '?')}; training subset: "
-        f"{setup.get('data.train_subset') or 'all'}; test subset: "
-        f"{setup.get('data.test_subset') or 'all'}"]
-    if spec.recorded:
-        lines.append(f"Study spec: identity `{spec.identity_hash()}` (format {spec.version}), "
-                     f"created {created.get('at', '?')} by code {created.get('code', '?')} on "
-                     f"{created.get('device', '?')} (torch {created.get('torch', '?')}, optuna "
-                     f"{created.get('optuna', '?')}, python {created.get('python', '?')})")
-        lines += [f"Grown {literal(entry['at'])} by code {literal(entry['code'])}: {grown(entry)}"
-                  for entry in spec.history]
-    lines += [f"Devices: {spread(ran['device'])}", f"Code: {spread(ran['code'])}"]
-    return lines
+def shown_path(text: str) -> str:
+    """`text` with every absolute path in it relative to the project (the working folder), or
+    as its file name where it lies outside: a report does not show this machine's folders.
+    Studies recorded by older versions stored the absolute path."""
+    def shown(match: re.Match[str]) -> str:
+        path = Path(match.group())
+        return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else path.name
+
+    return re.sub(r"(?<!\S)/\S+", shown, text)
 
 
-def method_lines(analysis: Analysis, spec: StudySpec) -> list[str]:
-    """How the ranking below was decided, with this study's noise."""
-    noise, points = analysis.noise, f"{100 * analysis.practical_effect:g} point(s)"
-    shared = (" OFAT's slices share the baseline point, so the factor tests are correlated; "
-              "Holm's correction holds under any dependence." if spec.plan.on_slices else "")
-    return [
-        f"**Noise floor**: the seed-to-seed std of converged test accuracy is "
-        f"{fmt(noise.baseline_std)} at the baseline ({noise.baseline_converged} converged "
-        f"seeds) and {fmt(noise.pooled_std)} pooled over all design points.",
-        "**Model**: " + ("one for the whole study, accuracy ~ design point over the converged "
-                         "trials: every test uses the noise pooled over all replicated points."
-                         if analysis.pooled else
-                         "no design point is replicated, so each factor's levels (bins of "
-                         "sampled values) get a one-way model of their own, whose error includes "
-                         "the other factors' effects (conservative)."),
-        "**Tests**: per factor, an F-test of its levels against the baseline, each level's "
-        "difference from the baseline with Dunnett-type simultaneous 95% intervals, and "
-        "Fisher's exact test of each level's divergence rate against the baseline's; the factor "
-        "tests (accuracy, and divergence where a trial diverged) are Holm-corrected together at "
-        f"{ALPHA:.0%}." + shared,
-        "**Effect**: the largest difference from the baseline less what that maximum averages "
-        "when nothing matters (a factor with more levels gains no head start), clipped at zero, "
-        "with the 95% interval the simultaneous intervals give; the raw range beside it.",
-        f"**Verdicts** at a practical threshold of {points} (`analysis.practical_effect`): "
-        "*influential*: significant and the effect's interval above the threshold, or a "
-        "significant divergence difference; *small*: significant, every level shown within the "
-        "threshold; *negligible*: not significant, every level shown within the threshold by an "
-        "equivalence test (simultaneous 90% intervals) and none diverging more than the "
-        "baseline; *undetermined*: none of these, with the seeds that would decide it.",
-        "**Rank interval**: the central 95% of the ranks in 1000 redraws of the study under the "
-        "fitted model."]
+@dataclass
+class SetupFacts:
+    """What the study is (its spec), how it grew, and where and with what its trials ran; every
+    value from the study's database, which anyone sharing it can write (templates show it
+    literally)."""
+
+    design: str
+    varied: list[str]
+    seeds: list[int]
+    baseline_seeds: list[int]  # [] when the baseline has the other points' seeds
+    trials: int
+    finished: int
+    outcomes: dict[str, int]
+    data_source: str
+    settings: dict[str, Any]  # config key -> value, budget and data fingerprint included
+    epochs: Any
+    recorded: bool
+    identity: str
+    version: int
+    created: dict[str, Any]
+    history: list[dict[str, Any]]
+    devices: list[tuple[str, int]]  # of the finished trials: one that never ran has no device
+    code: list[tuple[str, int]]
 
 
-def epoch_blocks(over_epochs: stability.EpochRanking | None,
-                 figure: str | None) -> list[Block]:
-    """How each epoch's ranking agrees with the final one."""
-    if over_epochs is None:
-        return [("p", "n/a: no factor could be ranked after each epoch (the study trains one "
-                 "epoch, or its trials recorded no per-epoch test accuracy).")]
+def setup_facts(spec: StudySpec, trials: pd.DataFrame) -> SetupFacts:
+    ran = finished(trials)
+    return SetupFacts(
+        design=spec.design, varied=spec.varied, seeds=spec.seeds,
+        baseline_seeds=spec.baseline_seeds if spec.baseline_seeds != spec.seeds else [],
+        trials=len(trials), finished=len(ran), outcomes=outcome_counts(trials),
+        data_source=shown_path(str(spec.created.get("data_source", "?"))), settings=spec.setup,
+        epochs=spec.setting("train.epochs"), recorded=spec.recorded,
+        identity=spec.identity_hash() if spec.recorded else "", version=spec.version,
+        created=spec.created, history=spec.history, devices=counted(ran["device"]),
+        code=counted(ran["code"]))
+
+
+def epoch_table(over_epochs: stability.EpochRanking) -> pd.DataFrame:
     corr = over_epochs.correlations
-    stable = (f"The ranking is stable from epoch {over_epochs.stable_from} of "
-              f"{over_epochs.epochs}: from there on, every epoch's ranking has Spearman's rho "
-              f"≥ {stability.STABLE_RHO} with the final one."
-              if over_epochs.stable_from is not None else
-              "n/a: Spearman's rho with the final ranking is undefined (fewer than "
-              f"{stability.MIN_FACTORS} factors with a noise estimate).")
-    table = pd.DataFrame({"epoch": corr["epoch"], **correlation_columns(corr)})
-    return [("p", "The test accuracy after every epoch (each trial's Optuna intermediate values, "
-             "plotted by optuna-dashboard) gives each factor's effect as it would have been "
-             "judged had training stopped there, and each epoch's ranking is compared with the "
-             f"final one ({over_epochs.trials} converged trials tested after every epoch; 95% "
-             "intervals from a residual bootstrap of the design points). " + stable),
-            *([("img", figure)] if figure else []), ("table", table)]
-
-
+    return pd.DataFrame({"epoch": corr["epoch"], **correlation_columns(corr)})

@@ -11,8 +11,9 @@ from optuna.trial import TrialState
 
 from study.design.spec import SPEC_ATTR, StudySpec, code_version, spec_for_run, study_spec
 from study.errors import UserError
+from study.reporting.document import render
 from study.reporting.report import write_report
-from study.reporting.sections import setup_lines
+from study.reporting.sections import setup_facts
 from study.runs.queue import enqueue_missing
 from study.runs.storage import open_storage, open_study
 from study.runs.workers import run_worker
@@ -97,8 +98,9 @@ def test_more_seeds_grow_the_study_and_the_analysis_uses_them(tmp_path) -> None:
     trials = trials_frame(study, study_spec(study))
     assert set(design_table(trials)["finished"]) == {2, 4}
     assert fit(trials, study_spec(study)).noise.baseline_converged == 4
-    assert any(line.startswith("Grown ") and line.endswith("added seeds 1")
-               for line in setup_lines(study_spec(study), trials))
+    setup = render("_setup.md.j2", setup=setup_facts(study_spec(study), trials))
+    assert any(line.startswith("- Grown ") and line.endswith("added seeds 1")
+               for line in setup.splitlines())
     # a run asking for fewer seeds continues the grown study; it shrinks nothing
     assert _open(tmp_path, "sweep.seeds=1")[3].seeds == [0, 1]
 
@@ -115,8 +117,9 @@ def test_the_baseline_has_its_own_seeds_and_more_of_them_grow_the_study(tmp_path
     assert spec.point_seeds("baseline") == list(range(7)) and spec.point_seeds("lr=0.1") == \
         list(range(7))
     assert enqueue_missing(study, spec) == 6 * 7 + 1
-    assert "; the baseline's seeds: 0, 1, 2, 3, 4, 5, 6" not in setup_lines(spec, trials_frame(
-        study, spec))[0]  # the same seeds as every point: not said twice
+    setup = render("_setup.md.j2", setup=setup_facts(spec, trials_frame(study, spec)))
+    assert "seeds: 0, 1, 2, 3, 4, 5, 6\n" in setup  # the same seeds as every point: said once
+    assert "the baseline's seeds" not in setup
 
 
 def test_extra_levels_grow_the_study_and_train_with_optuna_s_distributions(tmp_path) -> None:

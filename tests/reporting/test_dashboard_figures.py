@@ -1,9 +1,12 @@
-"""The figures the dashboard shows, from the compute layer's tables (no server)."""
+"""The figures and the note the dashboard shows, from the compute layer's tables (no server)."""
 
-from study.reporting.dashboard import comparison_figure, importance_caveat, ranking_figure
-from study.stats.frames import ACCURACY
+import pandas as pd
+
+from study.reporting.dashboard import comparison_figure, ranking_figure
+from study.reporting.report import Figures, Findings, report_markdown
+from study.stats.frames import ACCURACY, StudyData
 from study.stats.ranking import rank_trials
-from study.stats.synthetic import GRID, OFAT, ofat_table
+from study.stats.synthetic import GRID, OFAT, grid_table, ofat_table
 
 
 def _traces(figure, name: str) -> list:
@@ -45,6 +48,14 @@ def test_the_ranking_figure_draws_each_effect_with_its_interval_in_rank_order() 
     assert list(intervals[0].x) == [top["effect_ci_low"], top["effect_ci_high"]]
 
 
-def test_the_caveat_says_when_the_dashboard_importance_panel_does_not_apply() -> None:
-    assert "not valid for this one-factor-at-a-time study" in importance_caveat(OFAT)
-    assert "sum to one even for pure noise" in importance_caveat(GRID)
+def test_the_note_says_first_when_the_dashboard_importance_panel_does_not_apply() -> None:
+    def note(spec, trials, dashboard=True) -> str:
+        found = Findings(StudyData("t", spec, trials, pd.DataFrame()), rank_trials(trials, spec),
+                         pd.DataFrame(), {}, pd.DataFrame(), None, None)
+        return report_markdown(found, Figures(), dashboard=dashboard)
+
+    ofat, grid = ofat_table({"lr": -0.05}, noise=0.005, seeds=2), grid_table(0.0, 0.005)
+    first = note(OFAT, ofat).split("\n\n")[1]
+    assert first.startswith("> ") and "not valid for this one-factor-at-a-time study" in first
+    assert "sum to one even for pure noise" in note(GRID, grid).split("\n\n")[1]
+    assert "Hyperparameter Importance" not in note(OFAT, ofat, dashboard=False)  # the report

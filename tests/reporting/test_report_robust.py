@@ -7,8 +7,7 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from study.reporting.document import to_markdown
-from study.reporting.report import Figures, Findings, build_blocks, write_report
+from study.reporting.report import Figures, Findings, report_markdown, write_report
 from study.stats.frames import StudyData
 from study.stats.ranking import VERDICTS, rank_trials
 from study.stats.slices import studied
@@ -38,7 +37,7 @@ def test_any_study_table_gets_an_analysis_and_a_report_text(shape, seeds, noise,
             ).all()
     found = Findings(StudyData("t", spec, table, pd.DataFrame()), result, pd.DataFrame(), {},
                      pd.DataFrame(), None, None)
-    markdown = to_markdown("t", build_blocks(found, Figures()))
+    markdown = report_markdown(found, Figures())
     assert "nan" not in markdown.replace("nano", "")  # undefined numbers read n/a
     failed = table[table["state"] == "FAIL"]
     assert all(f"| {n} | failed |" in markdown for n in failed["number"])  # all listed

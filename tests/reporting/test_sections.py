@@ -1,12 +1,32 @@
-"""The report's sections (study.reporting.sections): the textbook's claim and the advice follow
-the verdicts, and say nothing a study cannot tell."""
+"""The report's sections (study.reporting.sections and the templates that say them): the
+answer, the textbook's claim and the advice follow the verdicts, and say nothing a study cannot
+tell."""
 
-from study.reporting.sections import claim_table, recommendations
+import re
+from dataclasses import replace
+
+import pandas as pd
+
+from study.reporting.document import render
+from study.reporting.report import Figures, Findings, report_markdown
+from study.reporting.sections import (
+    claim_groups,
+    claim_table,
+    setup_facts,
+    shown_path,
+    verdict_groups,
+)
+from study.stats.frames import StudyData
 from study.stats.ranking import rank_trials
 from study.stats.synthetic import OFAT, ofat_table
 
 
-def test_claims_and_advice_follow_the_verdicts() -> None:
+def _answer(ranking) -> str:
+    return render("_answer.md.j2", groups=verdict_groups(ranking),
+                  claim=claim_groups(claim_table(ranking)), threshold=0.01)
+
+
+def test_claims_answer_and_advice_follow_the_verdicts() -> None:
     # channels and activation matter (as the textbook says), lr matters too (it says less).
     trials = ofat_table({"channels": 0.04, "activation": -0.03, "lr": -0.05}, noise=0.003,
                         seeds=8)
@@ -16,16 +36,58 @@ def test_claims_and_advice_follow_the_verdicts() -> None:
     assert claims.loc["channels", "agreement"] == "agrees"
     assert claims.loc["preprocessing", "agreement"] == "disagrees"  # surely not
     assert claims.loc["pooling", "agreement"] == "agrees"
-    advice = recommendations(ranking)
-    assert advice[0].startswith("**lr**") and "-4.9 points (at 0.01)" in advice[0]
-    assert any(a.startswith("Leave at the baseline (shown negligible)") and "pooling" in a
+    advice = render("_advice.md.j2", groups=verdict_groups(ranking)).splitlines()
+    assert advice[0].startswith("- **lr**") and "-4.9 points (at 0.01)" in advice[0]
+    assert any(a.startswith("- Leave at the baseline (shown negligible)") and "pooling" in a
                for a in advice)
+    answer = _answer(ranking).splitlines()
+    matter = answer.index("- **Matter** (*influential*):")
+    assert answer[matter + 1].startswith("  - **lr**: -4.9 points at 0.01 (the effect between")
+    assert {line.split("**")[1] for line in answer[matter + 1:matter + 4]} == {
+        "lr", "channels", "activation"}
+    negligible = next(line for line in answer if line.startswith("- **Do not matter**"))
+    assert "pooling" in negligible and "lr" not in negligible
+    claim = answer[-1]
+    assert claim.startswith("- **The textbook's claim**")
+    by = claims.reset_index().groupby("agreement", sort=False)["factor"].agg(", ".join)
+    assert f"): agrees for {by['agrees']}; disagrees for {by['disagrees']}; see the" in claim
+    assert "disagrees for lr, preprocessing;" in claim  # in rank order
 
 
 def test_one_seed_study_makes_no_claims() -> None:
     trials = ofat_table({"lr": 0.05}, noise=0.01, seeds=1)
     ranking = rank_trials(trials, OFAT).ranking
     assert claim_table(ranking)["agreement"].str.startswith("cannot tell yet").all()
-    advice = recommendations(ranking)
-    assert advice[0].startswith("No factor is shown to matter yet")
+    advice = render("_advice.md.j2", groups=verdict_groups(ranking)).splitlines()
+    assert advice[0].startswith("- No factor is shown to matter yet")
     assert all("noise cannot be measured" in a for a in advice[1:])
+    answer = _answer(ranking)
+    assert "- **Matter**: no factor is shown to matter yet." in answer
+    assert "agrees" not in answer.replace("cannot tell yet", "")
+    assert answer.count("noise cannot be measured") == len(ranking)
+
+
+def test_the_report_answers_first_and_explains_its_method_last() -> None:
+    trials = ofat_table({"lr": -0.05}, noise=0.005, seeds=2)
+    found = Findings(StudyData("t", OFAT, trials, pd.DataFrame()), rank_trials(trials, OFAT),
+                     pd.DataFrame(), {}, pd.DataFrame(), None, None)
+    report = report_markdown(found, Figures(overview="overview", influence="influence"))
+    headings = re.findall(r"^## (.*)$", report, re.MULTILINE)
+    assert headings[:4] == ["At a glance", "The answer", "Ranking",
+                            "The textbook's claim vs this study"]
+    assert headings[-2:] == ["Setup", "How the ranking is decided"]
+    glance = report.split("## At a glance\n\n")[1]
+    assert glance.startswith("![overview](overview.png)\n")  # the figure, then the answer
+
+
+def test_paths_are_shown_relative_to_the_project_never_as_this_machine_s(tmp_path,
+                                                                        monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    inside, outside = tmp_path / "data" / "cifar.tar.gz", "/srv/x/cifar10-jpeg.tar.gz"
+    assert shown_path(f"CIFAR-10 from {inside} (subset: 5 train)") == \
+        "CIFAR-10 from data/cifar.tar.gz (subset: 5 train)"
+    assert shown_path(f"CIFAR-10 from {outside}") == "CIFAR-10 from cifar10-jpeg.tar.gz"
+    spec = replace(OFAT, created={"data_source": f"CIFAR-10 from {outside}"})
+    setup = render("_setup.md.j2", setup=setup_facts(spec, ofat_table({}, 0.01, seeds=1)))
+    assert "- Data: CIFAR-10 from cifar10-jpeg.tar.gz (fingerprint" in setup
+    assert "/srv" not in setup
