@@ -1,9 +1,10 @@
-"""Seeded simulations of the statistics (study.stats) behind the README's table: false-positive
-rate, interval coverage, power and the textbook table's caution, on synthetic OFAT studies shaped
-like the default (seven factors, 2-4 levels; channels here at six levels) with Gaussian seed
-noise. The suite runs small versions of these (tests/test_stats.py); this runs the large ones:
+"""Seeded simulations of the statistics (study.stats) behind docs/statistics.md's tables:
+false-positive rate, interval coverage, power and the textbook table's caution, on synthetic
+OFAT studies shaped like the default (seven factors, 2-4 levels; channels here at six levels)
+with Gaussian seed noise. The suite runs small versions of these (tests/stats/test_ranking.py);
+this runs the large ones:
 
-    python -m scripts.simulate_stats                    # the README table (about 10 min, 2 cores)
+    python -m scripts.simulate_stats                    # the first table (about 10 min, 2 cores)
     python -m scripts.simulate_stats --replicated       # one seed per point, six at the baseline
     python -m scripts.simulate_stats --reports 500      # and 500 random studies through the report
 """
@@ -38,7 +39,7 @@ SIX_LEVELS = LEVELS | {"channels": [8, 16, 64, 128, 256]}
 CLAIMS = ("influential", "small")
 
 
-EQUAL = ((2, 2), (3, 3), (5, 5), (10, 10))  # (seeds, baseline seeds): the README's first table
+EQUAL = ((2, 2), (3, 3), (5, 5), (10, 10))  # (seeds, baseline seeds): the docs' first table
 REPLICATED = ((1, 6), (3, 3), (3, 6))  # the quick budget's design, and the full budget's
 
 

@@ -1,28 +1,14 @@
-"""How fast the study runs: `python -m study.bench` (writes results/bench.json).
+"""How fast the study runs: `python -m study.bench` (writes results/bench.json and a table).
 
-On one device, with the same data and the baseline net, it measures training throughput
-(images/s) of
-  (a) the usual tutorial loop: a torchvision-style dataset of PIL images, CPU transforms, a
-      DataLoader with 2 workers, fp32, batch 128, `loss.item()` every step;
-  (b) the project's engine, one trial at a time, for each `train.compile` mode in bench.engines
-      and each `train.precision` in bench.precisions;
-  (c) the fastest (b) in K concurrent worker processes that each train S trials at once on S
-      CUDA streams (study.training.streams), for each K in bench.workers and S in
-      bench.streams (aggregate);
-and then (d) the wall time of `python -m study.sweep` on a slice of the default study (the
-overrides in bench.study; [] is the whole study), from the command to the written report, run
-with the K and S that were fastest in (c); and (e) how far apart the test accuracies are of the
-trials in (b) and (c) that trained the same config with the same seed (determinism); and (f)
-what testing after every epoch (a study's default: the intermediate values) costs, from the
-fastest (b) run again with a test after the last epoch only. (b) and (c) count each trial's
-whole wall time: model set-up, graph capture and the test-set evaluation included. Every row
-also says its arithmetic rate (GFLOP/s) and what fraction that is of the device's own matmul
-rate in the row's precision, measured in the same run (the roofline). Without a GPU it runs
-`bench=cpu`: small sizes, so that it ends in about 2 minutes; its ratios say little about a GPU.
+On one device, with the same data and the baseline net: (a) the usual tutorial loop, (b) the
+engine per `train.compile` mode and `train.precision`, (c) K worker processes x S trials on
+streams, (d) the wall time of a slice of the default study, (e) how far apart same-seed trials
+land, (f) what testing after every epoch costs; each row with its GFLOP/s and the fraction of
+the device's matmul rate. Without a GPU it runs `bench=cpu` (small sizes). What each row means
+and the measured tables: docs/speed.md.
 
     python -m study.bench                                  # on a GPU machine
-    python -m study.bench 'bench.workers=[1,2,4]' 'bench.streams=[1,2,4,8]' \
-        'bench.engines=[none,graph,model]'
+    python -m study.bench 'bench.workers=[1,2,4]' 'bench.streams=[1,2,4,8]'
 """
 
 from __future__ import annotations

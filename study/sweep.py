@@ -1,20 +1,10 @@
 """Run a design and record every trial in an Optuna study: `python -m study.sweep`.
 
-The run's config makes a study spec (study.design.spec); `open_study` creates the study with it
-or continues the study of that name when the identities match (growing it by new seeds or
-levels), and refuses otherwise. The design's trials wait in the study's queue (study.runs.queue);
-`sweep.workers` worker processes (study.runs.workers) each load the data onto the device once and
-then take and train trial after trial, `sweep.streams` of them at once. Because the queue lives
-in the storage, a second process or machine started with the same `name` and `storage` shares the
-work, and re-running the command trains only what is missing. The optuna design asks the
-configured sampler until `sweep.n_trials` trials exist. A trial whose worker died (no heartbeat
-for three `sweep.heartbeat_s`) is failed and queued again.
-
-Each trial records: params = the studied factors; user attributes = seed, design_point, outcome
-(complete | diverged | failed), per-epoch train_loss/train_accuracy, wall_time_s, device, worker,
-code version, and for failures the reason; intermediate values = the test accuracy after each
-epoch (step = epoch), which optuna-dashboard plots. The sweep ends by writing the report
-(study.api) and printing the optuna-dashboard command.
+The run's config makes a study spec (study.design.spec), which creates, continues or grows the
+study of that name, or is refused; the design's trials wait in the study's queue
+(study.runs.queue) and `sweep.workers` worker processes (study.runs.workers) train them. The
+sweep ends by writing the report (study.api) and printing the optuna-dashboard command. What a
+study is, what a rerun does and what each trial records: docs/factors-and-designs.md.
 
     python -m study.sweep                                  # the textbook's OFAT study
     python -m study.sweep sweep=grid budget=full storage=postgresql://user@host/db

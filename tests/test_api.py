@@ -1,5 +1,5 @@
-"""The Python API (study.api), run exactly as the README shows it, on a study stored as the
-sweep stores it."""
+"""The Python API (study.api), run exactly as the docs show it (docs/tools.md), on a study stored
+as the sweep stores it."""
 
 import re
 from pathlib import Path
@@ -13,13 +13,13 @@ from study.stats.synthetic import OFAT, ofat_spec, ofat_table, study_from_table
 from tests.conftest import REPO
 
 
-def _readme_example() -> str:
-    """The README's Python example: the python block of its 'From Python' section."""
-    section = (REPO / "README.md").read_text().split("## From Python", 1)[1]
+def _docs_example() -> str:
+    """The docs' Python example: the python block of docs/tools.md's 'From Python' section."""
+    section = (REPO / "docs" / "tools.md").read_text().split("## From Python", 1)[1]
     return re.search(r"```python\n(.*?)```", section, re.DOTALL)[1]
 
 
-def test_the_readme_s_three_lines_rank_a_study_and_write_its_report(tmp_path, monkeypatch
+def test_the_docs_three_lines_rank_a_study_and_write_its_report(tmp_path, monkeypatch
                                                                     ) -> None:
     monkeypatch.chdir(tmp_path)
     Path("results").mkdir()
@@ -28,7 +28,7 @@ def test_the_readme_s_three_lines_rank_a_study_and_write_its_report(tmp_path, mo
     spec = ofat_spec(levels)
     study_from_table(trials, spec, "ofat-quick", storage="sqlite:///results/optuna.db")
     names: dict = {}
-    exec(_readme_example(), names)  # the README's own lines, as a user runs them
+    exec(_docs_example(), names)  # the docs' own lines, as a user runs them
     run, analysis = names["run"], names["analysis"]
     assert isinstance(run.trials, pd.DataFrame) and len(run.trials) == len(trials)
     assert run.spec.varied == ["lr", "activation"]

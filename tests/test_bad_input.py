@@ -1,7 +1,7 @@
-"""Every class of bad input, fault and signal, through the real command line (README:
-Reliability): the exit status, exactly one line on stderr, no traceback, nothing written outside
-reports/ and results/ (and for a refused command nothing at all), no credential in any file the
-run wrote, and the study unchanged or repaired. In-process tables of the same classes:
+"""Every class of bad input, fault and signal, through the real command line
+(docs/reliability.md): the exit status, exactly one line on stderr, no traceback, nothing written
+outside reports/ and results/ (and for a refused command nothing at all), no credential in any
+file the run wrote, and the study unchanged or repaired. In-process tables of the same classes:
 tests/test_config.py (values and names) and tests/test_data.py (images and the cache)."""
 
 import math

@@ -8,7 +8,7 @@ cannot build is refused before any training.
 
 Adding a factor: its record in FACTORS, its key in the schema and YAML (study.design.config,
 conf/), its realisation (study.training.model, study.training.data or study.training.engine) and
-its tests (README: How to extend).
+its tests (docs/extending.md).
 """
 
 from __future__ import annotations

@@ -1,19 +1,12 @@
-"""A study's spec: what the study is, written once when it is created and kept with it.
+"""A study's spec: what the study is, written once when it is created and kept with it (the
+study's user attribute `spec`, JSON, with a format version).
 
-`StudySpec` records the design; every factor with its config key, kind, scale, baseline and
-levels; the seeds (OFAT's baseline point has its own, more); everything else that changes what
-a trial learns (`setup`: the budget, epochs, subsets, optimizer, schedule, augmentation, the
-network and its fixed settings, and the data's fingerprint); and, for information only, when and
-by which code it was created and grown.
-It lives in the study's user attribute `spec` (JSON, with a format version).
-
-Its `identity` is the part that must match for a run to continue a study: a run that changes
-any of it is refused (`grow` raises UserError naming the first differing keys). A run may grow
-a study: more seeds (of every point, or of OFAT's baseline), and more levels of a factor the
-design already varies (not for a sampler, whose levels are its search space); the spec keeps the
-union and a history of what was added when. The analysis reads the spec, never today's code
-(`study_spec`); a study written before specs existed is analysed from what its trials recorded
-(`spec_from_trials`).
+`StudySpec` records the design, the factors and their levels, the seeds, everything else that
+changes what a trial learns (`setup`) and, for information, when and by which code it was
+created and grown. Its `identity` must match for a run to continue a study; `grow` adds seeds
+or levels and refuses any other change (UserError). The analysis reads the spec, never today's
+code (`study_spec`); a study older than specs is read from its trials (`spec_from_trials`).
+The rules, from the user's side: docs/factors-and-designs.md.
 """
 
 from __future__ import annotations

@@ -1,17 +1,11 @@
 """Which factors matter: the ranking and verdicts of a fitted study (study.stats.fit), as plain
 data. `analyse(model)` returns an `Analysis` of DataFrames; every undefined number is NaN.
 
-Per factor:
-- accuracy: an F-test of "every level equals the baseline" (the Wald test of its contrasts) and
-  each level's difference from the baseline with Dunnett-type simultaneous intervals;
-- divergence: each level's rate with a Wilson interval, Fisher's exact test against the baseline;
-- the effect: the model's selection-corrected effect (a factor with more levels gains no head
-  start), clipped at zero, with the interval of the largest true difference implied by the
-  simultaneous intervals;
-- omega-squared; a rank interval from the model's parametric redraws;
-- a verdict (VERDICTS) with its reason, at the practical threshold `practical_effect`.
-The factor tests (accuracy, and divergence where any trial diverged) are Holm-corrected together:
-OFAT's factors share the baseline point, so their tests are correlated; Holm needs no independence.
+Per factor: the F-test and Dunnett-type simultaneous intervals of its accuracy contrasts,
+Wilson intervals and Fisher's exact tests of its divergence, the selection-corrected effect with
+its interval, omega-squared, a rank interval from the model's redraws, and a verdict (VERDICTS)
+with its reason at the practical threshold; the factor tests are Holm-corrected together. The
+rules and their measured error rates: docs/statistics.md.
 """
 
 from __future__ import annotations

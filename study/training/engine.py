@@ -1,18 +1,11 @@
 """The training engine: `train_trial(cfg, data)` -> TrialResult, and the device helpers.
 
 Data is already preprocessed on the device (study.training.data); each epoch is shuffled and
-augmented there in one go. After every epoch the test set is evaluated (train.test_every_epoch;
-else after the last only): the epoch's training metrics and its test accuracy accumulate on the
-device and reach the host in one transfer, plus a cheap finiteness check every
-DIVERGENCE_CHECK_STEPS steps so that a diverging trial stops at once. Evaluation never changes
-training: it draws no random numbers and leaves the batch-norm statistics as they are. The model
-and the data are in channels_last on every device, and the step runs under bf16 autocast where
-train.precision resolves to bf16 (study.training.precision: a GPU, or a CPU with bf16
-instructions); by default (train.compile=auto -> graph) a GPU's whole training step is one CUDA
-graph; `none` runs it eagerly, `model` runs torch.compile on the model (python -m study.bench
-measures each). A diverged trial is a result (outcome
-"diverged", test accuracy = chance by the study's rule), not a crash.
-A library: the commands (study.train, study.sweep, study.bench) call it.
+augmented there in one go, metrics reach the host once per epoch (plus a finiteness check every
+DIVERGENCE_CHECK_STEPS steps, so that a diverging trial stops at once: a result, not a crash).
+Evaluation draws no random numbers and leaves batch-norm statistics alone, so it never changes
+training. `train.compile` picks how a step runs (`graph`: one CUDA graph; `none`: eager;
+`model`: torch.compile), `train.precision` its arithmetic: docs/speed.md.
 """
 
 from __future__ import annotations

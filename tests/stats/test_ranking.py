@@ -1,5 +1,5 @@
 """The ranking and verdicts (study.stats.ranking) on synthetic studies with known truth: planted
-effects, divergences, failures, and seeded simulations of the error rates the README reports
+effects, divergences, failures, and seeded simulations of the error rates docs/statistics.md reports
 (the larger runs behind its table: scripts/simulate_stats.py)."""
 
 import numpy as np
