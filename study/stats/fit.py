@@ -32,7 +32,7 @@ from scipy import stats as sps
 from statsmodels.stats.proportion import proportion_confint
 
 from study.design.spec import StudySpec
-from study.stats.critical import max_t_draws, null_max_z
+from study.stats.critical import adjusted_p, max_t_quantile, null_max_z
 from study.stats.frames import ACCURACY, converged, finished
 from study.stats.slices import factor_slices, level_order, reference_level
 
@@ -194,17 +194,16 @@ def _factor_fit(factor: str, part: pd.DataFrame, levels: list[Any], reference: A
     estimates = {"se": nan, "p_each": nan, "q95": np.nan, "q90": np.nan, "p": np.nan}
     if table.df:
         se = s * np.sqrt(np.diag(cov_unit))
-        max_t = max_t_draws(cov_unit, table.df)
         with np.errstate(divide="ignore", invalid="ignore"):  # no noise at all (s = 0): t is inf
             t = np.abs(d) / se
             wald = d @ np.linalg.pinv(cov_unit) @ d / s ** 2 / len(d)
-        estimates = {"se": se, "p_each": np.array([(max_t >= value).mean() for value in t]),
-                     "q95": float(np.quantile(max_t, 0.95)),
-                     "q90": float(np.quantile(max_t, 0.90)),
+        estimates = {"se": se, "p_each": adjusted_p(cov_unit, table.df, t),
+                     "q95": max_t_quantile(cov_unit, table.df, 0.95),
+                     "q90": max_t_quantile(cov_unit, table.df, 0.90),
                      "p": float(sps.f.sf(wald, len(d), table.df))}
     return FactorFit(factor, levels, reference, cells, weights, n, mean, s, table.df, error_id,
                      between, float(((values - values.mean()) ** 2).sum()), d, **estimates,
-                     null_z=null_max_z(cov_unit, table.df))
+                     null_z=null_max_z(cov_unit))
 
 
 def _noise(points: CellTable) -> Noise:

@@ -97,9 +97,20 @@ def test_a_preview_that_reverses_the_full_ranking_is_found_with_its_verdict_chan
     assert (row["study"], row["factors"]) == ("ofat-quick", 7)
     assert row["spearman"] == -1 and row["kendall"] == -1 and row["spearman_high"] < 0
     assert set(cross.effects["study"]) == {"ofat-quick", "ofat-full"}
-    # the smallest planted effect (2 points) is influential in neither, so no verdict changes
-    # there; the verdicts that do change are listed, each with both verdicts
-    assert (cross.changed["reference verdict"] != cross.changed["verdict"]).all()
+    assert cross.changed.empty  # every planted effect is influential in both studies
+
+
+def test_a_verdict_that_changes_across_budgets_is_listed_and_nothing_else() -> None:
+    rankings = []  # the preview misses the learning rate's effect; all else as above
+    for name, budget, shifts, seed in (("ofat-quick", "quick", [EARLY | {"lr": 0.0}] * 2, 1),
+                                       ("ofat-full", "full", [LATE] * 3, 2)):
+        trials, _ = ofat_epochs(shifts, noise=0.005, seeds=1, baseline_seeds=6,
+                                rng=np.random.default_rng(seed))
+        rankings.append(study_ranking(name, rank_trials(trials, _spec(len(shifts), budget))))
+    cross = compare_rankings(rankings, "ofat-full")
+    assert cross.changed.to_dict("records") == [
+        {"factor": "lr", "reference verdict": "influential", "study": "ofat-quick",
+         "verdict": "undetermined"}]
 
 
 def test_compare_command_and_the_report_s_own_section(tmp_path) -> None:
