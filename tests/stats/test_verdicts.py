@@ -1,0 +1,150 @@
+"""Where each verdict rule (study.stats.ranking) tips over, on planted tables whose answer is
+worked out by hand: one factor, lr, at two levels beside the baseline, every point's seeds at
+exactly the planted mean plus a fixed pattern of sample std sigma, so that the difference from
+the baseline, its standard error and the degrees of freedom are known; the critical values come
+from study.stats.critical (checked against Dunnett's exact ones in test_critical.py). Each rule
+is tested on both sides of its boundary."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+from statsmodels.stats.proportion import proportion_confint
+
+from study.stats.critical import max_t_quantile
+from study.stats.frames import ACCURACY
+from study.stats.ranking import MAX_SEEDS, _seeds_to_decide, rank_trials
+from study.stats.synthetic import ofat_spec, ofat_table
+
+LEVELS = {"lr": [0.01, 0.1]}
+SPEC = ofat_spec(LEVELS)
+EPSILON = 1e-4  # how far from a boundary the threshold is put: far above the numbers' errors
+
+
+def planted(shifts: dict[str, float], sigma: float, seeds: int,
+            diverged: dict[str, list[int]] | None = None) -> pd.DataFrame:
+    """Every point's seeds at 0.7 + its shift + sigma * a pattern of mean 0 and sample std 1."""
+    table = ofat_table(shifts, noise=0.0, seeds=seeds, levels=LEVELS, diverged=diverged)
+    pattern = np.arange(seeds) - (seeds - 1) / 2
+    pattern = pattern / pattern.std(ddof=1)
+    converged = table["outcome"] == "complete"
+    table.loc[converged, ACCURACY] += sigma * pattern[table.loc[converged, "seed"].astype(int)]
+    return table
+
+
+def by_hand(shifts: dict[str, float], sigma: float, seeds: int, level: float) -> tuple:
+    """(largest |difference|, the effect's lower bound, the equivalence bound) worked out:
+    equal seeds everywhere, so the pooled std is sigma on 3 (seeds - 1) df, each difference's
+    standard error sigma sqrt(2 / seeds), the comparisons correlated 1/2."""
+    d = np.array([shifts.get(f"lr={v}", 0.0) for v in LEVELS["lr"]])
+    se = sigma * np.sqrt(2 / seeds)
+    cov = (np.full((2, 2), 1.0) + np.eye(2)) / seeds
+    q = max_t_quantile(cov, 3 * (seeds - 1), level)
+    return np.abs(d).max(), np.max(np.abs(d) - q * se), np.max(np.abs(d) + q * se)
+
+
+def verdict(table: pd.DataFrame, threshold: float) -> pd.Series:
+    return rank_trials(table, SPEC, threshold).ranking.set_index("factor").loc["lr"]
+
+
+def test_the_fit_is_the_one_worked_out_by_hand() -> None:
+    shifts, sigma, seeds = {"lr=0.1": -0.04, "lr=0.01": 0.01}, 0.01, 4
+    row = verdict(planted(shifts, sigma, seeds), 0.01)
+    _, low, _ = by_hand(shifts, sigma, seeds, 0.95)
+    _, _, equivalence = by_hand(shifts, sigma, seeds, 0.90)
+    assert row["largest_difference"] == pytest.approx(-0.04, abs=1e-12)
+    assert row["effect_ci_low"] == pytest.approx(low, abs=1e-9)
+    assert row["equivalence_bound"] == pytest.approx(equivalence, abs=1e-9)
+
+
+def test_influential_needs_the_whole_interval_of_the_effect_above_the_threshold() -> None:
+    shifts, sigma, seeds = {"lr=0.1": -0.04}, 0.01, 4
+    table, (_, low, _) = planted(shifts, sigma, seeds), by_hand(shifts, sigma, seeds, 0.95)
+    assert 0.01 < low < 0.03  # significant, its lower bound inside the effect
+    assert verdict(table, low - EPSILON)["verdict"] == "influential"
+    above = verdict(table, low + EPSILON)
+    assert above["verdict"] == "undetermined" and "straddles" in above["reason"]
+
+
+def test_small_needs_every_level_within_the_threshold_by_the_90_percent_intervals() -> None:
+    shifts, sigma, seeds = {"lr=0.1": -0.004}, 0.001, 4
+    table = planted(shifts, sigma, seeds)
+    _, low, _ = by_hand(shifts, sigma, seeds, 0.95)
+    _, _, equivalence = by_hand(shifts, sigma, seeds, 0.90)
+    assert verdict(table, 0.01)["accuracy_p_holm"] < 0.05 and low < equivalence - EPSILON
+    assert verdict(table, equivalence + EPSILON)["verdict"] == "small"
+    assert verdict(table, equivalence - EPSILON)["verdict"] == "undetermined"
+
+
+def test_negligible_needs_every_level_shown_within_the_threshold() -> None:
+    shifts, sigma, seeds = {"lr=0.1": 0.001}, 0.002, 6
+    table = planted(shifts, sigma, seeds)
+    _, _, equivalence = by_hand(shifts, sigma, seeds, 0.90)
+    assert verdict(table, 0.01)["accuracy_p_holm"] > 0.05
+    assert verdict(table, equivalence + EPSILON)["verdict"] == "negligible"
+    near = verdict(table, equivalence - EPSILON)
+    assert near["verdict"] == "undetermined" and "straddles" in near["reason"]
+
+
+def test_not_significant_alone_is_never_negligible() -> None:
+    # underpowered: a real two-point loss that two seeds cannot show
+    row = verdict(planted({"lr=0.1": -0.02}, 0.02, 2), 0.01)
+    assert row["accuracy_p_holm"] > 0.05 and row["verdict"] == "undetermined"
+    # no accuracy difference at all, but a level diverges more often, not yet significantly
+    row = verdict(planted({}, 0.001, 6, diverged={"lr=0.1": [0]}), 0.01)
+    assert row["equivalence_bound"] < 0.01 and row["divergence_p_holm"] > 0.05
+    assert row["verdict"] == "undetermined" and "diverges more often" in row["reason"]
+
+
+def test_a_significant_divergence_difference_is_influential_and_one_seed_less_is_not() -> None:
+    # six of six seeds diverge at lr=0.1, none at the baseline: Fisher's p = 0.0022; the
+    # factor's divergence test is Bonferroni over its two levels' Fisher tests, then Holm's
+    # step over the factor's two tests (accuracy: p = 1 here) doubles it again
+    table = planted({}, 0.001, 6, diverged={"lr=0.1": list(range(6))})
+    row = verdict(table, 0.01)
+    fisher = sps.fisher_exact([[6, 0], [0, 6]]).pvalue
+    assert row["verdict"] == "influential" and "diverges more often at 0.1 (6/6" in row["reason"]
+    assert row["divergence_p"] == pytest.approx(2 * fisher) and row["accuracy_p"] == 1
+    assert row["divergence_p_holm"] == pytest.approx(4 * fisher)
+    # five of six: Fisher's p = 0.015 alone, 0.061 after both steps
+    five = verdict(planted({}, 0.001, 6, diverged={"lr=0.1": list(range(5))}), 0.01)
+    assert 4 * sps.fisher_exact([[5, 1], [0, 6]]).pvalue == pytest.approx(
+        five["divergence_p_holm"]) and five["divergence_p_holm"] > 0.05
+    assert five["verdict"] == "undetermined"
+
+
+def test_levels_report_wilson_intervals_fisher_and_adjusted_p_exactly() -> None:
+    table = planted({"lr=0.1": -0.015}, 0.01, 6, diverged={"lr=0.01": [0, 1]})
+    result = rank_trials(table, SPEC, 0.01)
+    levels = result.levels.set_index(["factor", "level"])
+    low, high = proportion_confint(2, 6, alpha=0.05, method="wilson")
+    assert (levels.loc[("lr", 0.01), "rate_low"], levels.loc[("lr", 0.01), "rate_high"]) == \
+        pytest.approx((low, high), abs=1e-12)
+    assert levels.loc[("lr", 0.01), "fisher_p"] == pytest.approx(
+        sps.fisher_exact([[2, 4], [0, 6]]).pvalue)
+    # the per-level adjusted p: Dunnett's single step, P(max |t| >= |t|) over both comparisons
+    diffs = result.differences.set_index("level")
+    assert 2 < abs(diffs.loc[0.1, "difference"]) / diffs.loc[0.1, "se"] < 3  # p near 0.05
+    assert diffs.loc[0.1, "p"] == pytest.approx(sps.dunnett(
+        *[table.loc[(table["design_point"] == p) & (table["outcome"] == "complete"), ACCURACY]
+          for p in ("lr=0.01", "lr=0.1")],
+        control=table.loc[table["design_point"] == "baseline", ACCURACY]).pvalue[1], abs=0.005)
+
+
+def test_the_seeds_that_would_decide_it_decide_it_and_one_fewer_does_not() -> None:
+    # the planning assumptions: the observed differences and noise are the truth, the critical
+    # value stays; at the advised seeds the effect's interval clears the threshold
+    shifts, sigma = {"lr=0.1": -0.02}, 0.01
+    table = planted(shifts, sigma, 2)
+    row = verdict(table, 0.01)
+    assert row["verdict"] == "undetermined"
+    advised = int(row["reason"].split("about ")[1].split(" ")[0])
+    fit = rank_trials(table, SPEC, 0.01).model.factors["lr"]
+    assert advised == _seeds_to_decide(fit, fit.q95, 0.02 - 0.01) < MAX_SEEDS
+
+    def lower_bound(seeds: int) -> float:
+        return 0.02 - fit.q95 * sigma * np.sqrt(2 / seeds)  # equal seeds at every point
+
+    assert lower_bound(advised) > 0.01 >= lower_bound(advised - 1)
+    # the same truth planted with the advised seeds is decided
+    assert verdict(planted(shifts, sigma, advised), 0.01)["verdict"] == "influential"
