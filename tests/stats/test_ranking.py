@@ -35,6 +35,7 @@ def test_planted_three_point_effect_ranks_first_and_is_influential() -> None:
     assert not result.ranking.iloc[1:]["verdict"].isin(CLAIMS).any()
 
 
+@pytest.mark.simulation
 def test_null_studies_make_no_claims_cover_and_give_no_head_start_to_more_levels() -> None:
     # channels at six levels, activation at three: neither may win rank 1 more often for it
     levels = LEVELS | {"channels": [8, 16, 64, 128, 256]}
@@ -54,6 +55,7 @@ def test_null_studies_make_no_claims_cover_and_give_no_head_start_to_more_levels
     assert abs((first == "channels").mean() - (first == "activation").mean()) <= 0.05
 
 
+@pytest.mark.simulation
 def test_a_replicated_baseline_gives_one_seed_per_point_verdicts_at_the_nominal_rate() -> None:
     # the quick budget's design: one seed per point, six at the baseline (5 df of noise)
     planted = _analyse(ofat_table({"activation": -0.05}, noise=0.005, seeds=1,
@@ -71,6 +73,7 @@ def test_a_replicated_baseline_gives_one_seed_per_point_verdicts_at_the_nominal_
     assert not any(unjudged)  # every factor is judged: none lacks a noise estimate
 
 
+@pytest.mark.simulation
 def test_a_three_point_effect_is_found_in_three_of_four_studies_at_the_quick_design() -> None:
     # docs/statistics.md: one seed per point and six at the baseline, sigma = 0.5 point, both
     # other lr levels 3 points down: found (influential) in 86.5% of 200 studies; an analysis
