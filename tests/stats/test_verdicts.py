@@ -148,3 +148,25 @@ def test_the_seeds_that_would_decide_it_decide_it_and_one_fewer_does_not() -> No
     assert lower_bound(advised) > 0.01 >= lower_bound(advised - 1)
     # the same truth planted with the advised seeds is decided
     assert verdict(planted(shifts, sigma, advised), 0.01)["verdict"] == "influential"
+
+
+@pytest.mark.parametrize(("diverged", "why"), [
+    ({"baseline": [0, 1, 2], "lr=0.01": [0, 1, 2], "lr=0.1": [0, 1, 2]},
+     "none of its trials converged, so no accuracy can be compared"),
+    ({"baseline": [0, 1, 2]}, "its baseline level has no converged trial, so no difference from "
+                              "the baseline is defined"),
+    ({"lr=0.01": [0, 1, 2], "lr=0.1": [0, 1, 2]}, "only its level 0.05 has converged trials")])
+def test_a_factor_without_an_accuracy_comparison_says_why_and_what_would_decide_it(
+        diverged, why) -> None:
+    row = verdict(planted({}, 0.001, 3, diverged=diverged), 0.01)
+    assert row["verdict"] == "undetermined" and np.isnan(row["accuracy_p"])
+    if len(diverged) == 3:  # every level diverges alike: no number of seeds tells them apart
+        assert row["reason"] == (f"{why}; divergence does not yet differ significantly: more "
+                                 f"than {MAX_SEEDS} seeds per design point would be needed")
+        return
+    # 3 of 3 against 0 of 3 diverged: Fisher's p = 0.1; with one test in the family, 4 seeds
+    # would make it 0.029 < 0.05 (the advice's defining property: 4 decide, 3 do not)
+    assert sps.fisher_exact([[4, 0], [0, 4]]).pvalue < 0.05 <= sps.fisher_exact(
+        [[3, 0], [0, 3]]).pvalue
+    assert row["reason"] == (f"{why}; divergence does not yet differ significantly: about 4 "
+                             "seeds per design point would decide it")
