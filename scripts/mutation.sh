@@ -20,7 +20,8 @@ mutmut results --all true | sed 's/^ *//' > results/mutation.txt
 python - <<'PY'
 from collections import Counter
 
-statuses = Counter(line.rsplit(": ", 1)[1] for line in open("results/mutation.txt") if ": " in line)
+statuses = Counter(line.strip().rsplit(": ", 1)[1] for line in open("results/mutation.txt")
+                   if ": " in line)
 killed = statuses["killed"] + statuses["timeout"]
 run = sum(count for status, count in statuses.items() if status != "not checked")
 print(", ".join(f"{status}: {count}" for status, count in statuses.most_common()))

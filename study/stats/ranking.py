@@ -180,7 +180,7 @@ RANKING_COLUMNS = [
 
 def _no_data_row(part: pd.DataFrame, factor: str, baseline: object) -> dict:
     others = part[part[factor] != baseline]
-    failed = int((others["state"] != "COMPLETE").sum())
+    failed = int((others["state"] == "FAIL").sum())  # not one still waiting or running
     reason = (f"all {len(others)} of its non-baseline trials failed" if len(others) and
               failed == len(others) else "no finished trial at a non-baseline level yet")
     return {"factor": factor, "verdict": "no data", "reason": reason}
@@ -217,7 +217,7 @@ def analyse(model: FittedModel, practical_effect: float = PRACTICAL_EFFECT) -> A
         row |= {"divergence_p": min(1.0, tested.min() * len(tested)) if len(tested) else np.nan,
                 "levels": len(factor_div), "trials": int(factor_div["trials"].sum()),
                 "diverged": int(factor_div["diverged"].sum()),
-                "failed": int((part["state"] != "COMPLETE").sum())}
+                "failed": int((part["state"] == "FAIL").sum())}
         rows.append(row)
     ranking = pd.DataFrame(rows, columns=[c for c in RANKING_COLUMNS if c not in
                                           ("rank", "rank_low", "rank_high")])

@@ -50,20 +50,33 @@ def verdict(table: pd.DataFrame, threshold: float) -> pd.Series:
 def test_the_fit_is_the_one_worked_out_by_hand() -> None:
     shifts, sigma, seeds = {"lr=0.1": -0.04, "lr=0.01": 0.01}, 0.01, 4
     row = verdict(planted(shifts, sigma, seeds), 0.01)
-    _, low, _ = by_hand(shifts, sigma, seeds, 0.95)
+    _, low, high = by_hand(shifts, sigma, seeds, 0.95)
     _, _, equivalence = by_hand(shifts, sigma, seeds, 0.90)
     assert row["largest_difference"] == pytest.approx(-0.04, abs=1e-12)
-    assert row["effect_ci_low"] == pytest.approx(low, abs=1e-9)
+    assert (row["effect_ci_low"], row["effect_ci_high"]) == pytest.approx((low, high), abs=1e-9)
     assert row["equivalence_bound"] == pytest.approx(equivalence, abs=1e-9)
+    assert row["raw_range"] == pytest.approx(0.05, abs=1e-12)  # 0.01 above, 0.04 below
+    assert (row["best_level"], row["worst_level"], row["largest_level"]) == (0.01, 0.1, 0.1)
+    null = verdict(planted({}, sigma, seeds), 0.01)  # no level differs: nothing to clear
+    assert null["effect_ci_low"] == 0 and null["effect"] == 0
+    lone = verdict(planted(shifts, sigma, 1), 0.01)  # one seed everywhere: no noise estimate
+    assert np.isnan(lone["effect"]) and lone["reason"] == (
+        "no design point has two converged seeds, so the noise cannot be measured: run more "
+        "seeds")
 
 
 def test_influential_needs_the_whole_interval_of_the_effect_above_the_threshold() -> None:
     shifts, sigma, seeds = {"lr=0.1": -0.04}, 0.01, 4
     table, (_, low, _) = planted(shifts, sigma, seeds), by_hand(shifts, sigma, seeds, 0.95)
     assert 0.01 < low < 0.03  # significant, its lower bound inside the effect
-    assert verdict(table, low - EPSILON)["verdict"] == "influential"
-    above = verdict(table, low + EPSILON)
-    assert above["verdict"] == "undetermined" and "straddles" in above["reason"]
+    below = verdict(table, low - EPSILON)
+    assert below["verdict"] == "influential"
+    assert verdict(table, 0.02)["reason"] == (
+        "its largest difference from the baseline is at least 2 points")
+    assert verdict(table, below["effect_ci_low"])["verdict"] == "influential"  # at least: on it
+    above = verdict(table, 0.031)
+    assert above["verdict"] == "undetermined" and above["reason"].startswith(
+        "the interval of its effect straddles 3.1 points: about ")
 
 
 def test_small_needs_every_level_within_the_threshold_by_the_90_percent_intervals() -> None:
@@ -72,7 +85,11 @@ def test_small_needs_every_level_within_the_threshold_by_the_90_percent_interval
     _, low, _ = by_hand(shifts, sigma, seeds, 0.95)
     _, _, equivalence = by_hand(shifts, sigma, seeds, 0.90)
     assert verdict(table, 0.01)["accuracy_p_holm"] < 0.05 and low < equivalence - EPSILON
+    small = verdict(table, 0.01)
+    assert (small["verdict"], small["reason"]) == (
+        "small", "it differs from the baseline, but every level by less than 1 point")
     assert verdict(table, equivalence + EPSILON)["verdict"] == "small"
+    assert verdict(table, small["equivalence_bound"])["verdict"] == "undetermined"  # less than
     assert verdict(table, equivalence - EPSILON)["verdict"] == "undetermined"
 
 
@@ -81,7 +98,12 @@ def test_negligible_needs_every_level_shown_within_the_threshold() -> None:
     table = planted(shifts, sigma, seeds)
     _, _, equivalence = by_hand(shifts, sigma, seeds, 0.90)
     assert verdict(table, 0.01)["accuracy_p_holm"] > 0.05
+    negligible = verdict(table, 0.02)
+    assert (negligible["verdict"], negligible["reason"]) == (
+        "negligible", "every level is within 2 points of the baseline (equivalence test) and "
+                      "diverges no more often")
     assert verdict(table, equivalence + EPSILON)["verdict"] == "negligible"
+    assert verdict(table, negligible["equivalence_bound"])["verdict"] == "undetermined"
     near = verdict(table, equivalence - EPSILON)
     assert near["verdict"] == "undetermined" and "straddles" in near["reason"]
 
@@ -93,7 +115,17 @@ def test_not_significant_alone_is_never_negligible() -> None:
     # no accuracy difference at all, but a level diverges more often, not yet significantly
     row = verdict(planted({}, 0.001, 6, diverged={"lr=0.1": [0]}), 0.01)
     assert row["equivalence_bound"] < 0.01 and row["divergence_p_holm"] > 0.05
-    assert row["verdict"] == "undetermined" and "diverges more often" in row["reason"]
+    assert row["verdict"] == "undetermined" and row["reason"] == (
+        "some level diverges more often than the baseline, not yet significantly: about 33 "
+        "seeds per design point would decide it")
+    # at 1/6 against 0: 6 of 33 against 0 of 33 gives Fisher's p < 0.05 / 2 tests, 5 of 32 not
+    assert sps.fisher_exact([[6, 27], [0, 33]]).pvalue < 0.025 <= sps.fisher_exact(
+        [[5, 27], [0, 32]]).pvalue
+    # 3 of 3 diverged at one level, the other compared in accuracy: two tests, so Fisher's p
+    # must be below 0.025: 5 seeds (p = 0.008), not 4 (p = 0.029)
+    row = verdict(planted({}, 0.001, 3, diverged={"lr=0.1": [0, 1, 2]}), 0.01)
+    assert row["reason"] == ("some level diverges more often than the baseline, not yet "
+                             "significantly: about 5 seeds per design point would decide it")
 
 
 def test_a_significant_divergence_difference_is_influential_and_one_seed_less_is_not() -> None:
@@ -148,6 +180,17 @@ def test_the_seeds_that_would_decide_it_decide_it_and_one_fewer_does_not() -> No
     assert lower_bound(advised) > 0.01 >= lower_bound(advised - 1)
     # the same truth planted with the advised seeds is decided
     assert verdict(planted(shifts, sigma, advised), 0.01)["verdict"] == "influential"
+    # one seed more is enough, and the search ends at MAX_SEEDS: exactly there, or beyond
+    unit = fit.s * np.sqrt(2)  # the difference's standard error with one seed per point
+    assert _seeds_to_decide(fit, fit.q95, fit.q95 * unit / np.sqrt(2.5)) == 3
+    assert _seeds_to_decide(fit, fit.q95, fit.q95 * unit / np.sqrt(MAX_SEEDS - 0.5)) == MAX_SEEDS
+    assert _seeds_to_decide(fit, fit.q95, fit.q95 * unit / np.sqrt(MAX_SEEDS + 0.5)) is None
+    # a small effect, shown within the threshold at the advised seeds by the 90% intervals
+    null = planted({"lr=0.1": 0.002}, sigma, 2)
+    reason = verdict(null, 0.01)["reason"]
+    near = rank_trials(null, SPEC, 0.01).model.factors["lr"]
+    needed = int(reason.split("about ")[1].split(" ")[0])
+    assert needed == _seeds_to_decide(near, near.q90, 0.01 - 0.002)
 
 
 @pytest.mark.parametrize(("diverged", "why"), [
@@ -170,3 +213,15 @@ def test_a_factor_without_an_accuracy_comparison_says_why_and_what_would_decide_
         [[3, 0], [0, 3]]).pvalue
     assert row["reason"] == (f"{why}; divergence does not yet differ significantly: about 4 "
                              "seeds per design point would decide it")
+
+
+def test_a_factor_without_a_finished_trial_at_its_levels_has_no_data_and_says_why() -> None:
+    table = planted({}, 0.001, 3)
+    others = table.index[table["design_point"] != "baseline"]
+    table.loc[others, ["state", "outcome", ACCURACY]] = ["RUNNING", "running", None]
+    table.loc[others[0], ["state", "outcome"]] = ["FAIL", "failed"]
+    row = verdict(table, 0.01)
+    assert (row["verdict"], row["reason"]) == ("no data",
+                                               "no finished trial at a non-baseline level yet")
+    table.loc[others, ["state", "outcome"]] = ["FAIL", "failed"]
+    assert verdict(table, 0.01)["reason"] == "all 6 of its non-baseline trials failed"
