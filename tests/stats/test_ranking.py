@@ -166,6 +166,7 @@ def test_holm_matches_statsmodels_and_keeps_missing_values() -> None:
     expected = multipletests(p.dropna(), method="holm")[1]
     assert holm(p).dropna().to_numpy() == pytest.approx(expected)
     assert np.isnan(holm(p)[1])
+    assert list(holm(pd.Series([0.6, 0.7]))) == [1.0, 1.0]  # 1.2 and 0.7 -> capped at 1
     assert holm(pd.Series([], dtype=float)).empty  # nothing to test (e.g. no crossed pair)
 
 

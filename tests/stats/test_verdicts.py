@@ -5,6 +5,8 @@ the baseline, its standard error and the degrees of freedom are known; the criti
 from study.stats.critical (checked against Dunnett's exact ones in test_critical.py). Each rule
 is tested on both sides of its boundary."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -75,8 +77,9 @@ def test_influential_needs_the_whole_interval_of_the_effect_above_the_threshold(
         "its largest difference from the baseline is at least 2 points")
     assert verdict(table, below["effect_ci_low"])["verdict"] == "influential"  # at least: on it
     above = verdict(table, 0.031)
-    assert above["verdict"] == "undetermined" and above["reason"].startswith(
-        "the interval of its effect straddles 3.1 points: about ")
+    assert above["verdict"] == "undetermined" and re.fullmatch(
+        r"the interval of its effect straddles 3\.1 points: about \d+ seeds per design point "
+        "would decide it", above["reason"])
 
 
 def test_small_needs_every_level_within_the_threshold_by_the_90_percent_intervals() -> None:
@@ -225,3 +228,19 @@ def test_a_factor_without_a_finished_trial_at_its_levels_has_no_data_and_says_wh
                                                "no finished trial at a non-baseline level yet")
     table.loc[others, ["state", "outcome"]] = ["FAIL", "failed"]
     assert verdict(table, 0.01)["reason"] == "all 6 of its non-baseline trials failed"
+
+
+def test_without_a_finished_baseline_trial_nothing_is_compared_and_it_says_so() -> None:
+    table = planted({"lr=0.1": -0.05}, 0.001, 3)
+    baseline = table.index[table["design_point"] == "baseline"]
+    table.loc[baseline, ["state", "outcome", ACCURACY]] = ["RUNNING", "running", None]
+    row = verdict(table, 0.01)
+    assert (row["verdict"], row["reason"]) == (
+        "undetermined", "its baseline level has no converged trial, so no difference from the "
+                        "baseline is defined; nor is divergence (no finished trial at the "
+                        "baseline level)")
+
+
+def test_equal_accuracies_have_no_defined_adjusted_p() -> None:
+    result = rank_trials(planted({}, 0.0, 3), SPEC, 0.01)  # no difference, no noise: 0 / 0
+    assert result.differences["p"].isna().all()
