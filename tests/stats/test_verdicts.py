@@ -15,7 +15,7 @@ from statsmodels.stats.proportion import proportion_confint
 
 from study.stats.critical import max_t_quantile
 from study.stats.frames import ACCURACY
-from study.stats.ranking import MAX_SEEDS, _seeds_to_decide, rank_trials
+from study.stats.ranking import MAX_SEEDS, _divergence_seeds, _seeds_to_decide, rank_trials
 from study.stats.synthetic import ofat_spec, ofat_table
 
 LEVELS = {"lr": [0.01, 0.1]}
@@ -244,3 +244,17 @@ def test_without_a_finished_baseline_trial_nothing_is_compared_and_it_says_so() 
 def test_equal_accuracies_have_no_defined_adjusted_p() -> None:
     result = rank_trials(planted({}, 0.0, 3), SPEC, 0.01)  # no difference, no noise: 0 / 0
     assert result.differences["p"].isna().all()
+
+
+def test_the_divergence_advice_ends_at_max_seeds_exactly() -> None:
+    # against a baseline that never diverges, 6 diverged of n is significant (Fisher, alone)
+    # where 5 is not, so a rate r is decided first at the n where round(r n) reaches 6
+    assert sps.fisher_exact([[6, MAX_SEEDS - 6], [0, MAX_SEEDS]]).pvalue < 0.05 < \
+        sps.fisher_exact([[5, MAX_SEEDS - 5], [0, MAX_SEEDS]]).pvalue
+
+    def advice(rate: float) -> int | None:
+        return _divergence_seeds(pd.DataFrame({"baseline": [True, False], "rate": [0.0, rate],
+                                               "trials": [3, 3]}), 1)
+
+    assert advice(5.5 / (MAX_SEEDS - 0.4)) == MAX_SEEDS
+    assert advice(5.5 / (MAX_SEEDS + 0.6)) is None
