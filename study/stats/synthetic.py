@@ -124,6 +124,24 @@ def grid_table(interaction: float, noise: float, seeds: int = 3,
     return _like_trials_frame(rows)
 
 
+def sampled_table(spec: StudySpec, trials: int, noise: float,
+                  rng: np.random.Generator) -> pd.DataFrame:
+    """Trials of a sampler's design (spec: a sampled one, each float factor's levels its range,
+    log-uniform where the factor is on a log scale) where nothing has an effect."""
+    def draw(factor: FactorSpec) -> object:
+        if factor.kind == "categorical":
+            return str(rng.choice(factor.levels))
+        low, high = (np.log(factor.levels[0]), np.log(factor.levels[-1])) if factor.log else (
+            factor.levels[0], factor.levels[-1])
+        value = rng.uniform(low, high)
+        return float(np.exp(value) if factor.log else value)
+
+    return _like_trials_frame([
+        _row(i, f"trial {i}", 0, BASE | {name: draw(f) for name, f in spec.factors.items()
+                                         if f.varied}, 0.7 + rng.normal(0, noise))
+        for i in range(trials)])
+
+
 SHAPES = {"ofat": OFAT, "grid": GRID, "one level": ofat_spec({"lr": [0.1]})}
 
 

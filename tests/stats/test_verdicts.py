@@ -16,7 +16,7 @@ from statsmodels.stats.proportion import proportion_confint
 from study.stats.critical import max_t_quantile
 from study.stats.frames import ACCURACY
 from study.stats.ranking import MAX_SEEDS, _divergence_seeds, _seeds_to_decide, rank_trials
-from study.stats.synthetic import ofat_spec, ofat_table
+from study.stats.synthetic import ofat_spec, ofat_table, sampled_table, table_spec
 
 LEVELS = {"lr": [0.01, 0.1]}
 SPEC = ofat_spec(LEVELS)
@@ -258,3 +258,14 @@ def test_the_divergence_advice_ends_at_max_seeds_exactly() -> None:
 
     assert advice(5.5 / (MAX_SEEDS - 0.4)) == MAX_SEEDS
     assert advice(5.5 / (MAX_SEEDS + 0.6)) is None
+
+
+def test_a_sampled_design_s_advice_is_in_trials_per_level() -> None:
+    # no design point is replicated: each factor's level bins get a one-way model of their own
+    space = table_spec("optuna", {"lr": [0.001, 0.5], "activation": ["relu", "tanh"]})
+    ranking = rank_trials(sampled_table(space, 40, 0.01, np.random.default_rng(0)), space,
+                          0.01).ranking
+    undecided = ranking.loc[ranking["verdict"] == "undetermined", "reason"]
+    assert len(undecided) and undecided.str.fullmatch(
+        r"the interval of its effect straddles 1 point: (about \d+ trials per level would "
+        r"decide it|more than \d+ trials per level would be needed)").all()
