@@ -3,7 +3,8 @@ method for any contrasts. The quantiles of max |t| over the comparisons and the 
 adjusted p-values come from the multivariate t distribution of the comparisons (their
 correlation: OFAT's share the baseline point), integrated by scipy's quasi-Monte Carlo (Genz);
 the mean of max |z| when no level differs (the head start the selection-corrected effect takes
-off) by Monte Carlo. Both are cached per correlation and degrees of freedom.
+off) by Monte Carlo. The quantiles are cached per correlation, degrees of freedom and level,
+the head start per covariance.
 """
 
 from __future__ import annotations
