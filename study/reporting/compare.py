@@ -133,7 +133,7 @@ def write_comparison(storage: optuna.storages.BaseStorage, names: list[str], whe
     with written_whole(out) as draft:
         figure = (plots.plot_cross_study(cross, draft) if cross.effects["effect"].notna().any()
                   else None)
-        markdown = render("compare.md.j2", names=names, min_factors=stability.MIN_FACTORS,
+        markdown = render("compare.md.j2", title=title, min_factors=stability.MIN_FACTORS,
                           **across_context(cross, figure))
         (draft / "report.md").write_text(markdown)
         figures = [figure] if figure else []

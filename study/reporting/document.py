@@ -63,7 +63,7 @@ def table(frame: pd.DataFrame) -> Markdown:
 
 def points(value: float, spec: str = ".1f") -> str:
     """An accuracy difference in points of accuracy (0.012 -> 1.2); n/a where undefined."""
-    return fmt(None if value is None or pd.isna(value) else 100 * value, spec)
+    return fmt(None if value is None else 100 * value, spec)  # fmt says n/a for NaN
 
 
 def known(value: Any) -> bool:

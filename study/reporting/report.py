@@ -5,10 +5,10 @@ folder, also the report attached to the Optuna study for optuna-dashboard (study
 study's page).
 
 `write_report` computes everything the report shows (`findings`: plain data from study.stats),
-draws the figures (`draw_figures`), then has the templates say it (`report_markdown`:
-templates/report.md.j2, filled from study.reporting.sections). It uses the finished trials of
-any study, including one still running or interrupted, and says how many. How to read a report:
-docs/report.md.
+draws the figures (`draw_figures`), then has the templates say it (`report_context`: what
+templates/report.md.j2 reads, filled from study.reporting.sections). It uses the finished trials
+of any study, including one still running or interrupted, and says how many. How to read a
+report: docs/report.md.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pandas as pd
@@ -37,6 +38,8 @@ from study.reporting.sections import (
 from study.stats import joint, stability
 from study.stats.frames import StudyData, design_table, finished, read_study
 from study.stats.ranking import ALPHA, PRACTICAL_EFFECT, Analysis, rank_trials
+
+REPORT = "report.md.j2"  # the template that says a study's report
 
 
 @dataclass
@@ -121,11 +124,9 @@ def draw_figures(found: Findings, out: Path) -> Figures:
         time=plots.plot_time(trials, out))
 
 
-def report_markdown(found: Findings, figures: Figures,
-                    image_link: Callable[[str], str] = lambda stem: f"{stem}.png",
-                    dashboard: bool = False) -> str:
-    """The report as Markdown, said by templates/report.md.j2; for the dashboard's note (with
-    the figures at the artifacts' URLs), a first line on the dashboard's own importance panel."""
+def report_context(found: Findings, figures: Figures) -> dict[str, Any]:
+    """What templates/report.md.j2 reads, computed once per report: the report's file and the
+    dashboard's note say the same."""
     spec, trials, analysis = found.data.spec, found.data.trials, found.analysis
     ranking = analysis.ranking
     order = [point.id for point in spec.points()] if spec.plan.fixed else None
@@ -135,9 +136,9 @@ def report_markdown(found: Findings, figures: Figures,
     done, unusable = finished(trials), trials[trials["outcome"].isin(LISTED)]
     claims = claim_table(ranking)
     pairs, importances, across = found.interactions, found.importances, found.across
-    return render(
-        "report.md.j2", image_link, name=found.data.name, dashboard=dashboard,
-        on_slices=spec.plan.on_slices, budget=spec.setup.get("budget") or "?",
+    return dict(
+        title=f"Sensitivity study: {found.data.name}", on_slices=spec.plan.on_slices,
+        budget=spec.setup.get("budget") or "?",
         all_diverged=len(done) if not done.empty and (done["outcome"] != COMPLETE).all() else 0,
         tpe=spec.plan.sampled and spec.sampler == "tpe", figures=figures,
         ranking=None if ranking.empty else ranking_table(ranking),
@@ -161,6 +162,14 @@ def report_markdown(found: Findings, figures: Figures,
         alpha=ALPHA)
 
 
+def report_markdown(found: Findings, figures: Figures,
+                    image_link: Callable[[str], str] = lambda stem: f"{stem}.png",
+                    dashboard: bool = False) -> str:
+    """The report as Markdown; for the dashboard's note (with the figures at the artifacts'
+    URLs), a first line on the dashboard's own importance panel."""
+    return render(REPORT, image_link, dashboard=dashboard, **report_context(found, figures))
+
+
 def write_report(study: optuna.Study, storage: optuna.storages.BaseStorage, reports_root: Path,
                  artifact_dir: Path | None = None, practical_effect: float = PRACTICAL_EFFECT,
                  data: StudyData | None = None) -> Report:
@@ -169,17 +178,18 @@ def write_report(study: optuna.Study, storage: optuna.storages.BaseStorage, repo
     optuna-dashboard."""
     out = named_folder(reports_root, study.study_name)
     found = findings(study, storage, practical_effect, data)
-    title = f"Sensitivity study: {study.study_name}"
     with written_whole(out) as draft:  # the old report stays whole until the new one is
         found.data.trials.to_csv(draft / "trials.csv", index=False)
         found.data.curves.to_csv(draft / "curves.csv", index=False)
         figures = draw_figures(found, draft)
-        markdown = report_markdown(found, figures)
+        context = report_context(found, figures)
+        markdown = render(REPORT, dashboard=False, **context)
         (draft / "report.md").write_text(markdown)
-        (draft / "report.html").write_text(to_html(title, markdown, draft, figures.stems()))
+        (draft / "report.html").write_text(to_html(context["title"], markdown, draft,
+                                                   figures.stems()))
     if artifact_dir is not None:
         links = dashboard.upload_figures(study, storage, figures.stems(), out, artifact_dir)
-        note = report_markdown(found, figures, links.__getitem__, dashboard=True)
+        note = render(REPORT, links.__getitem__, dashboard=True, **context)
         dashboard.publish(study, note, dashboard.study_page_figures(
             found.data.trials, found.analysis, found.data.spec))
     return Report(out, found.analysis)
