@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from study.design.spec import study_spec
-from study.training.data import DeviceData, Images, load_images, to_device
+from study.training.data import DeviceData, Images, load_images, take_subsets, to_device
 from study.training.engine import train_trial, trial_steps, worker_device
 from study.training.model import build_model
 from study.training.streams import TrialStreams
@@ -265,10 +265,10 @@ def time_study_slice(cfg: DictConfig, workers: int, streams: int) -> dict:
 
 
 def bench_images(cfg: DictConfig) -> Images:
-    """The data of the throughput runs: bench.images caps the training images."""
-    data_cfg = cfg.data.copy()
-    data_cfg.train_subset = min(cfg.bench.images, cfg.data.train_subset or cfg.bench.images)
-    return load_images(data_cfg)
+    """The data of the throughput runs: bench.images caps the training images (more than the
+    data holds are trained as several epochs of all of it)."""
+    images = load_images(cfg.data)
+    return take_subsets(images, min(cfg.bench.images, len(images.y_train)), None)
 
 
 def measure(label: str, run: Callable[[], Throughput]) -> Throughput:
