@@ -267,8 +267,12 @@ def time_study_slice(cfg: DictConfig, workers: int, streams: int) -> dict:
 def bench_images(cfg: DictConfig) -> Images:
     """The data of the throughput runs: bench.images caps the training images (more than the
     data holds are trained as several epochs of all of it)."""
-    images = load_images(cfg.data)
-    return take_subsets(images, min(cfg.bench.images, len(images.y_train)), None)
+    data_cfg = cfg.data.copy()
+    data_cfg.train_subset = data_cfg.test_subset = None
+    images = load_images(data_cfg)
+    n_train = min(cfg.bench.images, cfg.data.train_subset or len(images.y_train),
+                  len(images.y_train))
+    return take_subsets(images, n_train, cfg.data.test_subset)
 
 
 def measure(label: str, run: Callable[[], Throughput]) -> Throughput:

@@ -4,6 +4,9 @@ import sys
 
 import pytest
 
+from study.runs.benchmark import bench_images
+from tests.conftest import compose
+
 
 @pytest.mark.slow
 def test_bench_measures_every_part_and_writes_json(tmp_path) -> None:
@@ -52,3 +55,13 @@ def test_bench_measures_every_part_and_writes_json(tmp_path) -> None:
     assert f"(e) compile=none, {best}, seed 0 trained 3 times in (b) and (c)" in run.stdout
     assert f"(f) testing after each of 2 epochs (compile=none, {best})" in run.stdout
     assert "roofline: a 2048x2048 matmul on this device reaches" in run.stdout
+
+
+def test_bench_images_above_the_data_s_size_take_all_of_it_and_keep_the_test_subset() -> None:
+    # bench=gpu asks for 250,000 images: all of CIFAR-10 for five epochs, not a subset error
+    cfg = compose("data=synthetic", "bench.images=100000", "data.train_subset=null")
+    assert len(bench_images(cfg).y_train) == cfg.data.synthetic_train
+    capped = bench_images(compose("data=synthetic", "bench.images=100", "data.train_subset=50",
+                                  "data.test_subset=20"))
+    assert (len(capped.y_train), len(capped.y_test)) == (50, 20)
+    assert capped.source.count("subset") == 1
