@@ -66,6 +66,17 @@ def points(value: float, spec: str = ".1f") -> str:
     return fmt(None if value is None else 100 * value, spec)  # fmt says n/a for NaN
 
 
+def duration(seconds: float | None) -> str:
+    """Seconds as a person reads them (42 s, 3 min 42 s, 1 h 05 min); n/a where undefined."""
+    if not known(seconds):
+        return "n/a"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
 def known(value: Any) -> bool:
     return value is not None and not pd.isna(value)
 
@@ -95,7 +106,7 @@ TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("study.reporting", "templates"), undefined=jinja2.StrictUndefined,
     finalize=_inserted, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
     autoescape=False, extensions=[UnwrappedProse])
-TEMPLATES.filters |= {"fmt": fmt, "table": table, "points": points}
+TEMPLATES.filters |= {"fmt": fmt, "table": table, "points": points, "duration": duration}
 TEMPLATES.tests["known"] = known
 
 

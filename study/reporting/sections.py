@@ -156,6 +156,8 @@ class SetupFacts:
     history: list[dict[str, Any]]
     devices: list[tuple[str, int]]  # of the finished trials: one that never ran has no device
     code: list[tuple[str, int]]
+    span_s: float | None  # from the first finished trial's start to the last one's end
+    trial_time_s: float | None  # the finished trials' own wall times, summed
 
 
 def setup_facts(spec: StudySpec, trials: pd.DataFrame) -> SetupFacts:
@@ -168,7 +170,17 @@ def setup_facts(spec: StudySpec, trials: pd.DataFrame) -> SetupFacts:
         epochs=spec.setting("train.epochs"), recorded=spec.recorded,
         identity=spec.identity_hash() if spec.recorded else "", version=spec.version,
         created=spec.created, history=spec.history, devices=counted(ran["device"]),
-        code=counted(ran["code"]))
+        code=counted(ran["code"]), span_s=time_span(ran),
+        trial_time_s=ran["wall_time_s"].sum(min_count=1) if len(ran) else None)
+
+
+def time_span(trials: pd.DataFrame) -> float | None:
+    """Seconds from the first trial's start to the last one's end (a study resumed later
+    counts the pause too); None without a start and an end."""
+    started, ended = pd.to_datetime(trials["started"]), pd.to_datetime(trials["ended"])
+    if started.isna().all() or ended.isna().all():
+        return None
+    return (ended.max() - started.min()).total_seconds()
 
 
 def epoch_table(over_epochs: stability.EpochRanking) -> pd.DataFrame:

@@ -51,12 +51,13 @@ def trials_frame(study: optuna.Study, spec: StudySpec) -> pd.DataFrame:
             **{name: t.params.get(name) for name in spec.factors},
             ACCURACY: t.value if t.state == optuna.trial.TrialState.COMPLETE else None,
             "wall_time_s": attrs.get("wall_time_s"), "epochs_run": attrs.get("epochs_run"),
+            "started": t.datetime_start, "ended": t.datetime_complete,
             "device": attrs.get("device"), "code": attrs.get("code"),
             "reason": attrs.get("reason", NO_HEARTBEAT if t.state.name == "FAIL" else None),
         })
     frame = pd.DataFrame(rows, columns=["number", "state", "outcome", "design_point", "seed",
                                         *spec.factors, ACCURACY, "wall_time_s", "epochs_run",
-                                        "device", "code", "reason"])
+                                        "started", "ended", "device", "code", "reason"])
     return frame.astype(_int_columns(spec, "seed", "epochs_run"))
 
 

@@ -42,6 +42,7 @@ GRID = table_spec("grid", GRID_LEVELS)
 def _row(number: int, point: str, seed: int, params: dict, accuracy: float) -> dict:
     return {"number": number, "state": "COMPLETE", "outcome": "complete", "design_point": point,
             "seed": seed, **params, ACCURACY: accuracy, "wall_time_s": 1.0, "epochs_run": 2,
+            "started": None, "ended": None,  # a table was never run
             "device": "table", "code": "test", "reason": None}
 
 

@@ -91,3 +91,22 @@ def test_paths_are_shown_relative_to_the_project_never_as_this_machine_s(tmp_pat
     setup = render("_setup.md.j2", setup=setup_facts(spec, ofat_table({}, 0.01, seeds=1)))
     assert "- Data: CIFAR-10 from cifar10-jpeg.tar.gz (fingerprint" in setup
     assert "/srv" not in setup
+
+
+def test_setup_says_how_long_the_trials_took_and_n_a_for_a_study_never_run() -> None:
+    trials = ofat_table({}, 0.01, seeds=1)
+    never_run = render("_setup.md.j2", setup=setup_facts(OFAT, trials))
+    assert "- Time: n/a from the first trial's start" in never_run
+    start = pd.Timestamp("2026-11-30 19:04:40")
+    trials["started"] = [start + pd.Timedelta(seconds=5 * i) for i in range(len(trials))]
+    trials["ended"] = trials["started"] + pd.Timedelta(seconds=20)
+    trials.loc[0, ["started", "ended"]] = None  # one trial without times changes nothing
+    trials["wall_time_s"] = 20.0
+    trials.loc[len(trials) - 1, "state"] = "FAIL"  # a failed trial's time is not the study's
+    finished = len(trials) - 1
+    span = 5 * (finished - 1) + 20 - 5  # from trial 1's start to trial n-2's end
+    setup = render("_setup.md.j2", setup=setup_facts(OFAT, trials))
+    minutes, seconds = divmod(span, 60)
+    assert (f"- Time: {minutes} min {seconds} s from the first trial's start to the last one's "
+            f"end; {20 * finished // 60} min {20 * finished % 60} s of trials' own time, summed"
+            in setup)
