@@ -187,15 +187,19 @@ class TrainStep:
                 for value in per_param.values() if isinstance(value, torch.Tensor)]
 
     def capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Record the step on batches shaped like (x, y) into a CUDA graph."""
+        """Record the step on batches shaped like (x, y) into a CUDA graph: on the trial's own
+        stream when it has one (trials on streams, study.training.streams says why), else on
+        PyTorch's capture stream (one trial at a time: one live graph)."""
+        current = torch.cuda.current_stream()
+        own = current if current != torch.cuda.default_stream() else None
         side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
+        side.wait_stream(current)
         with torch.cuda.stream(side):  # warm-up on a side stream, as graph capture requires
             self.warm_up(x, y)
-        torch.cuda.current_stream().wait_stream(side)
+        current.wait_stream(side)
         self.static_x, self.static_y = x.clone(), y.clone()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, stream=own):
             self._step(self.static_x, self.static_y)
         self.graph = graph
         # capture records without running; the accumulators must start the epoch at zero

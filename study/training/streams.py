@@ -7,6 +7,14 @@ processes. Kernels that one process issues on different CUDA streams can run sid
 after every optimizer step) and advances each by one step in turn, under its own stream and with
 its own random-number state, so that a trial trains as it would alone: bit-identically on the
 CPU.
+
+Each of the `size` slots has one stream for the process's life, and a trial captures its CUDA
+graph on its slot's stream (study.training.engine.TrainStep.capture). PyTorch keys the cuBLAS
+workspace a graph embeds by the stream it was captured on, and destroying a graph frees the
+workspace of its stream (pytorch/pytorch#193402): graphs captured on one shared stream and
+replayed side by side race on one workspace, and the first trial to end pulls it from under the
+others. On an H200 that shared stream made trials of the quick study diverge and later stop
+with an illegal memory access; one live graph per stream avoids both.
 `python -m study.bench` measures what it gains (bench.streams).
 """
 
@@ -24,7 +32,8 @@ import torch
 class Running:
     key: Hashable  # the caller's name for the trial
     steps: Generator[None, None, Any]
-    stream: torch.cuda.Stream | None  # None on the CPU
+    slot: int
+    stream: torch.cuda.Stream | None  # the slot's; None on the CPU and with one slot
     rng: list[torch.Tensor] | None = None  # the trial's generator states between its turns
 
 
@@ -36,17 +45,20 @@ class TrialStreams:
     def __init__(self, size: int, device: torch.device) -> None:
         self.size, self.device = size, device
         self.running: list[Running] = []
+        # made once: PyTorch hands out pooled streams round-robin, so a stream made per trial
+        # could be one that a running trial's graph was captured on
+        self.streams = ([torch.cuda.Stream(device) for _ in range(size)]
+                        if size > 1 and device.type == "cuda" else [None] * size)
 
     def has_room(self) -> bool:
         return len(self.running) < self.size
 
     def start(self, key: Hashable, steps: Generator[None, None, Any]) -> None:
-        stream = None
-        if self.size > 1 and self.device.type == "cuda":
-            stream = torch.cuda.Stream(self.device)
-            # the data it reads was made on the default stream
+        slot = min(set(range(self.size)) - {trial.slot for trial in self.running})
+        stream = self.streams[slot]
+        if stream is not None:  # the data it reads was made on the default stream
             stream.wait_stream(torch.cuda.current_stream(self.device))
-        self.running.append(Running(key, steps, stream))
+        self.running.append(Running(key, steps, slot, stream))
 
     def turn(self) -> list[tuple[Hashable, Any]]:
         """Advance every running trial by one step; return (key, result) of those that ended.

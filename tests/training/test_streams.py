@@ -60,3 +60,21 @@ def test_a_trial_that_raises_is_dropped_and_the_others_go_on(synthetic) -> None:
         finished += streams.turn()
     assert finished[0][0] == "fine"
     assert finished[0][1].train_loss == train_trial(cfg, synthetic).train_loss
+
+
+def test_a_new_trial_takes_the_slot_an_ended_one_left_never_a_running_one_s() -> None:
+    # on CUDA a slot is a stream a trial's graph is captured on: two running trials sharing
+    # one would share its cuBLAS workspace (study.training.streams)
+    def steps(n: int):
+        for _ in range(n):
+            yield
+        return n
+
+    trials = TrialStreams(3, torch.device("cpu"))
+    for key, n in (("a", 2), ("b", 1), ("c", 3)):
+        trials.start(key, steps(n))
+    assert [t.slot for t in trials.running] == [0, 1, 2]
+    trials.turn()
+    assert trials.turn() == [("b", 1)]  # b ended first: its slot, 1, is free
+    trials.start("d", steps(5))
+    assert sorted((t.key, t.slot) for t in trials.running) == [("a", 0), ("c", 2), ("d", 1)]
