@@ -43,21 +43,25 @@ SETUP_GROUPS = ("data", "model", "train")  # config groups whose keys make up th
 @functools.cache
 def code_version() -> str:
     """The package version and the git commit it runs from (`-dirty` with local changes). A
-    copy of the tree without its .git and not installed (the GPU machine's) takes the commit
-    from the environment variable STUDY_COMMIT, and says it is not installed."""
+    copy of the tree (the GPU machine's) takes the commit from the environment variable
+    STUDY_COMMIT, before any .git the copy carries: the lent H200's copy held an older commit's
+    .git and would have recorded that commit, dirty."""
     try:
         version = importlib.metadata.version("cnn-sensitivity-study")
     except importlib.metadata.PackageNotFoundError:
         version = "not-installed"
+    commit = os.environ.get("STUDY_COMMIT") or git_commit()
+    return f"{version}+{commit}" if commit else version
+
+
+def git_commit() -> str:
     try:
         out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"],
                              capture_output=True, text=True, timeout=5,
                              cwd=Path(__file__).parent)
-        commit = out.stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
-        commit = ""
-    commit = commit or os.environ.get("STUDY_COMMIT", "")
-    return f"{version}+{commit}" if commit else version
+        return ""
+    return out.stdout.strip()
 
 
 def now() -> str:

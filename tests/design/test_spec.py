@@ -200,7 +200,8 @@ def test_a_study_made_before_specs_is_reported_from_its_trials(tmp_path) -> None
 
 
 def test_a_copied_tree_records_the_commit_it_is_given(monkeypatch) -> None:
-    """The GPU machine runs a copy of the tree: not installed, no .git (.ci/gpu)."""
+    """The GPU machine runs a copy of the tree: not installed, no .git (.ci/gpu), or an older
+    .git than the tree: the commit given wins over git's."""
     def not_installed(name: str) -> str:
         raise importlib.metadata.PackageNotFoundError(name)
 
@@ -216,6 +217,13 @@ def test_a_copied_tree_records_the_commit_it_is_given(monkeypatch) -> None:
         monkeypatch.delenv("STUDY_COMMIT")
         code_version.cache_clear()
         assert code_version() == "not-installed"
+        stale = subprocess.CompletedProcess([], 0, stdout="7edbf6c-dirty\n")
+        monkeypatch.setattr(subprocess, "run", lambda *args, **kwargs: stale)
+        code_version.cache_clear()
+        assert code_version() == "not-installed+7edbf6c-dirty"
+        monkeypatch.setenv("STUDY_COMMIT", "f3df480")
+        code_version.cache_clear()
+        assert code_version() == "not-installed+f3df480"
     finally:
         code_version.cache_clear()
 
