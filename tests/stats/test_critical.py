@@ -3,9 +3,11 @@ for one comparison, scipy.stats.dunnett's many-to-one intervals and p-values, Si
 
 import numpy as np
 import pytest
+from scipy import integrate
 from scipy import stats as sps
 
 from study.stats.critical import adjusted_p, max_t_quantile, null_max_z
+from tests.conftest import compose
 
 
 def _many_to_one(levels: int, n: int, n_reference: int) -> np.ndarray:
@@ -61,3 +63,36 @@ def test_the_null_maximum_is_e_abs_z_and_grows_with_more_comparisons() -> None:
     shared = np.full((5, 5), 0.5) + 0.5 * np.eye(5)  # five levels sharing one baseline
     independent = np.eye(5)
     assert null_max_z(np.eye(1)) < null_max_z(shared) < null_max_z(independent)
+
+
+def _coverage_by_quadrature(q: float, levels: int, n: int, n_reference: int, df: int) -> float:
+    """P(max |t| <= q) for many-to-one comparisons, by deterministic quadrature rather than any
+    sampling: given the reference's standardized mean z and the error's scale s (s^2 ~ chi2/df),
+    the comparisons are independent, so the probability is a double integral (Dunnett 1955):
+    Gauss-Hermite over z, adaptive quadrature over s."""
+    lam = np.sqrt(n / (n + n_reference))  # each comparison's correlation with the reference
+    width = np.sqrt(1 - lam ** 2)
+    z, weights = np.polynomial.hermite_e.hermegauss(160)
+    weights = weights / np.sqrt(2 * np.pi)  # E[f(z)] for z ~ N(0, 1)
+
+    def given_s(s: float) -> float:
+        inside = (sps.norm.cdf((lam * z + q * s) / width)
+                  - sps.norm.cdf((lam * z - q * s) / width)) ** levels
+        return weights @ inside * 2 * df * s * sps.chi2.pdf(df * s ** 2, df)  # s's density
+
+    return integrate.quad(given_s, 0, np.inf, epsabs=1e-10, limit=200)[0]
+
+
+@pytest.mark.parametrize(("n", "n_reference", "df"), [(1, 6, 5), (3, 6, 53)])
+def test_the_default_design_s_intervals_cover_95_percent_computed_exactly(n, n_reference,
+                                                                          df) -> None:
+    # every factor of conf/sweep/ofat.yaml (2 to 5 levels besides the baseline's), at one seed
+    # per point and six at the baseline (df 5) and three and six (24 points x 2 + 5 df)
+    levels = {len(values) - 1 for values in compose().sweep.levels.values()}
+    assert levels == {2, 3, 4, 5}
+    for k in sorted(levels):
+        q95 = max_t_quantile(_many_to_one(k, n, n_reference), df, 0.95)
+        coverage = _coverage_by_quadrature(q95, k, n, n_reference, df)
+        print(f"{k} levels, {n} + {n_reference} seeds, df {df}: q95 {q95:.4f}, "
+              f"coverage {coverage:.5f}")
+        assert 0.948 <= coverage <= 0.952
