@@ -106,26 +106,22 @@ def test_the_same_seed_twice_gives_the_same_accuracy(gpu_data) -> None:
     assert abs(first.train_loss[0] - second.train_loss[0]) < BF16_TOLERANCE
 
 
-def test_trials_on_streams_train_in_bf16_as_they_do_alone(gpu_data) -> None:
-    configs = _stream_configs()
-    alone = [train_trial(cfg, gpu_data) for cfg in configs]
-    together = _on_streams(configs, gpu_data)
+@pytest.mark.parametrize(("precision", "tolerance"), [("bf16", BF16_TOLERANCE),
+                                                      ("fp32", FP32_TOLERANCE)])
+def test_trials_on_streams_take_the_steps_they_take_alone(precision, tolerance, request) -> None:
+    if precision == "fp32":
+        request.getfixturevalue("same_algorithms")
+        data, overrides = request.getfixturevalue("fp32_data"), FP32_SAME_STEPS
+    else:
+        data, overrides = request.getfixturevalue("gpu_data"), ()
+    configs = _stream_configs(*overrides)
+    alone = [train_trial(cfg, data) for cfg in configs]
+    together = _on_streams(configs, data)
     for index, result in enumerate(alone):
-        print(f"bf16 trial {index}: first epoch's loss alone {result.train_loss[0]:.4f}, on a "
-              f"stream {together[index].train_loss[0]:.4f}")
+        print(f"{precision} trial {index}: first epoch's loss alone {result.train_loss[0]:.6f}, "
+              f"on a stream {together[index].train_loss[0]:.6f}")
         assert together[index].engine == "graph"
-        assert abs(together[index].train_loss[0] - result.train_loss[0]) < BF16_TOLERANCE
-
-
-def test_trials_on_streams_take_their_steps_alone_in_fp32(fp32_data, same_algorithms) -> None:
-    configs = _stream_configs(*FP32_SAME_STEPS)
-    alone = [train_trial(cfg, fp32_data) for cfg in configs]
-    together = _on_streams(configs, fp32_data)
-    for index, result in enumerate(alone):
-        print(f"fp32 trial {index}: first epoch's loss alone {result.train_loss[0]:.6f}, on a "
-              f"stream {together[index].train_loss[0]:.6f}")
-        assert together[index].engine == "graph"
-        assert abs(together[index].train_loss[0] - result.train_loss[0]) < FP32_TOLERANCE
+        assert abs(together[index].train_loss[0] - result.train_loss[0]) < tolerance
 
 
 def test_trials_that_end_at_different_times_on_streams_train_as_alone(gpu_data) -> None:
