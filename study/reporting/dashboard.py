@@ -19,11 +19,10 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from study.design.spec import StudySpec
-from study.reporting.plots import VERDICT_COLOURS
+from study.reporting.plots import VERDICT_COLOURS, labelled_slice
 from study.stats.fit import Noise
 from study.stats.frames import ACCURACY, finished
 from study.stats.ranking import Analysis
-from study.stats.slices import labelled_slice
 
 RANKING_ID, COMPARISON_ID = "ranking", "comparison"  # graph object ids on the study page
 

@@ -23,13 +23,22 @@ from study.design.spec import StudySpec
 from study.stats.fit import Noise
 from study.stats.frames import ACCURACY, finished
 from study.stats.ranking import VERDICTS, rank_text
-from study.stats.slices import labelled_slice
+from study.stats.slices import level_order, level_slice
 from study.stats.stability import STABLE_RHO, CrossStudy, EpochRanking
 
 logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its INFO lines are noise here
 sns.set_theme(style="whitegrid", context="notebook")
 VERDICT_COLOURS = dict(zip(VERDICTS, ("#1f77b4", "#17becf", "#2ca02c", "#a6a6a6", "#d9d9d9"),
                            strict=True))
+
+
+def labelled_slice(trials: pd.DataFrame, factor: str, spec: StudySpec
+                   ) -> tuple[pd.DataFrame, list[str]]:
+    """The factor's slice with its levels as text labels (for categorical plot axes), and the
+    labels in design order."""
+    part = level_slice(trials, factor, spec)
+    order = [str(v) for v in level_order(spec, factor, list(part["level"].unique()))]
+    return part.assign(level=part["level"].astype(str)), order
 
 
 def _save(fig: plt.Figure, out: Path, stem: str) -> str:

@@ -70,12 +70,3 @@ def reference_level(spec: StudySpec, factor: str, present: list[Any]) -> Any:
     if spec.plan.fixed and baseline in spec.factors[factor].levels:
         return None
     return present[0]
-
-
-def labelled_slice(trials: pd.DataFrame, factor: str, spec: StudySpec
-                   ) -> tuple[pd.DataFrame, list[str]]:
-    """The factor's slice with its levels as text labels (for categorical plot axes), and the
-    labels in design order."""
-    part = level_slice(trials, factor, spec)
-    order = [str(v) for v in level_order(spec, factor, list(part["level"].unique()))]
-    return part.assign(level=part["level"].astype(str)), order
