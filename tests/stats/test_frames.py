@@ -1,11 +1,13 @@
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 
+from study.outcomes import NO_HEARTBEAT
 from study.stats.fit import fit
-from study.stats.frames import ACCURACY, design_table
+from study.stats.frames import ACCURACY, design_table, read_study
 from study.stats.slices import factor_slice, level_labels
-from study.stats.synthetic import GRID, OFAT, ofat_table
+from study.stats.synthetic import GRID, OFAT, ofat_table, study_from_table
 
 
 def test_seed_noise_at_baseline_and_pooled() -> None:
@@ -49,3 +51,50 @@ def test_design_table_counts_finished_trials_and_ignores_failed_ones() -> None:
     table = design_table(trials).set_index("design_point")
     assert table.loc["baseline", "trials"] == 3 and table.loc["baseline", "finished"] == 2
     assert table["finished"].sum() == len(trials) - 1
+
+
+def test_a_stored_study_reads_back_as_the_table_it_was_made_from() -> None:
+    table = ofat_table({}, noise=0.01, seeds=1, diverged={"baseline": [0]})
+    table.loc[3, ["state", "outcome", ACCURACY]] = ["FAIL", "failed", None]
+    curves = {0: [0.4, np.nan, 0.1], 1: [0.5, 0.6]}  # trial 0 untested after epoch 2
+    study = study_from_table(table, OFAT, "stored", {n: c for n, c in curves.items()})
+    lost = study.ask()  # a worker that died: failed, no reason recorded
+    study.tell(lost, state=optuna.trial.TrialState.FAIL)
+    study.ask()  # one still running
+    data = read_study(study)
+    assert data.name == "stored" and data.spec.to_dict() == OFAT.to_dict()
+    trials = data.trials
+    assert list(trials.columns) == ["number", "state", "outcome", "design_point", "seed",
+                                    *OFAT.factors, ACCURACY, "wall_time_s", "epochs_run",
+                                    "started", "ended", "device", "code", "reason"]
+    made = len(table)
+    assert trials["number"].tolist() == list(range(made + 2))
+    assert trials["state"].tolist() == [*table["state"].tolist(), "FAIL", "RUNNING"]
+    assert trials["outcome"].tolist() == [*table["outcome"].tolist(), "failed", "running"]
+    for column in ("design_point", "seed", *OFAT.factors):
+        assert trials[column].iloc[:made].tolist() == table[column].tolist(), column
+    assert {c: str(trials[c].dtype) for c in ("seed", "channels", "batch_size", "epochs_run")} \
+        == dict.fromkeys(("seed", "channels", "batch_size", "epochs_run"), "Int64")
+    finished = table["state"] == "COMPLETE"
+    assert trials[ACCURACY].iloc[:made][finished].tolist() == table[ACCURACY][finished].tolist()
+    assert trials[ACCURACY].iloc[made:].isna().all() and pd.isna(trials.loc[3, ACCURACY])
+    assert (trials["wall_time_s"].iloc[:made] == 1.0).all()
+    assert (trials[["device", "code"]].iloc[:made] == ["table", "test"]).all().all()
+    reasons = trials["reason"]
+    assert reasons.iloc[made] == NO_HEARTBEAT and reasons.drop([3, made]).isna().all()
+    assert trials.loc[3, "reason"] == "RuntimeError: planted failure"
+    assert trials["started"].notna().all() and trials["ended"].iloc[:-1].notna().all()
+    assert pd.isna(trials["ended"].iloc[-1])  # running: not ended
+    epochs = data.curves
+    assert list(epochs.columns) == ["number", "design_point", "seed", *OFAT.factors, "epoch",
+                                    "train_loss", "train_accuracy", ACCURACY]
+    assert epochs[["number", "epoch"]].values.tolist()[:5] == [[0, 1], [0, 2], [0, 3], [1, 1],
+                                                               [1, 2]]
+    assert set(epochs["number"]) == set(table.index[finished])  # finished trials only
+    assert epochs[ACCURACY].iloc[:5].tolist()[0] == 0.4 and pd.isna(epochs[ACCURACY].iloc[1])
+    assert epochs[ACCURACY].iloc[2:5].tolist() == [0.1, 0.5, 0.6]
+    assert epochs["train_loss"].iloc[:3].tolist() == pytest.approx([2.0, 1.75, 1.5])
+    first = epochs[epochs["number"] == 1].iloc[0]
+    assert (first["design_point"], first["seed"], first["channels"]) == (
+        table.loc[1, "design_point"], 0, table.loc[1, "channels"])
+    assert str(epochs["channels"].dtype) == "Int64"
