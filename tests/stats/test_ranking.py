@@ -184,3 +184,44 @@ def test_the_practical_threshold_decides_influential_or_small() -> None:
     assert _row(_analyse(trials), "activation")["verdict"] == "influential"
     strict = _row(_analyse(trials, practical_effect=0.05), "activation")
     assert strict["verdict"] == "small" and "5 points" in strict["reason"]
+
+
+def test_the_analysis_tables_carry_every_factor_s_fitted_numbers() -> None:
+    trials = ofat_table({"lr": -0.03}, noise=0.005, seeds=2, baseline_seeds=6,
+                        diverged={"dropout=0.0": [0]})
+    channels = trials.index[trials["design_point"].str.startswith("channels=")]
+    trials.loc[channels, ["state", "outcome", ACCURACY]] = ["FAIL", "failed", None]  # no data
+    trials.loc[trials.index[trials["design_point"] == "pooling=avg"][0],
+               ["state", "outcome", ACCURACY]] = ["FAIL", "failed", None]
+    analysis = rank_trials(trials, OFAT)
+    ranking = analysis.ranking.set_index("factor")
+    assert sorted(ranking.index) == sorted(LEVELS)  # the factor without data stops none after it
+    assert ranking.loc["channels", "verdict"] == "no data"
+    assert ranking.loc["pooling", ["levels", "trials", "diverged", "failed"]].tolist() == [
+        2, 7, 0, 1]  # its slice: the baseline's 6 seeds and avg's 2; one failed, no result
+    assert ranking.loc["dropout", "diverged"] == 1
+    assert np.isnan(ranking.loc["lr", "divergence_p"])  # nothing in lr's slice diverged
+    # only the baseline diverged: every level's Fisher p is 1, and Bonferroni keeps it at 1
+    baseline_diverged = ofat_table({}, noise=0.005, seeds=2, baseline_seeds=6,
+                                   diverged={"baseline": [0]})
+    assert (rank_trials(baseline_diverged, OFAT).ranking["divergence_p"] == 1.0).all()
+    assert {str(ranking[c].dtype) for c in ("rank", "rank_low", "rank_high")} == {"Int64"}
+    differences = analysis.differences
+    assert list(differences.columns) == ["factor", "level", "difference", "se", "ci_low",
+                                         "ci_high", "p"]
+    model = analysis.model
+    assert len(differences) == sum(len(f.others) for f in model.factors.values())
+    for name, fit_ in model.factors.items():
+        rows = differences[differences["factor"] == name]
+        assert rows["level"].tolist() == list(fit_.others)
+        assert rows["difference"].to_numpy() == pytest.approx(fit_.differences)
+        assert rows["p"].to_numpy() == pytest.approx(fit_.p_each)
+        assert rows["ci_low"].to_numpy() == pytest.approx(fit_.differences - fit_.q95 * fit_.se)
+        assert rows["ci_high"].to_numpy() == pytest.approx(fit_.differences + fit_.q95 * fit_.se)
+    measured = analysis.levels.dropna(subset=["mean"])
+    assert set(measured["factor"]) == set(model.factors)  # channels: no accuracy, divergence only
+
+
+def test_factors_with_equal_effects_share_the_best_rank() -> None:
+    ranking = rank_trials(ofat_table({}, noise=0.0, seeds=2), OFAT).ranking
+    assert ranking["rank"].tolist() == [1] * len(LEVELS)
