@@ -5,7 +5,7 @@ import pytest
 
 from study.outcomes import NO_HEARTBEAT
 from study.stats.fit import fit
-from study.stats.frames import ACCURACY, design_table, read_study
+from study.stats.frames import ACCURACY, design_table, outcome_counts, read_study
 from study.stats.slices import factor_slice, level_labels
 from study.stats.synthetic import GRID, OFAT, ofat_table, study_from_table
 
@@ -98,3 +98,40 @@ def test_a_stored_study_reads_back_as_the_table_it_was_made_from() -> None:
     assert (first["design_point"], first["seed"], first["channels"]) == (
         table.loc[1, "design_point"], 0, table.loc[1, "channels"])
     assert str(epochs["channels"].dtype) == "Int64"
+
+
+def test_what_a_trial_may_lack_reads_as_missing_and_an_empty_study_has_every_column() -> None:
+    study = optuna.create_study()
+    empty = read_study(study)  # no spec: the legacy reading; no trial yet
+    assert list(empty.trials.columns)[:5] == ["number", "state", "outcome", "design_point", "seed"]
+    assert "reason" in empty.trials.columns and "train_accuracy" in empty.curves.columns
+    assert empty.trials.empty and empty.curves.empty
+    interrupted = study.ask()  # an older version's interruption: failed, reason "interrupted"
+    interrupted.set_user_attr("reason", "interrupted")
+    study.tell(interrupted, state=optuna.trial.TrialState.FAIL)
+    short = study.ask()  # one epoch's training accuracy missing, its epochs run recorded
+    for key, value in (("train_loss", [2.0, 1.8, 1.6]), ("train_accuracy", [0.3, 0.4]),
+                       ("epochs_run", 3)):
+        short.set_user_attr(key, value)
+    study.tell(short, 0.5)
+    study.tell(study.ask(), 0.4)  # nothing recorded but its value
+    data = read_study(study)
+    assert data.trials["outcome"].tolist() == ["interrupted", "complete", "complete"]
+    assert data.trials["epochs_run"].tolist()[1] == 3
+    assert data.curves[["number", "epoch", "train_loss", "train_accuracy"]].values.tolist() == [
+        [1, 1, 2.0, 0.3], [1, 2, 1.8, 0.4]]
+
+
+def test_the_design_table_follows_the_design_s_order_and_counts_what_finished() -> None:
+    trials = ofat_table({}, noise=0.0, seeds=2)
+    trials.loc[trials["design_point"] == "lr=0.1", ["state", "outcome", ACCURACY]] = [
+        "FAIL", "failed", None]  # both of its trials
+    trials.loc[0, "outcome"] = "diverged"
+    order = ["lr=0.1", "ghost", "baseline"]  # a point the study never made is left out
+    table = design_table(trials, order)
+    points = list(dict.fromkeys(trials["design_point"]))
+    assert table["design_point"].tolist() == [
+        "lr=0.1", "baseline", *(p for p in points if p not in ("lr=0.1", "baseline"))]
+    assert table.iloc[0][["trials", "finished"]].tolist() == [2, 0]
+    assert str(table["finished"].dtype) == "int64"
+    assert outcome_counts(trials) == {"complete": len(trials) - 3, "failed": 2, "diverged": 1}

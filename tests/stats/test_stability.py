@@ -270,3 +270,13 @@ def test_every_study_is_compared_with_the_reference_wherever_it_stands_in_the_li
     same = compare_rankings([rankings[0], replace(rankings[0], name="again")], "ofat-full")
     assert same.changed.empty and list(same.changed.columns) == [
         "factor", "reference verdict", "study", "verdict"]
+
+
+def test_a_study_s_ranking_draws_are_seeded_and_absent_without_a_ranked_factor() -> None:
+    trials, _ = ofat_epochs([EARLY], noise=0.01, seeds=1, baseline_seeds=6,
+                            rng=np.random.default_rng(0))
+    first, again = (study_ranking("s", rank_trials(trials, _spec(1))) for _ in range(2))
+    np.testing.assert_array_equal(first.draws, again.draws)
+    only_baseline = trials[trials["design_point"] == "baseline"]
+    bare = study_ranking("b", rank_trials(only_baseline, _spec(1)))
+    assert bare.factors == [] and bare.draws is None and len(bare.effects) == 0
