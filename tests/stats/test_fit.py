@@ -5,6 +5,7 @@ ranking, any column of accuracies, and both redraws."""
 import numpy as np
 import pytest
 import statsmodels.formula.api as smf
+from scipy import stats as sps
 
 from study.stats.fit import cell_table, fit
 from study.stats.frames import ACCURACY
@@ -75,3 +76,44 @@ def test_the_bootstrap_needs_a_replicated_point_and_redraws_vary_with_noise() ->
     observed = noisy.converged[[ACCURACY]].to_numpy(float)
     boot = noisy.residual_redraws(observed, np.random.default_rng(0), count=200)
     assert np.isfinite(boot).all() and boot[:, 0].std(axis=0).min() > 0
+
+
+def test_level_means_and_their_intervals_are_the_cells_averaged_with_the_fit_s_error() -> None:
+    for table, spec in ((ofat_table({"lr": -0.03}, noise=0.01, seeds=3,
+                                    rng=np.random.default_rng(1)), OFAT),
+                        (grid_table(0.02, noise=0.01, seeds=2), GRID)):
+        model = fit(table, spec)
+        for name, factor_fit in model.factors.items():
+            part = model.slices[name]
+            part = part[part["outcome"] == "complete"]
+            # a level's mean: its cells' means averaged alike (OFAT: one cell per level)
+            cells = part.groupby(["level", "design_point"])[ACCURACY].agg(["mean", "count"])
+            t = sps.t.ppf(0.975, factor_fit.df)
+            for row in factor_fit.level_rows():
+                mine = cells.loc[row["level"]]
+                k = len(mine)
+                assert row["n"] == mine["count"].sum()
+                assert row["mean"] == pytest.approx(mine["mean"].mean())
+                half = t * factor_fit.s * np.sqrt((1 / k ** 2 / mine["count"]).sum())
+                assert (row["ci_low"], row["ci_high"]) == pytest.approx(
+                    (row["mean"] - half, row["mean"] + half))
+    single = fit(ofat_table({}, noise=0.01, seeds=1), OFAT).factors["lr"].level_rows()
+    assert all(np.isnan(row["ci_low"]) and np.isnan(row["ci_high"]) for row in single)
+
+
+def test_omega_squared_is_the_slice_s_with_the_fit_s_error_and_clipped_at_zero() -> None:
+    model = fit(ofat_table({"lr": -0.03}, noise=0.01, seeds=3, rng=np.random.default_rng(2)),
+                OFAT)
+    for name in ("lr", "pooling"):
+        factor_fit = model.factors[name]
+        part = model.slices[name]
+        y = part.loc[part["outcome"] == "complete", ACCURACY]
+        levels = part.loc[y.index, "level"]
+        ss_total = ((y - y.mean()) ** 2).sum()
+        ss_between = (y.groupby(levels).transform("mean") - y.mean()).pow(2).sum()
+        k, mse = levels.nunique(), factor_fit.s ** 2
+        expected = max(0.0, (ss_between - (k - 1) * mse) / (ss_total + mse))
+        assert factor_fit.omega_squared() == pytest.approx(expected)
+    assert 0.5 < model.factors["lr"].omega_squared() < 1  # planted: large, below one
+    assert model.factors["pooling"].omega_squared() == 0.0  # null: clipped
+    assert np.isnan(fit(ofat_table({}, noise=0.01, seeds=1), OFAT).factors["lr"].omega_squared())
