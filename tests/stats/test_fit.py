@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import statsmodels.formula.api as smf
 from scipy import stats as sps
+from statsmodels.stats.proportion import proportion_confint
 
-from study.stats.fit import cell_table, fit
+from study.stats.fit import cell_table, corrected_effect, fit
 from study.stats.frames import ACCURACY
 from study.stats.ranking import rank_trials
 from study.stats.synthetic import GRID, OFAT, grid_table, ofat_table
@@ -117,3 +118,39 @@ def test_omega_squared_is_the_slice_s_with_the_fit_s_error_and_clipped_at_zero()
     assert 0.5 < model.factors["lr"].omega_squared() < 1  # planted: large, below one
     assert model.factors["pooling"].omega_squared() == 0.0  # null: clipped
     assert np.isnan(fit(ofat_table({}, noise=0.01, seeds=1), OFAT).factors["lr"].omega_squared())
+
+
+def test_divergence_rates_wilson_intervals_and_fisher_p_against_the_baseline() -> None:
+    trials = ofat_table({}, noise=0.01, seeds=3, baseline_seeds=6,
+                        diverged={"baseline": [0], "lr=0.1": [0, 1]})
+    table = fit(trials, OFAT).divergence
+    assert list(table.columns) == ["factor", "level", "diverged", "trials", "rate", "rate_low",
+                                   "rate_high", "fisher_p", "baseline"]
+    lr = table[table["factor"] == "lr"].set_index("level")
+    assert lr.index.tolist() == [0.01, 0.05, 0.1] and lr["baseline"].tolist() == [False, True,
+                                                                                   False]
+    assert lr.loc[0.1, ["diverged", "trials"]].tolist() == [2, 3]
+    assert lr.loc[0.1, "fisher_p"] == pytest.approx(
+        sps.fisher_exact([[2, 1], [1, 5]]).pvalue)  # 2 of 3 against the baseline's 1 of 6
+    low, high = proportion_confint(2, 3, alpha=0.05, method="wilson")
+    assert (lr.loc[0.1, "rate_low"], lr.loc[0.1, "rate_high"]) == pytest.approx((low, high))
+    assert np.isnan(lr.loc[0.05, "fisher_p"])  # the reference is not tested against itself
+    quiet = fit(ofat_table({}, noise=0.01, seeds=3), OFAT).divergence
+    assert quiet["fisher_p"].isna().all()  # nothing diverged: nothing to test
+    nothing = ofat_table({}, noise=0.01, seeds=1).assign(state="FAIL", outcome="failed")
+    assert list(fit(nothing, OFAT).divergence.columns) == list(table.columns)
+
+
+def test_the_noise_needs_two_converged_baseline_seeds_and_empty_points_add_no_df() -> None:
+    two = fit(ofat_table({}, noise=0.01, seeds=1, baseline_seeds=2), OFAT).noise
+    assert np.isfinite(two.baseline_std) and two.pooled_df == 1
+    one = fit(ofat_table({}, noise=0.01, seeds=1, baseline_seeds=2,
+                         diverged={"baseline": [1]}), OFAT).noise
+    assert np.isnan(one.baseline_std) and one.pooled_df == 0
+    lost = ofat_table({}, noise=0.01, seeds=2, diverged={"lr=0.1": [0, 1]})  # no accuracy there
+    assert fit(lost, OFAT).noise.pooled_df == 15 - 1  # 14 points with 2 seeds: 1 df each
+
+
+def test_the_corrected_effect_takes_the_null_maximum_in_units_of_the_error_off() -> None:
+    assert corrected_effect(0.05, 0.01, 2.0) == pytest.approx(0.03)
+    assert corrected_effect(0.01, 0.01, 2.0) == pytest.approx(-0.01)
