@@ -3,9 +3,18 @@ truth."""
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
+from statsmodels.formula.api import ols
+from statsmodels.stats.anova import anova_lm
+from statsmodels.stats.multitest import multipletests
 
-from study.stats.joint import interactions, optuna_importances
+from study.stats.joint import (
+    IMPORTANCE_COLUMNS,
+    interactions,
+    optuna_importances,
+    varied_factors,
+)
 from study.stats.synthetic import GRID, OFAT, grid_table, ofat_table, table_spec
 
 
@@ -66,3 +75,56 @@ def test_no_importances_when_every_trial_scored_the_same() -> None:
     flat.add_trials([optuna.trial.create_trial(params=t.params, distributions=t.distributions,
                                                value=0.7) for t in study.trials])
     assert optuna_importances(flat, SPACE, repeats=2).empty  # fANOVA would raise
+
+
+def test_each_crossed_pair_gets_statsmodels_two_way_anova_and_its_table_of_means() -> None:
+    trials = grid_table(interaction=0.02, noise=0.01, seeds=2)
+    assert varied_factors(trials, GRID) == ["lr", "batch_size", "activation"]
+    extra = trials.iloc[:2].assign(dropout=0.25, number=[100, 101])  # dropout varied at one
+    pairs, tables = interactions(pd.concat([trials, extra], ignore_index=True), GRID)
+    # (lr, dropout) is not crossed and comes first; the crossed pairs after it are all there
+    assert [tuple(p) for p in pairs[["factor_a", "factor_b"]].values] == sorted(
+        [("lr", "batch_size"), ("lr", "activation"), ("batch_size", "activation")],
+        key=lambda pair: pairs.set_index(["factor_a", "factor_b"]).loc[pair, "interaction_p"])
+    pairs, tables = interactions(trials, GRID)
+    assert list(pairs.index) == [0, 1, 2] and pairs["interaction_p"].is_monotonic_increasing
+    assert pairs["interaction_p_holm"].tolist() == pytest.approx(
+        multipletests(pairs["interaction_p"], method="holm")[1].tolist())
+    for _, row in pairs.iterrows():
+        a, b = row["factor_a"], row["factor_b"]
+        frame = trials.assign(a=trials[a].astype(str), b=trials[b].astype(str))
+        anova = anova_lm(ols("test_accuracy ~ C(a) * C(b)", data=frame).fit(), typ=2)
+        assert row["cells"] == 4
+        assert row["interaction_p"] == pytest.approx(anova.loc["C(a):C(b)", "PR(>F)"])
+        assert row["interaction_eta_squared"] == pytest.approx(
+            anova.loc["C(a):C(b)", "sum_sq"] / anova["sum_sq"].sum())
+        table = tables[(a, b)]
+        assert (table.index.name, table.columns.name) == (a, b)
+        means = frame.groupby(["a", "b"])["test_accuracy"].mean()
+        assert all(table.loc[i, j] == pytest.approx(means[(i, j)]) for i, j in means.index)
+    single = grid_table(interaction=0.02, noise=0.01, seeds=1)  # one trial per (lr, batch) cell:
+    once, _ = interactions(single[single["activation"] == "relu"], GRID)  # no error left
+    assert once[["factor_a", "factor_b"]].values.tolist() == [["lr", "batch_size"]]
+    assert once["interaction_p"].isna().all() and once["interaction_eta_squared"].isna().all()
+
+
+def test_importances_are_seeded_shares_in_order_and_their_gates_are_where_they_say() -> None:
+    scores = optuna_importances(_sampled_study(50), SPACE, repeats=2)  # 5 in the top 10%
+    pd.testing.assert_frame_equal(scores, optuna_importances(_sampled_study(50), SPACE, 2))
+    assert list(scores.index) == list(range(len(scores)))
+    assert scores["evaluator"].tolist() == sorted(scores["evaluator"])  # PED-ANOVA, fANOVA
+    for _, part in scores.groupby("evaluator"):
+        assert part["mean"].is_monotonic_decreasing
+        assert set(part["factor"]) == {"lr", "activation", "dropout"}  # two values count
+        assert part["mean"].sum() == pytest.approx(1.0)  # normalised shares, every repeat
+        assert part["shuffled_mean"].sum() == pytest.approx(1.0)
+    assert not optuna_importances(_sampled_study(10), SPACE, repeats=1).empty  # ten: enough
+    assert optuna_importances(_sampled_study(9), SPACE, repeats=1).empty
+    study = _sampled_study(12)
+    two = optuna.create_study(direction="maximize")  # two distinct values: enough
+    two.add_trials([optuna.trial.create_trial(params=t.params, distributions=t.distributions,
+                                              value=0.7 + 0.1 * (i % 2))
+                    for i, t in enumerate(study.trials)])
+    assert not optuna_importances(two, SPACE, repeats=1).empty
+    empty = optuna_importances(_sampled_study(5), SPACE, repeats=1)
+    assert list(empty.columns) == IMPORTANCE_COLUMNS
