@@ -3,6 +3,7 @@ has them, exact where the data are, and one selection-corrected effect for every
 ranking, any column of accuracies, and both redraws."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
 from scipy import stats as sps
@@ -11,7 +12,14 @@ from statsmodels.stats.proportion import proportion_confint
 from study.stats.fit import cell_table, corrected_effect, fit
 from study.stats.frames import ACCURACY
 from study.stats.ranking import rank_trials
-from study.stats.synthetic import GRID, OFAT, grid_table, ofat_table
+from study.stats.synthetic import (
+    GRID,
+    OFAT,
+    grid_table,
+    ofat_table,
+    sampled_table,
+    table_spec,
+)
 
 
 def test_cell_means_and_the_pooled_error_are_the_linear_model_s() -> None:
@@ -154,3 +162,40 @@ def test_the_noise_needs_two_converged_baseline_seeds_and_empty_points_add_no_df
 def test_the_corrected_effect_takes_the_null_maximum_in_units_of_the_error_off() -> None:
     assert corrected_effect(0.05, 0.01, 2.0) == pytest.approx(0.03)
     assert corrected_effect(0.01, 0.01, 2.0) == pytest.approx(-0.01)
+
+
+def test_the_residual_bootstrap_redraws_each_trial_from_its_point_s_rescaled_residuals() -> None:
+    spec = table_spec("optuna", {"lr": [0.001, 0.5], "activation": ["relu", "tanh"]})
+    trials = sampled_table(spec, 24, noise=0.01, rng=np.random.default_rng(5))
+    trials.loc[:3, "design_point"] = "trial 0"  # four trials of one point, two of another
+    trials.loc[4:5, "design_point"] = "trial 4"
+    trials.loc[7, "design_point"] = None  # a trial of no known point: its own fitted value
+    model = fit(trials, spec)
+    accuracy = model.converged[[ACCURACY]].to_numpy(float)
+    boot = model.residual_redraws(accuracy, np.random.default_rng(7), count=30)
+    # the same redraws written out from the docstring: a trial's point mean plus a residual,
+    # drawn from every replicated point's residuals, each scaled by sqrt(n / (n - 1))
+    labels = model.converged["design_point"].to_numpy(object)
+    point = pd.Series(accuracy[:, 0]).groupby(labels)
+    known = pd.notna(labels)
+    fitted = np.where(known, pd.Series(labels).map(point.mean()), accuracy[:, 0])
+    size = np.where(known, pd.Series(labels).map(point.size()).fillna(1), 1)
+    pool = ((accuracy[:, 0] - fitted) * np.sqrt(size / np.maximum(size - 1, 1)))[size > 1]
+    picks = np.random.default_rng(7).integers(0, len(pool), size=(30, len(accuracy)))
+    columns = (fitted[None] + pool[picks]).T  # (trials, draws)
+    np.testing.assert_allclose(boot[:, 0], model.effects(columns), rtol=1e-12)
+
+
+def test_parametric_redraws_draw_cell_means_and_the_error_from_their_laws() -> None:
+    model = fit(ofat_table({"lr": -0.02}, noise=0.01, seeds=2, rng=np.random.default_rng(4)),
+                OFAT)
+    redrawn = model.parametric_redraws(draws=40)  # the default seed, 1
+    rng = np.random.default_rng(1)
+    cells = sorted({c for f in model.factors.values() for c in f.cells})
+    z = dict(zip(cells, rng.standard_normal((len(cells), 40)), strict=True))
+    any_fit = next(iter(model.factors.values()))  # OFAT: one pooled error for every factor
+    scale = any_fit.s * np.sqrt(rng.chisquare(any_fit.df, 40) / any_fit.df)
+    for name, f in model.factors.items():
+        means = f.mean[:, None] + np.stack([z[c] for c in f.cells]) / np.sqrt(f.n)[:, None] * scale
+        expected = np.abs(f.contrasts @ means).max(axis=0) - f.s * f.null_z
+        np.testing.assert_allclose(redrawn[name], expected, rtol=1e-12)
