@@ -113,6 +113,9 @@ def test_importances_are_seeded_shares_in_order_and_their_gates_are_where_they_s
     pd.testing.assert_frame_equal(scores, optuna_importances(_sampled_study(50), SPACE, 2))
     assert list(scores.index) == list(range(len(scores)))
     assert scores["evaluator"].tolist() == sorted(scores["evaluator"])  # PED-ANOVA, fANOVA
+    by = scores.set_index(["evaluator", "factor"])["mean"]
+    assert set(scores["evaluator"]) == {"PED-ANOVA", "fANOVA"}  # 0.1 x 50 = 5: just enough
+    assert not np.allclose(by["PED-ANOVA"].sort_index(), by["fANOVA"].sort_index())  # each its own
     for _, part in scores.groupby("evaluator"):
         assert part["mean"].is_monotonic_decreasing
         assert set(part["factor"]) == {"lr", "activation", "dropout"}  # two values count
@@ -128,3 +131,14 @@ def test_importances_are_seeded_shares_in_order_and_their_gates_are_where_they_s
     assert not optuna_importances(two, SPACE, repeats=1).empty
     empty = optuna_importances(_sampled_study(5), SPACE, repeats=1)
     assert list(empty.columns) == IMPORTANCE_COLUMNS
+
+
+def test_a_resample_whose_accuracies_are_all_equal_is_skipped_not_fatal() -> None:
+    study = _sampled_study(10)
+    rare = optuna.create_study(direction="maximize")  # one trial in ten differs: most
+    rare.add_trials([optuna.trial.create_trial(  # resamples of ten miss it
+        params=t.params, distributions=t.distributions, value=0.8 if i == 0 else 0.7)
+        for i, t in enumerate(study.trials)])
+    scores = optuna_importances(rare, SPACE, repeats=6).set_index("factor")
+    assert (scores["repeats"] < 6).all()  # the all-equal resamples counted as n/a
+    assert scores["mean"].notna().all()

@@ -10,7 +10,7 @@ from statsmodels.stats.multitest import multipletests
 
 from study.reporting.sections import claim_table
 from study.stats.frames import ACCURACY
-from study.stats.ranking import ALPHA, holm, rank_trials
+from study.stats.ranking import ALPHA, RANK_DECIMALS, holm, rank_text, rank_trials
 from study.stats.synthetic import GRID, LEVELS, OFAT, grid_table, ofat_spec, ofat_table
 
 CLAIMS = ("influential", "small")  # the verdicts that say a factor has an effect
@@ -225,3 +225,31 @@ def test_the_analysis_tables_carry_every_factor_s_fitted_numbers() -> None:
 def test_factors_with_equal_effects_share_the_best_rank() -> None:
     ranking = rank_trials(ofat_table({}, noise=0.0, seeds=2), OFAT).ranking
     assert ranking["rank"].tolist() == [1] * len(LEVELS)
+
+
+def test_rank_intervals_are_the_parametric_redraws_ranks_and_say_themselves() -> None:
+    analysis = rank_trials(ofat_table({"lr": -0.02, "activation": -0.01}, noise=0.01, seeds=2,
+                                      rng=np.random.default_rng(3)), OFAT)
+    ranks = analysis.model.parametric_redraws().round(RANK_DECIMALS).rank(
+        axis=1, ascending=False, method="min")
+    ranking = analysis.ranking.set_index("factor")
+    for factor in ranking.index:
+        assert ranking.loc[factor, "rank_low"] == ranks[factor].quantile(0.025,
+                                                                          interpolation="lower")
+        assert ranking.loc[factor, "rank_high"] == ranks[factor].quantile(0.975,
+                                                                           interpolation="higher")
+    assert ranking["rank_high"].max() > ranking["rank_low"].min()  # not all one point
+    row = analysis.ranking.iloc[0]
+    assert rank_text(row) == f"{row['rank']} ({row['rank_low']}-{row['rank_high']})"
+    no_interval = row.copy()
+    no_interval[["rank_low", "rank_high"]] = pd.NA
+    assert rank_text(no_interval) == str(row["rank"])
+    assert rank_text(pd.Series({"rank": pd.NA, "rank_low": pd.NA, "rank_high": pd.NA})) == "n/a"
+
+
+def test_a_level_whose_trials_all_diverged_keeps_its_divergence_row_with_no_accuracy() -> None:
+    trials = ofat_table({}, noise=0.01, seeds=2, diverged={"lr=0.1": [0, 1]})
+    levels = rank_trials(trials, OFAT).levels.set_index(["factor", "level"])
+    assert levels.loc[("lr", 0.1), "n"] == 0 and np.isnan(levels.loc[("lr", 0.1), "mean"])
+    assert levels.loc[("lr", 0.1), ["diverged", "trials"]].tolist() == [2, 2]
+    assert str(levels["n"].dtype) == "int64"
