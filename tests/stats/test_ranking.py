@@ -197,6 +197,8 @@ def test_the_analysis_tables_carry_every_factor_s_fitted_numbers() -> None:
     ranking = analysis.ranking.set_index("factor")
     assert sorted(ranking.index) == sorted(LEVELS)  # the factor without data stops none after it
     assert ranking.loc["channels", "verdict"] == "no data"
+    assert set(analysis.model.factors) == set(LEVELS) - {"channels"}  # fitted, every other
+    assert analysis.pooled is True  # OFAT: one error over every design point
     assert ranking.loc["pooling", ["levels", "trials", "diverged", "failed"]].tolist() == [
         2, 7, 0, 1]  # its slice: the baseline's 6 seeds and avg's 2; one failed, no result
     assert ranking.loc["dropout", "diverged"] == 1
