@@ -142,3 +142,26 @@ def test_a_resample_whose_accuracies_are_all_equal_is_skipped_not_fatal() -> Non
     scores = optuna_importances(rare, SPACE, repeats=6).set_index("factor")
     assert (scores["repeats"] < 6).all()  # the all-equal resamples counted as n/a
     assert scores["mean"].notna().all()
+
+
+def test_each_evaluator_s_shares_are_optuna_s_own_on_the_same_resample() -> None:
+    study = _sampled_study(50)
+    scores = optuna_importances(study, SPACE, repeats=1).set_index(["evaluator", "factor"])
+    # the one resample and its shuffled copy, drawn as the function draws them
+    trials, rng = study.trials, np.random.default_rng(0)
+    resample = [trials[i] for i in rng.integers(0, len(trials), len(trials))]
+    values = rng.permutation([t.value for t in resample])
+    shuffled = [optuna.trial.create_trial(params=t.params, distributions=t.distributions,
+                                          value=float(v))
+                for t, v in zip(resample, values, strict=True)]
+    evaluators = {"fANOVA": lambda: optuna.importance.FanovaImportanceEvaluator(seed=0),
+                  "PED-ANOVA": lambda: optuna.importance.PedAnovaImportanceEvaluator(
+                      target_quantile=0.1)}
+    for name, make in evaluators.items():
+        for resampled, column in ((resample, "mean"), (shuffled, "shuffled_mean")):
+            own = optuna.create_study(direction="maximize")
+            own.add_trials(resampled)
+            expected = optuna.importance.get_param_importances(
+                own, evaluator=make(), params=["lr", "activation", "dropout"], normalize=True)
+            for factor, share in expected.items():
+                assert scores.loc[(name, factor), column] == pytest.approx(share), (name, column)
