@@ -171,7 +171,7 @@ def setup_facts(spec: StudySpec, trials: pd.DataFrame) -> SetupFacts:
         identity=spec.identity_hash() if spec.recorded else "", version=spec.version,
         created=spec.created, history=spec.history, devices=counted(ran["device"]),
         code=counted(ran["code"]), span_s=time_span(ran),
-        trial_time_s=ran["wall_time_s"].sum(min_count=1) if len(ran) else None)
+        trial_time_s=ran["wall_time_s"].sum(min_count=1))  # NaN when none finished
 
 
 def time_span(trials: pd.DataFrame) -> float | None:

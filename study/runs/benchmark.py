@@ -270,8 +270,8 @@ def bench_images(cfg: DictConfig) -> Images:
     data_cfg = cfg.data.copy()
     data_cfg.train_subset = data_cfg.test_subset = None
     images = load_images(data_cfg)
-    n_train = min(cfg.bench.images, cfg.data.train_subset or len(images.y_train),
-                  len(images.y_train))
+    # a data.train_subset beyond the data still stops with take_subsets' error, as in a sweep
+    n_train = min(cfg.bench.images, cfg.data.train_subset or len(images.y_train))
     return take_subsets(images, n_train, cfg.data.test_subset)
 
 
