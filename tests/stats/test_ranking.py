@@ -9,6 +9,7 @@ import statsmodels.formula.api as smf
 from statsmodels.stats.multitest import multipletests
 
 from study.reporting.sections import claim_table
+from study.stats.fit import FittedModel
 from study.stats.frames import ACCURACY
 from study.stats.ranking import ALPHA, RANK_DECIMALS, holm, rank_text, rank_trials
 from study.stats.synthetic import GRID, LEVELS, OFAT, grid_table, ofat_spec, ofat_table
@@ -255,3 +256,31 @@ def test_a_level_whose_trials_all_diverged_keeps_its_divergence_row_with_no_accu
     assert levels.loc[("lr", 0.1), "n"] == 0 and np.isnan(levels.loc[("lr", 0.1), "mean"])
     assert levels.loc[("lr", 0.1), ["diverged", "trials"]].tolist() == [2, 2]
     assert str(levels["n"].dtype) == "int64"
+
+
+def test_a_study_where_every_trial_diverged_keeps_every_table_s_columns() -> None:
+    trials = ofat_table({}, noise=0.01, seeds=2)
+    trials[["outcome", ACCURACY]] = ["diverged", 0.1]
+    analysis = rank_trials(trials, OFAT)
+    assert analysis.model.factors == {} and analysis.differences.empty
+    assert list(analysis.differences.columns) == ["factor", "level", "difference", "se",
+                                                  "ci_low", "ci_high", "p"]
+    assert (analysis.ranking["diverged"] == analysis.ranking["trials"]).all()
+
+
+@pytest.mark.parametrize("tail", [24, 25])
+def test_rank_intervals_leave_out_less_than_2_5_percent_of_the_redraws_at_each_end(
+        monkeypatch: pytest.MonkeyPatch, tail: int) -> None:
+    # 1000 redraws ranking the factors in LEVELS order; in `tail` of them the first falls to
+    # rank 2, and in another `tail` the fifth ties with the first for rank 1 (a gap of 4 ranks)
+    factors = list(LEVELS)
+    effects = np.tile(np.arange(len(factors), 0, -1, dtype=float), (1000, 1))
+    effects[:tail, [0, 1]] = effects[:tail, [1, 0]]
+    effects[-tail:, 4] = effects[-tail:, 0]
+    monkeypatch.setattr(FittedModel, "parametric_redraws",
+                        lambda self: pd.DataFrame(effects, columns=factors))
+    analysis = rank_trials(ofat_table({}, noise=0.01, seeds=2), OFAT)
+    inside = tail >= 25  # a rank held by 2.5% of the redraws stays inside the interval
+    intervals = analysis.ranking.set_index("factor")[["rank_low", "rank_high"]]
+    assert intervals.loc[factors[0]].tolist() == [1, 2 if inside else 1]
+    assert intervals.loc[factors[4]].tolist() == [1 if inside else 5, 5]
