@@ -6,6 +6,7 @@ this runs the large ones:
 
     python -m scripts.simulate_stats                    # the first table (about 10 min, 2 cores)
     python -m scripts.simulate_stats --replicated       # one seed per point, six at the baseline
+    python -m scripts.simulate_stats --noise            # null studies under real seed noise
     python -m scripts.simulate_stats --reports 500      # and 500 random studies through the report
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pandas as pd
+from statsmodels.stats.proportion import proportion_confint
 
 from study import api
 from study.reporting.document import markdown_table
@@ -27,10 +29,12 @@ from study.reporting.sections import claim_table
 from study.stats.frames import StudyData
 from study.stats.synthetic import (
     LEVELS,
+    NOISE_CASES,
     SHAPES,
     ofat_spec,
     ofat_table,
     random_table,
+    seed_noise,
     study_from_table,
 )
 
@@ -94,6 +98,57 @@ def table(studies: int, designs: tuple[tuple[int, int], ...]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def rate(hits: list[bool]) -> str:
+    """A rate with its 95% Wilson interval; n/a of nothing."""
+    if not hits:
+        return "n/a"
+    low, high = proportion_confint(sum(hits), len(hits), alpha=0.05, method="wilson")
+    return f"{np.mean(hits):.3f} [{low:.3f}, {high:.3f}]"
+
+
+def noise_table(studies: int) -> pd.DataFrame:
+    """Null studies (no factor has an effect) under each seed-noise case of
+    study.stats.synthetic.seed_noise, at the quick design (1 + 6 seeds) and at 3 + 6, and (under
+    Gaussian noise) as many with a 3-point learning-rate effect: how often it is confirmed
+    (influential), and screened."""
+    spec, rng, rows = ofat_spec(SIX_LEVELS), np.random.default_rng(2611), []
+    for seeds, baseline_seeds in ((1, 6), (3, 6)):
+        for sigma in (0.005, 0.01, 0.023):
+            for case in NOISE_CASES:
+                claims, screened, covered = [], [], []
+                for _ in range(studies):
+                    table = seed_noise(ofat_table({}, noise=0.0, seeds=seeds, levels=SIX_LEVELS,
+                                                  baseline_seeds=baseline_seeds), case, sigma,
+                                       rng)
+                    result = api.rank(StudyData("simulated", spec, table, NO_CURVES))
+                    verdicts = result.ranking["verdict"]
+                    claims.append(verdicts.isin(CLAIMS).any())
+                    screened.append((verdicts == "screened").any())
+                    own = [f for f, fit in result.model.factors.items() if fit.own_variance]
+                    diffs = result.differences[result.differences["factor"].isin(own)]
+                    each = (diffs["ci_low"] <= 0) & (diffs["ci_high"] >= 0)
+                    covered += list(each.groupby(diffs["factor"]).all())
+                found, flagged = [], []  # both other lr levels 3 points down
+                for _ in range(studies if case == "gaussian" else 0):
+                    table = seed_noise(ofat_table({"lr": -0.03}, noise=0.0, seeds=seeds,
+                                                  levels=SIX_LEVELS,
+                                                  baseline_seeds=baseline_seeds), case, sigma,
+                                       rng)
+                    lr = api.rank(StudyData("simulated", spec, table, NO_CURVES)).ranking.set_index(
+                        "factor").loc["lr", "verdict"]
+                    found.append(lr == "influential")
+                    flagged.append(lr == "screened")
+                rows.append({"seeds": seeds, "baseline seeds": baseline_seeds,
+                             "sigma (points)": f"{100 * sigma:g}", "noise": case,
+                             "any claim (null)": rate(claims),
+                             "per-factor coverage": rate(covered),
+                             "any screened (null)": rate(screened),
+                             "3-point lr effect: influential": rate(found),
+                             "screened": rate(flagged)})
+                print(rows[-1], flush=True)
+    return pd.DataFrame(rows)
+
+
 def reports(count: int) -> None:
     """Random study tables (as the report's property test draws them) through write_report."""
     rng = np.random.default_rng(500)
@@ -121,8 +176,12 @@ def main() -> None:
     parser.add_argument("--reports", type=int, default=0, help="studies through write_report")
     parser.add_argument("--replicated", action="store_true",
                         help="the designs with a replicated baseline instead of equal seeds")
+    parser.add_argument("--noise", action="store_true",
+                        help="null studies under unequal, heavy-tailed and lost-seed noise")
     args = parser.parse_args()
-    if args.studies:
+    if args.noise:
+        print(markdown_table(noise_table(args.studies)))
+    elif args.studies:
         result = table(args.studies, REPLICATED if args.replicated else EQUAL)
         shown = result.assign(**{c: result[c].map("{:.3f}".format)
                                  for c in result.columns[3:]})

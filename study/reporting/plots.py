@@ -28,8 +28,8 @@ from study.stats.stability import STABLE_RHO, CrossStudy, EpochRanking
 
 logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its INFO lines are noise here
 sns.set_theme(style="whitegrid", context="notebook")
-VERDICT_COLOURS = dict(zip(VERDICTS, ("#1f77b4", "#17becf", "#2ca02c", "#a6a6a6", "#d9d9d9"),
-                           strict=True))
+VERDICT_COLOURS = dict(zip(VERDICTS, ("#1f77b4", "#17becf", "#2ca02c", "#ff7f0e", "#a6a6a6",
+                                      "#d9d9d9"), strict=True))
 
 
 def labelled_slice(trials: pd.DataFrame, factor: str, spec: StudySpec

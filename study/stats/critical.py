@@ -1,10 +1,18 @@
-"""Simultaneous critical values of a factor's comparisons with its reference level: Dunnett's
-method for any contrasts. The quantiles of max |t| over the comparisons and the single-step
-adjusted p-values come from the multivariate t distribution of the comparisons (their
-correlation: OFAT's share the baseline point), integrated by scipy's quasi-Monte Carlo (Genz);
-the mean of max |z| when no level differs (the head start the selection-corrected effect takes
-off) by Monte Carlo. The quantiles are cached per correlation, degrees of freedom and level,
-the head start per covariance.
+"""Simultaneous critical values of a factor's comparisons with its reference level.
+
+Under one error variance for all cells (the pooled screening): Dunnett's method for any
+contrasts. The quantiles of max |t| over the comparisons and the single-step adjusted p-values
+come from the multivariate t distribution of the comparisons (their correlation: OFAT's share
+the baseline point), integrated by scipy's quasi-Monte Carlo (Genz); the mean of max |z| when no
+level differs (the head start the selection-corrected effect takes off) by Monte Carlo. The
+quantiles are cached per correlation, degrees of freedom and level, the head start per
+covariance.
+
+With each cell's own variance (levels may differ in noise): the Behrens-Fisher (fiducial) law
+of the largest standardized contrast, each cell mean's error its standard error times an
+independent Student t on the cell's df (`fiducial_max`), by seeded Monte Carlo. Its intervals
+are conservative for any variances (Robinson 1976), where Welch's t is not with few seeds: at 3
+seeds against 6 and a level three times as noisy, Welch's 1% test rejects 2.4% of the time.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from scipy import stats as sps
 N_DRAWS = 4000  # Monte Carlo draws per correlation matrix, for the mean of max |z|
 QUANTILE_POINTS = 25_000  # quasi-Monte Carlo points per comparison: quantiles within 0.002
 P_VALUE_POINTS = 500  # the same for adjusted p-values: within 2e-4 (two digits are shown)
+FIDUCIAL_DRAWS = 20_000  # Monte Carlo draws of the Behrens-Fisher law: p-values to 1 / 20,000
+PLANNING_DRAWS = 4_000  # the same for planning seeds: a critical value within about 1%
 
 
 def _key(matrix: np.ndarray) -> tuple:
@@ -75,3 +85,37 @@ def null_max_z(cov_unit: np.ndarray) -> float:
     """What the largest |contrast| averages when no level differs, in units of the error std:
     the head start that the selection-corrected effect takes off (more levels, larger max)."""
     return _null_max_z(_key(cov_unit))
+
+
+@functools.lru_cache(maxsize=256)
+def _student_t(df: float, column: int, draws: int) -> np.ndarray:
+    """Seeded Student t draws on df for one cell (its column: cells draw independently): a
+    normal over the root of a chi-square drawn by its inverse CDF from uniforms that depend on
+    the column only, so the draws move smoothly with df (planning compares nearby dfs)."""
+    rng = np.random.default_rng(column)
+    z, u = rng.standard_normal(draws), rng.uniform(size=draws)
+    return z / np.sqrt(sps.chi2.ppf(u, df) / df)
+
+
+def fiducial_max(scaled: np.ndarray, df: np.ndarray, draws: int = FIDUCIAL_DRAWS) -> np.ndarray:
+    """(draws,) draws of max over the contrasts of |sum_c scaled_c T_c| / its std, T_c
+    independent Student t on df_c: the Behrens-Fisher law of the largest standardized contrast.
+    scaled: (contrasts, cells), each contrast's coefficients times the cells' standard errors;
+    a contrast without noise (all zero) draws 0. Seeded: the same inputs give the same draws."""
+    t = np.stack([_student_t(float(f), j, draws) for j, f in enumerate(df)], axis=1)
+    norm = np.sqrt((scaled ** 2).sum(axis=1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        standardized = np.nan_to_num(t @ scaled.T / norm)
+    return np.abs(standardized).max(axis=1)
+
+
+def fiducial_quantile(draws: np.ndarray, level: float) -> float:
+    """The `level` quantile of fiducial_max's draws: the simultaneous critical value."""
+    return float(np.quantile(draws, level, method="higher"))
+
+
+def fiducial_p(draws: np.ndarray, t_values: np.ndarray) -> np.ndarray:
+    """Each comparison's adjusted p-value P(max >= its |t|), never below 1 / (draws + 1); NaN
+    for an undefined t (no difference and no noise)."""
+    beyond = (draws[None, :] >= np.abs(t_values)[:, None]).sum(axis=1)
+    return np.where(np.isnan(t_values), np.nan, (beyond + 1) / (len(draws) + 1))

@@ -8,9 +8,12 @@ Cells are design points in a fixed design (ofat, grid: `accuracy ~ C(design_poin
 converged trials, the error pooled over every replicated point) and a factor's level bins in a
 sampled one (optuna, hydra: a one-way model per factor, its own error). A level's mean is its
 cell's mean (OFAT) or the average over the cells at that level (grid). Each factor's levels are
-contrasts of cell means (`FactorFit`): differences from the reference level with standard
-errors, an F-test of all of them, Dunnett-type simultaneous critical values (study.stats.critical)
-and the mean of the largest |difference| when nothing differs.
+contrasts of cell means (`FactorFit`): differences from the reference level. Where every cell
+has two converged trials, their standard errors, simultaneous critical values and adjusted
+p-values come from each cell's own seed variance (the Behrens-Fisher law, study.stats.critical:
+levels may differ in noise); `screen` holds the same under the pooled error (an F-test and
+Dunnett-type critical values), which is all a factor with a one-seed level gets. Both beside the
+mean of the largest |difference| when nothing differs.
 
 The same model turns any accuracies of its trials (trials x columns: the test accuracy after
 each epoch, or bootstrap redraws) into effects (`effects`), so every effect the report shows is
@@ -32,7 +35,14 @@ from scipy import stats as sps
 from statsmodels.stats.proportion import proportion_confint
 
 from study.design.spec import StudySpec
-from study.stats.critical import adjusted_p, max_t_quantile, null_max_z
+from study.stats.critical import (
+    adjusted_p,
+    fiducial_max,
+    fiducial_p,
+    fiducial_quantile,
+    max_t_quantile,
+    null_max_z,
+)
 from study.stats.frames import ACCURACY, converged, finished
 from study.stats.slices import factor_slices, level_order, reference_level
 
@@ -123,17 +133,21 @@ class FactorFit:
     weights: np.ndarray  # (levels, cells): each level mean as a weighted mean of cell means
     n: np.ndarray  # converged trials per cell
     mean: np.ndarray  # mean accuracy per cell
+    variance: np.ndarray  # each cell's own seed variance (NaN below two converged trials)
     s: float  # error std (NaN without replicates)
     df: int  # its degrees of freedom
     error_id: str  # fits with the same id share the error estimate
     ss_between: float  # sums of squares of the factor's slice: between its levels
     ss_total: float  # and in all
     differences: np.ndarray  # each other level minus the reference
+    own_variance: bool  # every cell has two converged trials: the contrasts use their own
+    # cells' variances (Behrens-Fisher), else the pooled error (a screening: one variance)
     se: np.ndarray  # their standard errors (NaN without a noise estimate)
-    p_each: np.ndarray  # simultaneous (Dunnett-adjusted) p per level
-    q95: float  # simultaneous critical values of max |t|
+    p_each: np.ndarray  # simultaneous (single-step adjusted) p per level
+    q95: float  # simultaneous critical values of max |t| over the levels
     q90: float
-    p: float  # F-test (Wald test) of all differences = 0
+    p: float  # the factor's test of all differences = 0 (the max-t test, or the pooled F-test)
+    screen: dict[str, Any]  # se, p_each, q95, q90, p under the pooled error: the screening
     null_z: float  # mean max |difference| under no effect, in units of s
 
     @property
@@ -150,6 +164,13 @@ class FactorFit:
     def corrected(self) -> float:
         """The selection-corrected effect (NaN without a noise estimate); ranks the factors."""
         return float(corrected_effect(np.abs(self.differences).max(), self.s, self.null_z))
+
+    def unreplicated_levels(self) -> list[Any]:
+        """The levels with a cell of fewer than two converged trials: their own noise is
+        unknown."""
+        short = self.n < 2
+        return [level for level, row in zip(self.levels, self.weights, strict=True)
+                if (short & (row != 0)).any()]
 
     def level_rows(self) -> list[dict]:
         """Each level's mean accuracy with a 95% t-interval from the fit's error."""
@@ -190,20 +211,54 @@ def _factor_fit(factor: str, part: pd.DataFrame, levels: list[Any], reference: A
     contrasts = np.delete(weights, ref, axis=0) - weights[ref]
     d = contrasts @ mean
     cov_unit = (contrasts / n) @ contrasts.T
-    nan = np.full(len(d), np.nan)
-    estimates = {"se": nan, "p_each": nan, "q95": np.nan, "q90": np.nan, "p": np.nan}
-    if table.df:
-        se = s * np.sqrt(np.diag(cov_unit))
-        with np.errstate(divide="ignore", invalid="ignore"):  # no noise at all (s = 0): t is inf
-            t = np.abs(d) / se
-            wald = d @ np.linalg.pinv(cov_unit) @ d / s ** 2 / len(d)
-        estimates = {"se": se, "p_each": adjusted_p(cov_unit, table.df, t),
-                     "q95": max_t_quantile(cov_unit, table.df, 0.95),
-                     "q90": max_t_quantile(cov_unit, table.df, 0.90),
-                     "p": float(sps.f.sf(wald, len(d), table.df))}
-    return FactorFit(factor, levels, reference, cells, weights, n, mean, s, table.df, error_id,
-                     between, float(((values - values.mean()) ** 2).sum()), d, **estimates,
-                     null_z=null_max_z(cov_unit))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        variance = np.where(n >= 2, table.ss[rows, 0] / (n - 1), np.nan)
+    own = bool((n >= 2).all())
+    screen = _pooled_dunnett(cov_unit, s, table.df, d)
+    estimates = behrens_fisher(contrasts, n, variance, d) if own else screen
+    return FactorFit(factor, levels, reference, cells, weights, n, mean, variance, s, table.df,
+                     error_id, between, float(((values - values.mean()) ** 2).sum()), d, own,
+                     **estimates, screen=screen, null_z=null_max_z(cov_unit))
+
+
+def fiducial_se(contrasts: np.ndarray, n: np.ndarray, variance: np.ndarray) -> np.ndarray:
+    """(contrasts, cells): each contrast's coefficients times its cells' own standard errors;
+    the contrast's standard error is the root of its row's sum of squares."""
+    return contrasts * np.sqrt(variance / n)
+
+
+def behrens_fisher(contrasts: np.ndarray, n: np.ndarray, variance: np.ndarray, d: np.ndarray
+                   ) -> dict[str, Any]:
+    """The contrasts from each cell's own seed variance (cells of `n` >= 2 trials): standard
+    errors, and simultaneous critical values and adjusted p-values from the Behrens-Fisher law
+    of the largest standardized contrast (study.stats.critical): what holds when levels differ
+    in noise (a sigmoid or a high learning rate is noisier than the baseline), even with few
+    seeds."""
+    scaled = fiducial_se(contrasts, n, variance)
+    se = np.sqrt((scaled ** 2).sum(axis=1))
+    draws = fiducial_max(scaled, n - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):  # no noise at all: t is inf or NaN
+        t = np.abs(d) / se
+    p_each = fiducial_p(draws, t)
+    return {"se": se, "p_each": p_each,
+            "q95": fiducial_quantile(draws, 0.95), "q90": fiducial_quantile(draws, 0.90),
+            "p": float(np.nanmin(p_each)) if not np.isnan(p_each).all() else np.nan}
+
+
+def _pooled_dunnett(cov_unit: np.ndarray, s: float, df: int, d: np.ndarray) -> dict[str, Any]:
+    """The contrasts under one error std `s` (df) for all cells: Dunnett-type simultaneous
+    critical values and an F-test; NaN without a noise estimate (df 0)."""
+    k = len(d)
+    nan = np.full(k, np.nan)
+    if not df:
+        return {"se": nan, "p_each": nan, "q95": np.nan, "q90": np.nan, "p": np.nan}
+    se = s * np.sqrt(np.diag(cov_unit))
+    with np.errstate(divide="ignore", invalid="ignore"):  # no noise at all (s = 0): t is inf
+        t = np.abs(d) / se
+        wald = d @ np.linalg.pinv(cov_unit) @ d / s ** 2 / k
+    return {"se": se, "p_each": adjusted_p(cov_unit, df, t),
+            "q95": max_t_quantile(cov_unit, df, 0.95), "q90": max_t_quantile(cov_unit, df, 0.90),
+            "p": float(sps.f.sf(wald, k, df))}
 
 
 def _noise(points: CellTable) -> Noise:

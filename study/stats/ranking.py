@@ -17,7 +17,16 @@ import pandas as pd
 from scipy import stats as sps
 
 from study.design.spec import StudySpec
-from study.stats.fit import LEVEL_COLUMNS, POOLED, FactorFit, FittedModel, Noise, fit
+from study.stats.critical import PLANNING_DRAWS, fiducial_max, fiducial_quantile
+from study.stats.fit import (
+    LEVEL_COLUMNS,
+    POOLED,
+    FactorFit,
+    FittedModel,
+    Noise,
+    fiducial_se,
+    fit,
+)
 from study.stats.frames import converged
 from study.stats.slices import level_order, reference_level
 
@@ -25,7 +34,7 @@ ALPHA = 0.05  # family-wise error rate over the factor tests (Holm)
 PRACTICAL_EFFECT = 0.01  # accuracy: one point; the default of analysis.practical_effect
 MAX_SEEDS = 200  # seeds-needed estimates above this say "more than"
 RANK_DECIMALS = 12  # effects equal to this many decimals share a rank (float noise is no effect)
-VERDICTS = ("influential", "small", "negligible", "undetermined", "no data")
+VERDICTS = ("influential", "small", "negligible", "screened", "undetermined", "no data")
 
 
 @dataclass
@@ -69,17 +78,31 @@ def holm(p: pd.Series) -> pd.Series:
     return adjusted
 
 
-def _seeds_to_decide(fit: FactorFit, q: float, gap: float) -> int | None:
+def _seeds_to_decide(fit: FactorFit, confidence: float, gap: float) -> int | None:
     """Seeds per design point (a point that has more, like a replicated baseline, keeps them) at
-    which, at the observed noise and differences, the effect's interval (half-width q * se)
-    would clear the practical threshold that now lies `gap` from the largest observed
-    difference; None when more than MAX_SEEDS would be needed."""
-    c = fit.contrasts
-    for seeds in range(int(fit.n.min()) + 1, MAX_SEEDS + 1):
-        se = fit.s * np.sqrt(np.max(np.diag((c / np.maximum(fit.n, seeds)) @ c.T)))
-        if q * se < gap:
-            return seeds
-    return None
+    which, at the observed differences and noise (each cell's own seed variance, the pooled one
+    where it has a single seed), every level's simultaneous interval from its own noise
+    (half-width q * se, q from the df those seeds bring) would clear the practical threshold
+    that now lies `gap` from the largest observed difference; None when more than MAX_SEEDS
+    would be needed. The half-width falls as seeds grow, so a bisection finds the fewest."""
+    variance = np.where(fit.n >= 2, fit.variance, fit.s ** 2)
+
+    def half_width(seeds: int) -> float:
+        n = np.maximum(fit.n, seeds)
+        scaled = fiducial_se(fit.contrasts, n, variance)
+        q = fiducial_quantile(fiducial_max(scaled, n - 1, PLANNING_DRAWS), confidence)
+        return float(q * np.sqrt((scaled ** 2).sum(axis=1)).max())
+
+    low, high = max(2, int(fit.n.min()) + 1), MAX_SEEDS
+    if half_width(high) >= gap:
+        return None
+    while low < high:  # the fewest seeds whose half-width is below the gap lies in [low, high]
+        middle = (low + high) // 2
+        if half_width(middle) < gap:
+            high = middle
+        else:
+            low = middle + 1
+    return low
 
 
 def _divergence_seeds(rows: pd.DataFrame, tests: int) -> int | None:
@@ -113,9 +136,10 @@ def _accuracy_missing(part: pd.DataFrame, spec: StudySpec, factor: str) -> str:
 
 
 def _verdict(row: dict, fit: FactorFit | None, div: pd.DataFrame, threshold: float,
-             tests: int, missing: str) -> tuple[str, str]:
+             tests: int, missing: str, advise: bool = True) -> tuple[str, str]:
     """(verdict, reason) from the factor's tests, effect interval and divergence; `missing`:
-    why there is no fit, where there is none."""
+    why there is no fit, where there is none; advise: say how many seeds would decide an
+    undetermined accuracy comparison."""
     points = f"{100 * threshold:g} point{'s' if threshold != 0.01 else ''}"
     per = ("seeds per design point" if fit is None or fit.error_id == POOLED
            else "trials per level")
@@ -146,11 +170,68 @@ def _verdict(row: dict, fit: FactorFit | None, div: pd.DataFrame, threshold: flo
     if more_divergence and not sig_acc:
         return "undetermined", ("some level diverges more often than the baseline, not yet "
                                 "significantly: " + _seeds_text(_divergence_seeds(div, tests), per))
+    if not advise:
+        return "undetermined", f"the interval of its effect straddles {points}"
     largest = abs(row["largest_difference"])
-    decide = (_seeds_to_decide(fit, fit.q95, largest - threshold) if largest >= threshold
-              else _seeds_to_decide(fit, fit.q90, threshold - largest))
+    decide = (_seeds_to_decide(fit, 0.95, largest - threshold) if largest >= threshold
+              else _seeds_to_decide(fit, 0.90, threshold - largest))
     return "undetermined", (f"the interval of its effect straddles {points}: "
                             + _seeds_text(decide, per))
+
+
+CLAIMS = ("influential", "small", "negligible")  # verdicts that claim something of accuracy
+
+
+def _judge(row: dict, screen_row: dict, fit: FactorFit | None, div: pd.DataFrame,
+           threshold: float, tests: int, missing: str) -> tuple[str, str]:
+    """The verdict: a claim about accuracy needs each level's own noise (two converged seeds
+    at each of its cells, the Behrens-Fisher intervals); what only the noise pooled over the
+    design points supports (`screen_row`: its intervals and Holm-adjusted p) is *screened*."""
+    primary = _verdict(row, fit, div, threshold, tests, missing)
+    if fit is None or (fit.own_variance and primary[0] in CLAIMS) or (
+            primary[0] == "influential" and row["divergence_p_holm"] < ALPHA):
+        return primary  # decided (divergence's test needs no variance), or no fit
+    verdict, reason = (_verdict(screen_row, fit, div, threshold, tests, missing, advise=False)
+                       if fit.own_variance else primary)
+    if verdict not in CLAIMS:
+        return primary
+    largest = abs(row["largest_difference"])
+    confirm = _seeds_text(_seeds_to_decide(fit, 0.95, largest - threshold)
+                          if verdict != "negligible" and largest >= threshold else
+                          _seeds_to_decide(fit, 0.90, threshold - largest),
+                          "seeds per design point").replace("decide it", "confirm it")
+    looks = f"looks {verdict} under the noise pooled over the design points ({reason}), but "
+    if fit.own_variance:
+        return "screened", (looks + "not yet under its levels' own noise, which may differ "
+                            "from the rest: " + confirm)
+    short = fit.unreplicated_levels()
+    plural = len(short) > 1
+    return "screened", (looks + f"its level{'s' if plural else ''} "
+                        f"{', '.join(map(str, short))} {'have' if plural else 'has'} fewer than "
+                        f"two converged seeds, so {'their' if plural else 'its'} own noise is "
+                        "unknown: " + confirm)
+
+
+def _intervals(d: np.ndarray, se: np.ndarray, q95: float, q90: float) -> dict:
+    """The effect's simultaneous 95% interval and the equivalence bound (90%) of differences
+    `d` with standard errors `se` and critical values q95, q90."""
+    return {"effect_ci_low": float(np.max(np.clip(np.abs(d) - q95 * se, 0, None))),
+            "effect_ci_high": float(np.max(np.abs(d) + q95 * se)),
+            "equivalence_bound": float(np.max(np.abs(d) + q90 * se))}
+
+
+def _screen_rows(ranking: pd.DataFrame, fits: dict[str, FactorFit]) -> list[dict]:
+    """The ranking's rows as the pooled noise has them: each fitted factor's intervals and
+    accuracy p, Holm-adjusted together with the divergence tests (a family of their own)."""
+    pooled_p = ranking["factor"].map(lambda f: fits[f].screen["p"] if f in fits else np.nan)
+    adjusted = holm(pd.concat([pooled_p, ranking["divergence_p"]], ignore_index=True))
+    rows = []
+    for (_, row), p in zip(ranking.iterrows(), adjusted.iloc[:len(ranking)], strict=True):
+        fit_ = fits.get(row["factor"])
+        rows.append(row.to_dict() | ({"accuracy_p_holm": p} | _intervals(
+            fit_.differences, fit_.screen["se"], fit_.screen["q95"], fit_.screen["q90"])
+                                     if fit_ else {}))
+    return rows
 
 
 def _factor_row(fit: FactorFit) -> dict:
@@ -161,9 +242,7 @@ def _factor_row(fit: FactorFit) -> dict:
     return {
         "factor": fit.factor,
         "effect": corrected if np.isnan(corrected) else max(0.0, corrected),
-        "effect_ci_low": float(np.max(np.clip(np.abs(d) - fit.q95 * se, 0, None))),
-        "effect_ci_high": float(np.max(np.abs(d) + fit.q95 * se)),
-        "equivalence_bound": float(np.max(np.abs(d) + fit.q90 * se)),
+        **_intervals(d, se, fit.q95, fit.q90),
         "largest_level": fit.others[largest], "largest_difference": float(d[largest]),
         "raw_range": float(max(means.values()) - min(means.values())),
         "best_level": max(means, key=means.get), "worst_level": min(means, key=means.get),
@@ -226,11 +305,12 @@ def analyse(model: FittedModel, practical_effect: float = PRACTICAL_EFFECT) -> A
     ranking["accuracy_p_holm"] = adjusted.iloc[:len(ranking)].to_numpy()
     ranking["divergence_p_holm"] = adjusted.iloc[len(ranking):].to_numpy()
     tests = int(family.notna().sum()) or 1
-    decided = [(row["verdict"], row["reason"]) if row["verdict"] == "no data" else _verdict(
-        row.to_dict(), model.factors.get(row["factor"]), divs[row["factor"]], practical_effect,
-        tests, "" if row["factor"] in model.factors else  # only a factor without a fit
+    screens = _screen_rows(ranking, model.factors)
+    decided = [(row["verdict"], row["reason"]) if row["verdict"] == "no data" else _judge(
+        row.to_dict(), screen, model.factors.get(row["factor"]), divs[row["factor"]],
+        practical_effect, tests, "" if row["factor"] in model.factors else  # only without a fit
         _accuracy_missing(model.slices[row["factor"]], model.spec, row["factor"]))
-        for _, row in ranking.iterrows()]
+        for (_, row), screen in zip(ranking.iterrows(), screens, strict=True)]
     ranking["verdict"] = [verdict for verdict, _ in decided]
     ranking["reason"] = [reason for _, reason in decided]
     corrected = ranking["factor"].map(

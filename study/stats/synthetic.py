@@ -81,6 +81,29 @@ def ofat_table(shifts: dict[str, float], noise: float, seeds: int = 5,
     return _like_trials_frame(rows)
 
 
+NOISE_CASES = ("gaussian", "unequal", "t3", "lost")  # seed noise of `seed_noise`
+NOISY_POINTS = ("lr=0.1", "activation=tanh")  # "unequal": 3x the seed std (a high lr, tanh)
+
+
+def seed_noise(table: pd.DataFrame, case: str, sigma: float, rng: np.random.Generator
+               ) -> pd.DataFrame:
+    """The table with seed noise of std sigma added to its converged accuracies, shaped like
+    real seed noise: "gaussian"; "unequal": 3 sigma at NOISY_POINTS; "t3": Student's t with
+    3 df scaled to std sigma (heavy tails); "lost": Gaussian, and one seed in ten loses 5 points
+    (a run that went wrong without diverging)."""
+    table = table.copy()
+    done = table["outcome"] == "complete"
+    n = int(done.sum())
+    noise = (sigma * rng.standard_t(3, n) / np.sqrt(3) if case == "t3"
+             else rng.normal(0, sigma, n))
+    if case == "unequal":
+        noise *= np.where(table.loc[done, "design_point"].isin(NOISY_POINTS), 3.0, 1.0)
+    if case == "lost":
+        noise -= 0.05 * (rng.uniform(size=n) < 0.1)
+    table.loc[done, ACCURACY] = table.loc[done, ACCURACY].astype(float) + noise
+    return table
+
+
 def ofat_epochs(shifts: list[dict[str, float]], noise: float, seeds: int, baseline_seeds: int,
                 rng: np.random.Generator) -> tuple[pd.DataFrame, dict[int, list[float]]]:
     """OFAT trials tested after each epoch: after epoch e every non-baseline level of factor f
