@@ -302,3 +302,32 @@ def test_a_sampled_design_s_advice_is_in_trials_per_level() -> None:
     assert len(undecided) and undecided.str.fullmatch(
         r"the interval of its effect straddles 1 point: (about \d+ trials per level would "
         r"decide it|more than \d+ trials per level would be needed)").all()
+
+
+def _only_seeds(table: pd.DataFrame, point: str, seeds: list[int]) -> pd.DataFrame:
+    return table[(table["design_point"] != point) | table["seed"].isin(seeds)]
+
+
+def test_a_level_without_two_converged_seeds_is_named_and_its_factor_only_screened() -> None:
+    table = planted({"lr": -0.08}, 0.002, 3)
+    confirm = ("about {} seeds per design point would confirm it")
+    looks = ("looks influential under the noise pooled over the design points (its largest "
+             "difference from the baseline is at least 1 point), but ")
+    for kept, text in (({"lr=0.1": [0]}, "its level 0.1 has fewer than two converged seeds, so "
+                                         "its own noise is unknown: "),
+                       ({"lr=0.1": [0], "lr=0.01": [1]},
+                        "its levels 0.01, 0.1 have fewer than two converged seeds, so their own "
+                        "noise is unknown: ")):
+        short = table
+        for point, seeds in kept.items():
+            short = _only_seeds(short, point, seeds)
+        row = verdict(short, 0.01)
+        fit = rank_trials(short, SPEC, 0.01).model.factors["lr"]
+        assert not fit.own_variance and fit.unreplicated_levels() == sorted(
+            float(p.split("=")[1]) for p in kept)
+        needed = _seeds_to_decide(fit, 0.95, 0.08 - 0.01)
+        assert needed is not None and needed >= 2
+        assert (row["verdict"], row["reason"]) == ("screened",
+                                                   looks + text + confirm.format(needed))
+    two = rank_trials(_only_seeds(table, "lr=0.1", [0, 1]), SPEC, 0.01).model.factors["lr"]
+    assert two.own_variance and two.unreplicated_levels() == []  # two seeds show their noise
