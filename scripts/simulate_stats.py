@@ -112,15 +112,19 @@ def noise_table(studies: int) -> pd.DataFrame:
     Gaussian noise) as many with a 3-point learning-rate effect: how often it is confirmed
     (influential), and screened."""
     spec, rng, rows = ofat_spec(SIX_LEVELS), np.random.default_rng(2611), []
+
+    def simulated(shifts: dict[str, float], seeds: int, baseline_seeds: int, case: str,
+                  sigma: float):
+        table = seed_noise(ofat_table(shifts, noise=0.0, seeds=seeds, levels=SIX_LEVELS,
+                                      baseline_seeds=baseline_seeds), case, sigma, rng)
+        return api.rank(StudyData("simulated", spec, table, NO_CURVES))
+
     for seeds, baseline_seeds in ((1, 6), (3, 6)):
         for sigma in (0.005, 0.01, 0.023):
             for case in NOISE_CASES:
                 claims, screened, covered = [], [], []
                 for _ in range(studies):
-                    table = seed_noise(ofat_table({}, noise=0.0, seeds=seeds, levels=SIX_LEVELS,
-                                                  baseline_seeds=baseline_seeds), case, sigma,
-                                       rng)
-                    result = api.rank(StudyData("simulated", spec, table, NO_CURVES))
+                    result = simulated({}, seeds, baseline_seeds, case, sigma)
                     verdicts = result.ranking["verdict"]
                     claims.append(verdicts.isin(CLAIMS).any())
                     screened.append(result.ranking["reason"].str.startswith(
@@ -131,12 +135,9 @@ def noise_table(studies: int) -> pd.DataFrame:
                     covered += list(each.groupby(diffs["factor"]).all())
                 found, flagged = [], []  # both other lr levels 3 points down
                 for _ in range(studies if case == "gaussian" else 0):
-                    table = seed_noise(ofat_table({"lr": -0.03}, noise=0.0, seeds=seeds,
-                                                  levels=SIX_LEVELS,
-                                                  baseline_seeds=baseline_seeds), case, sigma,
-                                       rng)
-                    lr = api.rank(StudyData("simulated", spec, table, NO_CURVES)).ranking.set_index(
-                        "factor").loc["lr", "verdict"]
+                    ranking = simulated({"lr": -0.03}, seeds, baseline_seeds, case,
+                                        sigma).ranking.set_index("factor")
+                    lr = ranking.loc["lr", "verdict"]
                     found.append(lr == "influential")
                     flagged.append(lr == "screened")
                 rows.append({"seeds": seeds, "baseline seeds": baseline_seeds,

@@ -105,6 +105,14 @@ def _seeds_to_decide(fit: FactorFit, confidence: float, gap: float) -> int | Non
     return low
 
 
+def _advised_seeds(fit: FactorFit, largest: float, threshold: float) -> int | None:
+    """The seeds per design point that would decide the factor whose largest |difference| is
+    `largest`: its effect's 95% interval clearing the threshold from above, or every level's
+    90% interval from below."""
+    return (_seeds_to_decide(fit, 0.95, largest - threshold) if largest >= threshold
+            else _seeds_to_decide(fit, 0.90, threshold - largest))
+
+
 def _divergence_seeds(rows: pd.DataFrame, tests: int) -> int | None:
     """Seeds per level at which the observed divergence rates would differ significantly from
     the baseline's (Fisher, Bonferroni over the tests); None beyond MAX_SEEDS."""
@@ -172,9 +180,7 @@ def _verdict(row: dict, fit: FactorFit | None, div: pd.DataFrame, threshold: flo
                                 "significantly: " + _seeds_text(_divergence_seeds(div, tests), per))
     if not advise:
         return "undetermined", f"the interval of its effect straddles {points}"
-    largest = abs(row["largest_difference"])
-    decide = (_seeds_to_decide(fit, 0.95, largest - threshold) if largest >= threshold
-              else _seeds_to_decide(fit, 0.90, threshold - largest))
+    decide = _advised_seeds(fit, abs(row["largest_difference"]), threshold)
     return "undetermined", (f"the interval of its effect straddles {points}: "
                             + _seeds_text(decide, per))
 
@@ -195,10 +201,9 @@ def _judge(row: dict, screen_row: dict, fit: FactorFit | None, div: pd.DataFrame
                        if fit.own_variance else primary)
     if verdict not in CLAIMS:
         return primary
-    largest = abs(row["largest_difference"])
-    confirm = _seeds_text(_seeds_to_decide(fit, 0.95, largest - threshold)
-                          if verdict != "negligible" and largest >= threshold else
-                          _seeds_to_decide(fit, 0.90, threshold - largest),
+    # a screened claim of an effect has its largest difference above the threshold, one of
+    # no effect below it: the advice that decides it confirms it
+    confirm = _seeds_text(_advised_seeds(fit, abs(row["largest_difference"]), threshold),
                           "seeds per design point").replace("decide it", "confirm it")
     looks = f"looks {verdict} under the noise pooled over the design points ({reason}), but "
     if fit.own_variance:
