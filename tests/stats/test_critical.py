@@ -138,3 +138,14 @@ def test_the_behrens_fisher_law_of_one_difference_is_the_exact_one(u, df) -> Non
     # with many df on both sides the law is the normal's: |z| beyond 1.96 in 5%
     normal = fiducial_max(np.array([[u[0], -u[1]]]), np.array([1e6, 1e6]))
     assert fiducial_quantile(normal, 0.95) == pytest.approx(1.96, abs=0.05)
+
+
+def test_the_fiducial_quantile_is_a_draw_at_or_above_the_level_and_p_counts_ties() -> None:
+    # the critical value is the draw at or above the level's fraction (never interpolated
+    # down), and a comparison's p-value counts the draws at least as large as its |t|
+    draws = np.array([3.0, 1.0, 2.0, 4.0])
+    assert fiducial_quantile(draws, 0.5) == 3.0
+    assert fiducial_quantile(draws, 0.26) == 2.0
+    p = fiducial_p(draws, np.array([2.0, -4.0, 5.0, np.nan]))
+    assert p[:3] == pytest.approx([(3 + 1) / 5, (1 + 1) / 5, 1 / 5], abs=1e-15)
+    assert np.isnan(p[3])

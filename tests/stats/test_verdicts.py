@@ -28,15 +28,33 @@ SPEC = ofat_spec(LEVELS)
 EPSILON = 1e-4  # how far from a boundary the threshold is put: far above the numbers' errors
 
 
+def _pattern(seeds: int) -> np.ndarray:
+    """`seeds` deviations of mean 0 and sample std 1 (one seed: none)."""
+    pattern = np.arange(seeds) - (seeds - 1) / 2
+    return pattern / pattern.std(ddof=1) if seeds > 1 else pattern
+
+
 def planted(shifts: dict[str, float], sigma: float, seeds: int,
             diverged: dict[str, list[int]] | None = None) -> pd.DataFrame:
     """Every point's seeds at 0.7 + its shift + sigma * a pattern of mean 0 and sample std 1."""
     table = ofat_table(shifts, noise=0.0, seeds=seeds, levels=LEVELS, diverged=diverged)
-    pattern = np.arange(seeds) - (seeds - 1) / 2
-    pattern = pattern / pattern.std(ddof=1)
     converged = table["outcome"] == "complete"
-    table.loc[converged, ACCURACY] += sigma * pattern[table.loc[converged, "seed"].astype(int)]
+    table.loc[converged, ACCURACY] += sigma * _pattern(seeds)[
+        table.loc[converged, "seed"].astype(int)]
     return table
+
+
+def planted_points(shifts: dict[str, float], points: dict[str, tuple[int, float]],
+                   levels: dict[str, list] = LEVELS) -> pd.DataFrame:
+    """Like `planted`, each design point with its own (seeds, sigma) (points: id -> them)."""
+    table = ofat_table(shifts, noise=0.0, seeds=max(seeds for seeds, _ in points.values()),
+                       levels=levels)
+    keep = np.zeros(len(table), dtype=bool)
+    for point, (seeds, sigma) in points.items():
+        rows = (table["design_point"] == point) & (table["seed"] < seeds)
+        table.loc[rows, ACCURACY] += sigma * _pattern(seeds)
+        keep |= rows
+    return table[keep]
 
 
 CONTRASTS = np.array([[-1.0, 1.0, 0.0], [-1.0, 0.0, 1.0]])  # cells: baseline, lr=0.01, lr=0.1
@@ -56,6 +74,17 @@ def by_hand(shifts: dict[str, float], sigma: float, seeds: int, level: float) ->
     d = np.array([shifts.get(f"lr={v}", 0.0) for v in LEVELS["lr"]])
     se, q = sigma * np.sqrt(2 / seeds), critical(sigma, seeds, level)
     return np.abs(d).max(), np.max(np.abs(d) - q * se), np.max(np.abs(d) + q * se)
+
+
+def planned_half_width(variance: np.ndarray, n: np.ndarray, seeds: int,
+                       level: float = 0.95) -> float:
+    """The advice's planning rule written out: the larger simultaneous half-width of the two
+    differences at `seeds` seeds per point (a point with more keeps them), each point's
+    variance as given, the Behrens-Fisher law on the df those seeds bring."""
+    n = np.maximum(n, seeds)
+    scaled = CONTRASTS * np.sqrt(variance / n)
+    q = fiducial_quantile(fiducial_max(scaled, n - 1.0, PLANNING_DRAWS), level)
+    return q * np.sqrt((scaled ** 2).sum(axis=1)).max()
 
 
 def verdict(table: pd.DataFrame, threshold: float) -> pd.Series:
@@ -218,8 +247,9 @@ def test_the_seeds_that_would_decide_it_decide_it_and_one_fewer_does_not() -> No
     assert 0.02 - half(advised) > 0.01 >= 0.02 - half(advised - 1)
     # the same truth planted with the advised seeds is decided
     assert verdict(planted(shifts, sigma, advised), 0.01)["verdict"] == "influential"
-    # one seed more is enough, and the search ends at MAX_SEEDS: exactly there, or beyond
-    assert _seeds_to_decide(fit, 0.95, half(3) * 1.0001) == 3
+    # one seed more is enough, and the search ends at MAX_SEEDS: exactly there, or beyond;
+    # the advice is always more seeds than the fewest today, however wide the gap
+    assert _seeds_to_decide(fit, 0.95, half(3) * 1.0001) == _seeds_to_decide(fit, 0.95, 1) == 3
     assert _seeds_to_decide(fit, 0.95, half(3) * 0.9999) == 4
     assert _seeds_to_decide(fit, 0.95, half(MAX_SEEDS) * 1.0001) == MAX_SEEDS
     assert _seeds_to_decide(fit, 0.95, half(MAX_SEEDS) * 0.9999) is None
@@ -325,9 +355,88 @@ def test_a_level_without_two_converged_seeds_is_named_and_its_factor_only_screen
         fit = rank_trials(short, SPEC, 0.01).model.factors["lr"]
         assert not fit.own_variance and fit.unreplicated_levels() == sorted(
             float(p.split("=")[1]) for p in kept)
-        needed = _seeds_to_decide(fit, 0.95, 0.08 - 0.01)
-        assert needed is not None and needed >= 2
+        # the advice by its defining property: each replicated point's own variance, the
+        # pooled one at a one-seed point (its own is unknown)
+        variance = np.where(fit.n >= 2, fit.variance, fit.s ** 2)
+        gap = abs(row["largest_difference"]) - 0.01
+        needed = _seeds_to_decide(fit, 0.95, gap)
+        assert needed is not None and planned_half_width(variance, fit.n, needed) < gap
+        # one fewer does not clear it, unless two (the fewest that show a point's noise) do
+        assert needed == 2 or gap <= planned_half_width(variance, fit.n, needed - 1)
+        assert _seeds_to_decide(fit, 0.95, planned_half_width(variance, fit.n, 6) * 1.0001) == 6
         assert (row["verdict"], row["reason"]) == ("screened",
                                                    looks + text + confirm.format(needed))
     two = rank_trials(_only_seeds(table, "lr=0.1", [0, 1]), SPEC, 0.01).model.factors["lr"]
     assert two.own_variance and two.unreplicated_levels() == []  # two seeds show their noise
+
+
+def test_a_level_noisier_than_the_rest_is_judged_by_its_own_noise() -> None:
+    # lr=0.1 five points down, at a sample std of 2 points over 2 seeds; the baseline (6 seeds)
+    # and lr=0.01 (3 seeds) at 0.1 point: the noise pooled over the points (8 df) shows an
+    # influential loss, lr=0.1's own noise (1 df) does not yet: screened, and the seeds per
+    # point that would confirm it planned on each point's own variance
+    points = {"baseline": (6, 0.001), "lr=0.01": (3, 0.001), "lr=0.1": (2, 0.02)}
+    table = planted_points({"lr=0.1": -0.05}, points)
+    result = rank_trials(table, SPEC, 0.01)
+    fit, row = result.model.factors["lr"], result.ranking.set_index("factor").loc["lr"]
+    variance = np.array([sigma ** 2 for _, sigma in points.values()])
+    n = np.array([seeds for seeds, _ in points.values()])
+    assert fit.own_variance and fit.variance == pytest.approx(variance, rel=1e-9)
+    assert result.differences.set_index("level").loc[0.1, "se"] == pytest.approx(
+        np.sqrt(0.02 ** 2 / 2 + 0.001 ** 2 / 6), rel=1e-9)
+    assert fit.screen["p"] < 0.01 < fit.p  # the pooled F-test, the levels' own law
+    match = re.fullmatch(
+        r"looks influential under the noise pooled over the design points \(its largest "
+        r"difference from the baseline is at least 1 point\), but not yet under its levels' own "
+        r"noise, which may differ from the rest: about (\d+) seeds per design point would "
+        r"confirm it", row["reason"])
+    assert row["verdict"] == "screened" and match
+    advised, gap = int(match.group(1)), abs(row["largest_difference"]) - 0.01
+    assert planned_half_width(variance, n, advised) < gap <= planned_half_width(
+        variance, n, advised - 1)
+
+
+def test_a_factor_with_a_one_seed_level_gets_dunnett_s_p_values_on_the_pooled_noise() -> None:
+    # lr=0.1 keeps one seed: the differences are judged under the noise pooled over the
+    # replicated points, which is scipy's Dunnett test of the same samples (its error pooled
+    # over every group; a one-seed group adds nothing to it)
+    table = _only_seeds(planted({"lr=0.1": -0.006, "lr=0.01": 0.003}, 0.004, 3), "lr=0.1", [2])
+    result = rank_trials(table, SPEC, 0.01)
+    assert not result.model.factors["lr"].own_variance
+    samples = {point: table.loc[table["design_point"] == point, ACCURACY].to_numpy()
+               for point in ("baseline", "lr=0.01", "lr=0.1")}
+    dunnett = sps.dunnett(samples["lr=0.01"], samples["lr=0.1"], control=samples["baseline"],
+                          random_state=0)
+    p = result.differences.set_index("level")["p"]
+    assert 0.01 < dunnett.pvalue.min() < dunnett.pvalue.max() < 0.9  # neither end
+    assert p.loc[[0.01, 0.1]].to_numpy() == pytest.approx(dunnett.pvalue, abs=1e-3)
+
+
+def test_a_significant_divergence_needs_no_level_s_own_noise() -> None:
+    # 6 of 7 seeds diverge at lr=0.1, whose one converged seed cannot show its own noise: the
+    # divergence test (Fisher) needs no variance, so the factor is influential, not screened
+    table = planted({}, 0.001, 7, diverged={"lr=0.1": list(range(6))})
+    result = rank_trials(table, SPEC, 0.01)
+    row = result.ranking.set_index("factor").loc["lr"]
+    assert not result.model.factors["lr"].own_variance and row["divergence_p_holm"] < 0.05
+    assert (row["verdict"], row["reason"]) == (
+        "influential", "diverges more often at 0.1 (6/7 trials) than at the baseline")
+
+
+def test_a_factor_with_a_one_seed_level_is_never_claimed_whatever_its_holm_step() -> None:
+    # two factors: lr has its own noise (quiet points: Behrens-Fisher p = 0.001) while
+    # activation=tanh has one seed; lr=0.01's 3-point seed std inflates the pooled noise. The
+    # claims' Holm step (lr's own p beside activation's pooled p) lets activation's pooled test
+    # through, the pooled family's step (lr's pooled p) does not: either way a factor with a
+    # one-seed level is a candidate, screened, never a claim
+    levels = {"lr": [0.01, 0.1], "activation": ["tanh"]}
+    table = planted_points({"lr=0.1": -0.03, "activation": -0.039},
+                           {"baseline": (6, 0.001), "lr=0.01": (3, 0.03), "lr=0.1": (3, 0.001),
+                            "activation=tanh": (1, 0.0)}, levels)
+    result = rank_trials(table, ofat_spec(levels), 0.001)
+    lr, activation = (result.model.factors[f] for f in ("lr", "activation"))
+    assert lr.own_variance and not activation.own_variance
+    p = activation.p
+    assert max(2 * lr.p, p) < 0.05 <= min(2 * p, 2 * lr.screen["p"])  # the two Holm steps
+    row = result.ranking.set_index("factor").loc["activation"]
+    assert row["verdict"] == "screened" and row["reason"].startswith("looks influential")
