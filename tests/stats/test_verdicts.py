@@ -305,8 +305,11 @@ def test_without_a_finished_baseline_trial_nothing_is_compared_and_it_says_so() 
 
 
 def test_equal_accuracies_have_no_defined_adjusted_p() -> None:
-    result = rank_trials(planted({}, 0.0, 3), SPEC, 0.01)  # no difference, no noise: 0 / 0
-    assert result.differences["p"].isna().all()
+    table = planted({}, 0.0, 3)  # no difference, no noise: 0 / 0
+    for study in (table, _only_seeds(table, "lr=0.1", [0])):  # own noise, then the pooled
+        result = rank_trials(study, SPEC, 0.01)
+        assert result.model.factors["lr"].own_variance == (study is table)
+        assert result.differences["p"].isna().all()
 
 
 def test_the_divergence_advice_ends_at_max_seeds_exactly() -> None:
