@@ -7,12 +7,15 @@ this runs the large ones:
     python -m scripts.simulate_stats                    # the first table (about 10 min, 2 cores)
     python -m scripts.simulate_stats --replicated       # one seed per point, six at the baseline
     python -m scripts.simulate_stats --noise            # null studies under real seed noise
+    python -m scripts.simulate_stats --advice           # does the advised number of seeds decide?
     python -m scripts.simulate_stats --reports 500      # and 500 random studies through the report
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import re
 import shutil
 import tempfile
 import time
@@ -27,6 +30,7 @@ from study import api
 from study.reporting.document import markdown_table
 from study.reporting.sections import claim_table
 from study.stats.frames import StudyData
+from study.stats.ranking import MAX_SEEDS
 from study.stats.synthetic import (
     LEVELS,
     NOISE_CASES,
@@ -151,6 +155,56 @@ def noise_table(studies: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+ADVICE = re.compile(r"about (\d+) seeds per design point would (?:decide|confirm) it")
+ADVICE_TRUTHS = {"null": {}, "lr -3 points": {"lr": -0.03}}  # both other lr levels 3 points down
+
+
+def advice_row(scenario: tuple[int, int, float, str, str, int]) -> dict:
+    """One scenario of `advice_table`: (seeds, baseline seeds, sigma, noise case, truth,
+    studies), seeded by the scenario."""
+    seeds, baseline_seeds, sigma, case, truth, studies = scenario
+    spec, shifts = ofat_spec(SIX_LEVELS), ADVICE_TRUTHS[truth]
+    rng = np.random.default_rng([1201, seeds, int(1000 * sigma), NOISE_CASES.index(case),
+                                 list(ADVICE_TRUTHS).index(truth)])
+
+    def ranking(seeds: int, baseline_seeds: int) -> pd.DataFrame:
+        table = seed_noise(ofat_table(shifts, noise=0.0, seeds=seeds, levels=SIX_LEVELS,
+                                      baseline_seeds=baseline_seeds), case, sigma, rng)
+        return api.rank(StudyData("simulated", spec, table, NO_CURVES)).ranking.set_index(
+            "factor")
+
+    decided, advised, beyond = [], [], 0
+    for _ in range(studies):
+        first = ranking(seeds, baseline_seeds)
+        wanted = first["reason"].str.extract(ADVICE, expand=False).dropna().astype(int)
+        beyond += int(first["reason"].str.contains("would be needed").sum())
+        for n, factors in wanted.groupby(wanted):
+            again = ranking(n, max(baseline_seeds, n))
+            decided += list(again.loc[factors.index, "verdict"].isin(
+                ("influential", "small", "negligible")))
+            advised += [n] * len(factors)
+    row = {"seeds": seeds, "baseline seeds": baseline_seeds, "sigma (points)": f"{100 * sigma:g}",
+           "noise": case, "truth": truth, "factors advised": len(advised),
+           "median seeds advised": f"{np.median(advised):g}" if advised else "n/a",
+           f"more than {MAX_SEEDS} needed": beyond,
+           "decided at the advised seeds": rate(decided)}
+    print(row, flush=True)
+    return row
+
+
+def advice_table(studies: int, processes: int) -> pd.DataFrame:
+    """The advice's calibration: studies of each noise case (null, and a 3-point loss at both
+    other lr levels) at the quick design and at 3 + 6; each factor left undetermined or screened
+    with a number of seeds per point is re-simulated from the same truth with that many (the
+    baseline keeps its six where that is more), and counted decided when its verdict there is a
+    claim (influential, small, negligible). The scenarios run in `processes` processes."""
+    scenarios = [(seeds, baseline_seeds, sigma, case, truth, studies)
+                 for seeds, baseline_seeds in ((1, 6), (3, 6)) for sigma in (0.005, 0.01, 0.023)
+                 for case in NOISE_CASES for truth in ADVICE_TRUTHS]
+    with multiprocessing.Pool(processes) as pool:
+        return pd.DataFrame(pool.map(advice_row, scenarios, chunksize=1))
+
+
 def reports(count: int) -> None:
     """Random study tables (as the report's property test draws them) through write_report."""
     rng = np.random.default_rng(500)
@@ -180,8 +234,13 @@ def main() -> None:
                         help="the designs with a replicated baseline instead of equal seeds")
     parser.add_argument("--noise", action="store_true",
                         help="null studies under unequal, heavy-tailed and lost-seed noise")
+    parser.add_argument("--advice", action="store_true",
+                        help="re-simulate each undecided factor at its advised seeds")
+    parser.add_argument("--processes", type=int, default=2, help="for --advice")
     args = parser.parse_args()
-    if args.noise:
+    if args.advice:
+        print(markdown_table(advice_table(args.studies, args.processes)))
+    elif args.noise:
         print(markdown_table(noise_table(args.studies)))
     elif args.studies:
         result = table(args.studies, REPLICATED if args.replicated else EQUAL)
