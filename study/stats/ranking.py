@@ -33,6 +33,8 @@ from study.stats.slices import level_order, reference_level
 ALPHA = 0.05  # family-wise error rate over the factor tests (Holm)
 PRACTICAL_EFFECT = 0.01  # accuracy: one point; the default of analysis.practical_effect
 MAX_SEEDS = 200  # seeds-needed estimates above this say "more than"
+POWER = 0.8  # the chance that the advised seeds decide a factor, where the plan is the truth
+PLANNING_BOUND = 0.75  # the advice plans on each variance's upper 75% confidence bound
 RANK_DECIMALS = 12  # effects equal to this many decimals share a rank (float noise is no effect)
 VERDICTS = ("influential", "small", "negligible", "screened", "undetermined", "no data")
 
@@ -79,19 +81,23 @@ def holm(p: pd.Series) -> pd.Series:
 
 
 def _seeds_to_decide(fit: FactorFit, confidence: float, gap: float) -> int | None:
-    """Seeds per design point (a point that has more, like a replicated baseline, keeps them) at
-    which, at the observed differences and noise (each cell's own seed variance, the pooled one
-    where it has a single seed), every level's simultaneous interval from its own noise
-    (half-width q * se, q from the df those seeds bring) would clear the practical threshold
-    that now lies `gap` from the largest observed difference; None when more than MAX_SEEDS
-    would be needed. The half-width falls as seeds grow, so a bisection finds the fewest."""
-    variance = np.where(fit.n >= 2, fit.variance, fit.s ** 2)
+    """Seeds per design point (a point that has more keeps them) at which, with the chance
+    POWER, every level's simultaneous interval from its own noise would clear the practical
+    threshold that now lies `gap` from the planned difference: (q + z) * se below the gap, q from
+    the df those seeds bring, z the normal's POWER quantile, each cell's variance its upper
+    PLANNING_BOUND confidence bound (the pooled one where it has a single seed); None when more
+    than MAX_SEEDS would be needed. The half-width falls as seeds grow: a bisection finds the
+    fewest."""
+    df = np.where(fit.n >= 2, fit.n - 1, fit.df).astype(float)
+    variance = np.where(fit.n >= 2, fit.variance, fit.s ** 2) * df / sps.chi2.ppf(
+        1 - PLANNING_BOUND, df)
+    z = sps.norm.ppf(POWER)
 
     def half_width(seeds: int) -> float:
         n = np.maximum(fit.n, seeds)
         scaled = fiducial_se(fit.contrasts, n, variance)
         q = fiducial_quantile(fiducial_max(scaled, n - 1, PLANNING_DRAWS), confidence)
-        return float(q * np.sqrt((scaled ** 2).sum(axis=1)).max())
+        return float((q + z) * np.sqrt((scaled ** 2).sum(axis=1)).max())
 
     low, high = max(2, int(fit.n.min()) + 1), MAX_SEEDS
     if half_width(high) >= gap:
@@ -105,12 +111,14 @@ def _seeds_to_decide(fit: FactorFit, confidence: float, gap: float) -> int | Non
     return low
 
 
-def _advised_seeds(fit: FactorFit, largest: float, threshold: float) -> int | None:
-    """The seeds per design point that would decide the factor whose largest |difference| is
-    `largest`: its effect's 95% interval clearing the threshold from above, or every level's
-    90% interval from below."""
-    return (_seeds_to_decide(fit, 0.95, largest - threshold) if largest >= threshold
-            else _seeds_to_decide(fit, 0.90, threshold - largest))
+def _advised_seeds(fit: FactorFit, threshold: float) -> int | None:
+    """The seeds per design point that would decide the factor: planned at its
+    selection-corrected effect (the largest observed difference overstates the truth), its
+    effect's 95% interval clearing the threshold from above, or every level's 90% interval from
+    below."""
+    planned = max(0.0, fit.corrected)
+    return (_seeds_to_decide(fit, 0.95, planned - threshold) if planned >= threshold
+            else _seeds_to_decide(fit, 0.90, threshold - planned))
 
 
 def _divergence_seeds(rows: pd.DataFrame, tests: int) -> int | None:
@@ -180,7 +188,7 @@ def _verdict(row: dict, fit: FactorFit | None, div: pd.DataFrame, threshold: flo
                                 "significantly: " + _seeds_text(_divergence_seeds(div, tests), per))
     if not advise:
         return "undetermined", f"the interval of its effect straddles {points}"
-    decide = _advised_seeds(fit, abs(row["largest_difference"]), threshold)
+    decide = _advised_seeds(fit, threshold)
     return "undetermined", (f"the interval of its effect straddles {points}: "
                             + _seeds_text(decide, per))
 
@@ -203,7 +211,7 @@ def _judge(row: dict, screen_row: dict, fit: FactorFit | None, div: pd.DataFrame
         return primary
     # a screened claim of an effect has its largest difference above the threshold, one of
     # no effect below it: the advice that decides it confirms it
-    confirm = _seeds_text(_advised_seeds(fit, abs(row["largest_difference"]), threshold),
+    confirm = _seeds_text(_advised_seeds(fit, threshold),
                           "seeds per design point").replace("decide it", "confirm it")
     looks = f"looks {verdict} under the noise pooled over the design points ({reason}), but "
     if fit.own_variance:

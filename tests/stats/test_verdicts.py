@@ -5,6 +5,7 @@ the baseline, its standard error and the degrees of freedom are known; the criti
 from study.stats.critical's Behrens-Fisher law (checked against its exact values in
 test_critical.py). Each rule is tested on both sides of its boundary."""
 
+import functools
 import re
 
 import numpy as np
@@ -20,7 +21,14 @@ from study.stats.critical import (
     fiducial_quantile,
 )
 from study.stats.frames import ACCURACY
-from study.stats.ranking import MAX_SEEDS, _divergence_seeds, _seeds_to_decide, rank_trials
+from study.stats.ranking import (
+    MAX_SEEDS,
+    PLANNING_BOUND,
+    POWER,
+    _divergence_seeds,
+    _seeds_to_decide,
+    rank_trials,
+)
 from study.stats.synthetic import ofat_spec, ofat_table, sampled_table, table_spec
 
 LEVELS = {"lr": [0.01, 0.1]}
@@ -76,15 +84,17 @@ def by_hand(shifts: dict[str, float], sigma: float, seeds: int, level: float) ->
     return np.abs(d).max(), np.max(np.abs(d) - q * se), np.max(np.abs(d) + q * se)
 
 
-def planned_half_width(variance: np.ndarray, n: np.ndarray, seeds: int,
+def planned_half_width(variance: np.ndarray, df: np.ndarray, n: np.ndarray, seeds: int,
                        level: float = 0.95) -> float:
-    """The advice's planning rule written out: the larger simultaneous half-width of the two
-    differences at `seeds` seeds per point (a point with more keeps them), each point's
-    variance as given, the Behrens-Fisher law on the df those seeds bring."""
+    """The advice's planning rule written out: at `seeds` seeds per point (a point with more
+    keeps them), the larger of the two differences' (q + z) * se, q the Behrens-Fisher law's
+    simultaneous critical value on the df those seeds bring, z the normal's POWER point, each
+    point's variance raised to its upper PLANNING_BOUND confidence bound on its df."""
     n = np.maximum(n, seeds)
-    scaled = CONTRASTS * np.sqrt(variance / n)
+    bound = variance * df / sps.chi2.ppf(1 - PLANNING_BOUND, df)
+    scaled = CONTRASTS * np.sqrt(bound / n)
     q = fiducial_quantile(fiducial_max(scaled, n - 1.0, PLANNING_DRAWS), level)
-    return q * np.sqrt((scaled ** 2).sum(axis=1)).max()
+    return (q + sps.norm.ppf(POWER)) * np.sqrt((scaled ** 2).sum(axis=1)).max()
 
 
 def verdict(table: pd.DataFrame, threshold: float) -> pd.Series:
@@ -120,8 +130,8 @@ def test_influential_needs_the_whole_interval_of_the_effect_above_the_threshold(
     assert verdict(table, below["effect_ci_low"])["verdict"] == "influential"  # at least: on it
     above = verdict(table, 0.031)
     assert above["verdict"] == "undetermined" and re.fullmatch(
-        r"the interval of its effect straddles 3\.1 points: about \d+ seeds per design point "
-        "would decide it", above["reason"])
+        r"the interval of its effect straddles 3\.1 points: (about \d+ seeds per design point "
+        r"would decide it|more than \d+ seeds per design point would be needed)", above["reason"])
 
 
 def test_small_needs_every_level_within_the_threshold_by_the_90_percent_intervals() -> None:
@@ -230,21 +240,23 @@ def test_levels_report_wilson_intervals_fisher_and_adjusted_p_exactly() -> None:
 
 
 def test_the_seeds_that_would_decide_it_decide_it_and_one_fewer_does_not() -> None:
-    # the planning assumptions: the observed differences and noise are the truth; the critical
-    # value is the Behrens-Fisher law's on the df those seeds bring; at the advised seeds the
-    # effect's interval clears the threshold, at one fewer it does not
-    shifts, sigma = {"lr=0.1": -0.02}, 0.01
+    # the plan: the selection-corrected effect is the truth (the largest observed difference
+    # overstates it), each point's variance its upper confidence bound; at the advised seeds
+    # the effect's interval clears the threshold with the chance POWER, at one fewer it does
+    # not (planned_half_width: the rule written out)
+    shifts, sigma = {"lr=0.1": -0.04}, 0.01
     table = planted(shifts, sigma, 2)
     row = verdict(table, 0.01)
-    assert row["verdict"] == "undetermined"
-    advised = int(row["reason"].split("about ")[1].split(" ")[0])
     fit = rank_trials(table, SPEC, 0.01).model.factors["lr"]
-    assert advised == _seeds_to_decide(fit, 0.95, 0.02 - 0.01) < MAX_SEEDS
+    planned = row["effect"]
+    assert row["verdict"] == "undetermined" and 0.01 < planned == fit.corrected < 0.04
+    advised = int(row["reason"].split("about ")[1].split(" ")[0])
+    assert advised == _seeds_to_decide(fit, 0.95, planned - 0.01) < MAX_SEEDS
 
-    def half(seeds: int, level: float = 0.95) -> float:  # equal seeds at every point
-        return critical(sigma, seeds, level, PLANNING_DRAWS) * sigma * np.sqrt(2 / seeds)
+    def half(seeds: int, level: float = 0.95) -> float:  # 2 seeds of sample std sigma each
+        return planned_half_width(np.full(3, sigma ** 2), np.full(3, 1.0), fit.n, seeds, level)
 
-    assert 0.02 - half(advised) > 0.01 >= 0.02 - half(advised - 1)
+    assert planned - half(advised) > 0.01 >= planned - half(advised - 1)
     # the same truth planted with the advised seeds is decided
     assert verdict(planted(shifts, sigma, advised), 0.01)["verdict"] == "influential"
     # one seed more is enough, and the search ends at MAX_SEEDS: exactly there, or beyond;
@@ -253,10 +265,18 @@ def test_the_seeds_that_would_decide_it_decide_it_and_one_fewer_does_not() -> No
     assert _seeds_to_decide(fit, 0.95, half(3) * 0.9999) == 4
     assert _seeds_to_decide(fit, 0.95, half(MAX_SEEDS) * 1.0001) == MAX_SEEDS
     assert _seeds_to_decide(fit, 0.95, half(MAX_SEEDS) * 0.9999) is None
-    # a small effect, shown within the threshold at the advised seeds by the 90% intervals
-    null = planted({"lr=0.1": 0.002}, sigma, 2)
-    needed = int(verdict(null, 0.01)["reason"].split("about ")[1].split(" ")[0])
-    assert 0.002 + half(needed, 0.90) < 0.01 <= 0.002 + half(needed - 1, 0.90)
+    # no effect left once the selection is taken off: planned at zero, every level shown
+    # within the threshold by the 90% intervals at the advised seeds
+    quiet = 0.004
+    null = planted({"lr=0.1": 0.002}, quiet, 2)
+    row = verdict(null, 0.01)
+    assert row["verdict"] == "undetermined" and row["effect"] == 0
+    needed = int(row["reason"].split("about ")[1].split(" ")[0])
+
+    def quiet_half(seeds: int) -> float:
+        return planned_half_width(np.full(3, quiet ** 2), np.full(3, 1.0), fit.n, seeds, 0.90)
+
+    assert quiet_half(needed) < 0.01 <= quiet_half(needed - 1)
 
 
 @pytest.mark.parametrize(("diverged", "why"), [
@@ -361,12 +381,14 @@ def test_a_level_without_two_converged_seeds_is_named_and_its_factor_only_screen
         # the advice by its defining property: each replicated point's own variance, the
         # pooled one at a one-seed point (its own is unknown)
         variance = np.where(fit.n >= 2, fit.variance, fit.s ** 2)
-        gap = abs(row["largest_difference"]) - 0.01
+        df = np.where(fit.n >= 2, fit.n - 1, fit.df)
+        half = functools.partial(planned_half_width, variance, df, fit.n)
+        gap = row["effect"] - 0.01
         needed = _seeds_to_decide(fit, 0.95, gap)
-        assert needed is not None and planned_half_width(variance, fit.n, needed) < gap
+        assert needed is not None and half(needed) < gap
         # one fewer does not clear it, unless two (the fewest that show a point's noise) do
-        assert needed == 2 or gap <= planned_half_width(variance, fit.n, needed - 1)
-        assert _seeds_to_decide(fit, 0.95, planned_half_width(variance, fit.n, 6) * 1.0001) == 6
+        assert needed == 2 or gap <= half(needed - 1)
+        assert _seeds_to_decide(fit, 0.95, half(6) * 1.0001) == 6
         assert (row["verdict"], row["reason"]) == ("screened",
                                                    looks + text + confirm.format(needed))
     two = rank_trials(_only_seeds(table, "lr=0.1", [0, 1]), SPEC, 0.01).model.factors["lr"]
@@ -394,9 +416,9 @@ def test_a_level_noisier_than_the_rest_is_judged_by_its_own_noise() -> None:
         r"noise, which may differ from the rest: about (\d+) seeds per design point would "
         r"confirm it", row["reason"])
     assert row["verdict"] == "screened" and match
-    advised, gap = int(match.group(1)), abs(row["largest_difference"]) - 0.01
-    assert planned_half_width(variance, n, advised) < gap <= planned_half_width(
-        variance, n, advised - 1)
+    advised, gap = int(match.group(1)), row["effect"] - 0.01
+    assert planned_half_width(variance, n - 1.0, n, advised) < gap <= planned_half_width(
+        variance, n - 1.0, n, advised - 1)
 
 
 def test_a_factor_with_a_one_seed_level_gets_dunnett_s_p_values_on_the_pooled_noise() -> None:
