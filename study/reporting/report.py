@@ -37,7 +37,14 @@ from study.reporting.sections import (
 )
 from study.stats import joint, stability
 from study.stats.frames import StudyData, design_table, finished, read_study
-from study.stats.ranking import ALPHA, PRACTICAL_EFFECT, Analysis, rank_trials
+from study.stats.ranking import (
+    ALPHA,
+    PLANNING_BOUND,
+    POWER,
+    PRACTICAL_EFFECT,
+    Analysis,
+    rank_trials,
+)
 
 REPORT = "report.md.j2"  # the template that says a study's report
 
@@ -159,7 +166,7 @@ def report_context(found: Findings, figures: Figures) -> dict[str, Any]:
         unusable=None if unusable.empty else unusable[
             ["number", "outcome", "design_point", "seed", "reason"]].fillna(""),
         setup=setup_facts(spec, trials), noise=analysis.noise, pooled=analysis.pooled,
-        alpha=ALPHA)
+        alpha=ALPHA, power=POWER, planning_bound=PLANNING_BOUND)
 
 
 def report_markdown(found: Findings, figures: Figures,

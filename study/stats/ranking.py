@@ -209,8 +209,8 @@ def _judge(row: dict, screen_row: dict, fit: FactorFit | None, div: pd.DataFrame
                        if fit.own_variance else primary)
     if verdict not in CLAIMS:
         return primary
-    # a screened claim of an effect has its largest difference above the threshold, one of
-    # no effect below it: the advice that decides it confirms it
+    # the seeds that would decide it under its levels' own noise are those that would confirm
+    # it (planned, like any advice, on the side of the threshold its corrected effect lies on)
     confirm = _seeds_text(_advised_seeds(fit, threshold),
                           "seeds per design point").replace("decide it", "confirm it")
     looks = f"looks {verdict} under the noise pooled over the design points ({reason}), but "
