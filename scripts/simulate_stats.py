@@ -30,7 +30,7 @@ from study import api
 from study.reporting.document import markdown_table
 from study.reporting.sections import claim_table
 from study.stats.frames import StudyData
-from study.stats.ranking import MAX_SEEDS
+from study.stats.ranking import MAX_SEEDS, Analysis
 from study.stats.synthetic import (
     LEVELS,
     NOISE_CASES,
@@ -44,6 +44,7 @@ from study.stats.synthetic import (
 
 NO_CURVES = pd.DataFrame()  # simulated studies record no per-epoch test accuracy
 SIX_LEVELS = LEVELS | {"channels": [8, 16, 64, 128, 256]}
+SIX_SPEC = ofat_spec(SIX_LEVELS)
 CLAIMS = ("influential", "small")
 
 
@@ -53,12 +54,11 @@ REPLICATED = ((1, 6), (3, 3), (3, 6))  # the quick budget's design, and the full
 
 def null_row(sigma: float, seeds: int, baseline_seeds: int, studies: int,
              rng: np.random.Generator) -> dict:
-    spec = ofat_spec(SIX_LEVELS)
     claims, covered, cannot, negligible, first = [], [], [], [], []
     for _ in range(studies):
         table = ofat_table({}, noise=sigma, seeds=seeds, rng=rng, levels=SIX_LEVELS,
                            baseline_seeds=baseline_seeds)
-        result = api.rank(StudyData("simulated", spec, table, NO_CURVES))
+        result = api.rank(StudyData("simulated", SIX_SPEC, table, NO_CURVES))
         ranking, diffs = result.ranking, result.differences
         claims.append(ranking["verdict"].isin(CLAIMS).any())
         covered += list((diffs["ci_low"] <= 0) & (diffs["ci_high"] >= 0))
@@ -75,12 +75,11 @@ def null_row(sigma: float, seeds: int, baseline_seeds: int, studies: int,
 
 def power(sigma: float, seeds: int, baseline_seeds: int, studies: int, effect: float,
           rng: np.random.Generator) -> float:
-    spec = ofat_spec(SIX_LEVELS)
     hits = []
     for _ in range(studies):
         table = ofat_table({"lr": -effect}, noise=sigma, seeds=seeds, rng=rng, levels=SIX_LEVELS,
                            baseline_seeds=baseline_seeds)
-        ranking = api.rank(StudyData("simulated", spec, table, NO_CURVES)).ranking.set_index(
+        ranking = api.rank(StudyData("simulated", SIX_SPEC, table, NO_CURVES)).ranking.set_index(
             "factor")
         hits.append(ranking.loc["lr", "verdict"] == "influential")
     return float(np.mean(hits))
@@ -110,25 +109,27 @@ def rate(hits: list[bool]) -> str:
     return f"{np.mean(hits):.3f} [{low:.3f}, {high:.3f}]"
 
 
+def noisy_study(shifts: dict[str, float], seeds: int, baseline_seeds: int, case: str,
+                sigma: float, rng: np.random.Generator) -> Analysis:
+    """A simulated OFAT study (SIX_LEVELS) with these shifts and seed noise of this case
+    (study.stats.synthetic.seed_noise), analysed as the report does."""
+    table = seed_noise(ofat_table(shifts, noise=0.0, seeds=seeds, levels=SIX_LEVELS,
+                                  baseline_seeds=baseline_seeds), case, sigma, rng)
+    return api.rank(StudyData("simulated", SIX_SPEC, table, NO_CURVES))
+
+
 def noise_table(studies: int) -> pd.DataFrame:
     """Null studies (no factor has an effect) under each seed-noise case of
     study.stats.synthetic.seed_noise, at the quick design (1 + 6 seeds) and at 3 + 6, and (under
     Gaussian noise) as many with a 3-point learning-rate effect: how often it is confirmed
     (influential), and screened."""
-    spec, rng, rows = ofat_spec(SIX_LEVELS), np.random.default_rng(2611), []
-
-    def simulated(shifts: dict[str, float], seeds: int, baseline_seeds: int, case: str,
-                  sigma: float):
-        table = seed_noise(ofat_table(shifts, noise=0.0, seeds=seeds, levels=SIX_LEVELS,
-                                      baseline_seeds=baseline_seeds), case, sigma, rng)
-        return api.rank(StudyData("simulated", spec, table, NO_CURVES))
-
+    rng, rows = np.random.default_rng(2611), []
     for seeds, baseline_seeds in ((1, 6), (3, 6)):
         for sigma in (0.005, 0.01, 0.023):
             for case in NOISE_CASES:
                 claims, screened, covered = [], [], []
                 for _ in range(studies):
-                    result = simulated({}, seeds, baseline_seeds, case, sigma)
+                    result = noisy_study({}, seeds, baseline_seeds, case, sigma, rng)
                     verdicts = result.ranking["verdict"]
                     claims.append(verdicts.isin(CLAIMS).any())
                     screened.append(result.ranking["reason"].str.startswith(
@@ -139,8 +140,8 @@ def noise_table(studies: int) -> pd.DataFrame:
                     covered += list(each.groupby(diffs["factor"]).all())
                 found, flagged = [], []  # both other lr levels 3 points down
                 for _ in range(studies if case == "gaussian" else 0):
-                    ranking = simulated({"lr": -0.03}, seeds, baseline_seeds, case,
-                                        sigma).ranking.set_index("factor")
+                    ranking = noisy_study({"lr": -0.03}, seeds, baseline_seeds, case, sigma,
+                                          rng).ranking.set_index("factor")
                     lr = ranking.loc["lr", "verdict"]
                     found.append(lr == "influential")
                     flagged.append(lr == "screened")
@@ -163,14 +164,12 @@ def advice_row(scenario: tuple[int, int, float, str, str, int]) -> dict:
     """One scenario of `advice_table`: (seeds, baseline seeds, sigma, noise case, truth,
     studies), seeded by the scenario."""
     seeds, baseline_seeds, sigma, case, truth, studies = scenario
-    spec, shifts = ofat_spec(SIX_LEVELS), ADVICE_TRUTHS[truth]
+    shifts = ADVICE_TRUTHS[truth]
     rng = np.random.default_rng([1201, seeds, int(1000 * sigma), NOISE_CASES.index(case),
                                  list(ADVICE_TRUTHS).index(truth)])
 
     def ranking(seeds: int, baseline_seeds: int) -> pd.DataFrame:
-        table = seed_noise(ofat_table(shifts, noise=0.0, seeds=seeds, levels=SIX_LEVELS,
-                                      baseline_seeds=baseline_seeds), case, sigma, rng)
-        return api.rank(StudyData("simulated", spec, table, NO_CURVES)).ranking.set_index(
+        return noisy_study(shifts, seeds, baseline_seeds, case, sigma, rng).ranking.set_index(
             "factor")
 
     decided, advised, beyond = [], [], 0
