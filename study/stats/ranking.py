@@ -10,6 +10,8 @@ rules and their measured error rates: docs/statistics.md.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,10 +154,11 @@ def _accuracy_missing(part: pd.DataFrame, spec: StudySpec, factor: str) -> str:
 
 
 def _verdict(row: dict, fit: FactorFit | None, div: pd.DataFrame, threshold: float,
-             tests: int, missing: str, advise: bool = True) -> tuple[str, str]:
+             tests: int, missing: str, advice: Callable[[], int | None] | None
+             ) -> tuple[str, str]:
     """(verdict, reason) from the factor's tests, effect interval and divergence; `missing`:
-    why there is no fit, where there is none; advise: say how many seeds would decide an
-    undetermined accuracy comparison."""
+    why there is no fit, where there is none; advice: the seeds per point that would decide an
+    undetermined accuracy comparison (None: leave them unsaid)."""
     points = f"{100 * threshold:g} point{'s' if threshold != 0.01 else ''}"
     per = ("seeds per design point" if fit is None or fit.error_id == POOLED
            else "trials per level")
@@ -186,11 +189,10 @@ def _verdict(row: dict, fit: FactorFit | None, div: pd.DataFrame, threshold: flo
     if more_divergence and not sig_acc:
         return "undetermined", ("some level diverges more often than the baseline, not yet "
                                 "significantly: " + _seeds_text(_divergence_seeds(div, tests), per))
-    if not advise:
+    if advice is None:
         return "undetermined", f"the interval of its effect straddles {points}"
-    decide = _advised_seeds(fit, threshold)
     return "undetermined", (f"the interval of its effect straddles {points}: "
-                            + _seeds_text(decide, per))
+                            + _seeds_text(advice(), per))
 
 
 CLAIMS = ("influential", "small", "negligible")  # verdicts that claim something of accuracy
@@ -201,18 +203,18 @@ def _judge(row: dict, screen_row: dict, fit: FactorFit | None, div: pd.DataFrame
     """The verdict: a claim about accuracy needs each level's own noise (two converged seeds
     at each of its cells, the Behrens-Fisher intervals); what only the noise pooled over the
     design points supports (`screen_row`: its intervals and Holm-adjusted p) is *screened*."""
-    primary = _verdict(row, fit, div, threshold, tests, missing)
+    # the seeds that would decide it under its levels' own noise, planned once: they are also
+    # those that would confirm a screened verdict
+    advice = functools.cache(functools.partial(_advised_seeds, fit, threshold))
+    primary = _verdict(row, fit, div, threshold, tests, missing, advice)
     if fit is None or (fit.own_variance and primary[0] in CLAIMS) or (
             primary[0] == "influential" and row["divergence_p_holm"] < ALPHA):
         return primary  # decided (divergence's test needs no variance), or no fit
-    verdict, reason = (_verdict(screen_row, fit, div, threshold, tests, missing, advise=False)
+    verdict, reason = (_verdict(screen_row, fit, div, threshold, tests, missing, None)
                        if fit.own_variance else primary)
     if verdict not in CLAIMS:
         return primary
-    # the seeds that would decide it under its levels' own noise are those that would confirm
-    # it (planned, like any advice, on the side of the threshold its corrected effect lies on)
-    confirm = _seeds_text(_advised_seeds(fit, threshold),
-                          "seeds per design point").replace("decide it", "confirm it")
+    confirm = _seeds_text(advice(), "seeds per design point").replace("decide it", "confirm it")
     looks = f"looks {verdict} under the noise pooled over the design points ({reason}), but "
     if fit.own_variance:
         return "screened", (looks + "not yet under its levels' own noise, which may differ "
