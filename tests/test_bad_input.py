@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from study.runs.storage import open_storage, open_study
 from study.training.data import load_cifar10, synthetic_images
 from tests.conftest import compose, spec_of
 from tests.design.test_spec import _legacy_study
+from tests.forked import run_forked
 from tests.training.test_data import (
     _damage,
     _png,
@@ -170,22 +170,21 @@ class Refused:
 
 @pytest.fixture(scope="module")
 def refused(tmp_path_factory: pytest.TempPathFactory) -> list[Refused]:
-    """Every REFUSED command, each in a folder of its own, two at a time (each is a real
-    process; together they take half the time on two cores)."""
-
-    def refuse(case: tuple, tmp: Path) -> Refused:
-        _, app, arguments, folder, _ = case
-        before = _files(tmp)
-        run = _run(app, [a.replace("{tmp}", str(tmp)) for a in arguments], tmp / folder, 120)
-        return Refused(tmp, before, run, _files(tmp))
-
+    """Every REFUSED command, each in a folder of its own, two at a time, each a process
+    forked from one that imported the study once (tests.forked: a fresh interpreter per command
+    spent most of this test's two minutes importing torch)."""
     template = _refusing_folder(tmp_path_factory.mktemp("template"))
     folders = []
     for _ in REFUSED:
         folders.append(tmp_path_factory.mktemp("refused"))
         shutil.copytree(template, folders[-1], dirs_exist_ok=True)
-    with ThreadPoolExecutor(max_workers=2) as pool:  # compose() above is not thread-safe
-        return list(pool.map(refuse, REFUSED, folders))
+    before = [_files(folder) for folder in folders]
+    commands = [(app, [a.replace("{tmp}", str(tmp)) for a in arguments], tmp / folder)
+                for (_, app, arguments, folder, _), tmp in zip(REFUSED, folders, strict=True)]
+    env = {k: v for k, v in os.environ.items() if k != "CIFAR10_PATH"}
+    runs = run_forked(commands, tmp_path_factory.mktemp("logs"), env)
+    return [Refused(folder, files, run, _files(folder))
+            for folder, files, run in zip(folders, before, runs, strict=True)]
 
 
 @pytest.mark.slow
