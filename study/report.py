@@ -39,8 +39,8 @@ def run_report(cfg: DictConfig) -> None:
     log.info("report of %d finished trials (of %d) written to %s",
              (run.trials["state"] == "COMPLETE").sum(), len(run.trials),
              report.folder / "report.html")
-    ranking = ranking_table(report.analysis.ranking)
-    brief = ranking[["factor", "rank (95% interval)", "verdict", "effect [95% CI]"]]
+    ranking = ranking_table(report.analysis.ranking, report.analysis.model.alpha)
+    brief = ranking.iloc[:, [1, 0, 2, 3]]  # factor, rank, verdict, effect with its interval
     print(f"Ranking of study {run.name}:\n"
           + (brief.to_string(index=False) if not ranking.empty else "(no factor varied)"))
 

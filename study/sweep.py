@@ -25,13 +25,23 @@ from optuna.trial import TrialState
 
 from study.cli import run_app
 from study.design.config import check_batch_sizes
-from study.design.spec import spec_for_run
+from study.design.cost import point_costs
+from study.design.spec import SPEC_ATTR, StudySpec, spec_for_run, stored_spec
 from study.errors import Interrupted, StudyStopped, one_line
 from study.paths import check_outputs
-from study.runs.queue import check_size, fail_untrainable
+from study.runs.queue import (
+    check_size,
+    fail_untrainable,
+    failures_since,
+    missing_trials,
+    seconds_per_baseline,
+)
 from study.runs.storage import mask_url, open_storage, open_study, sqlite_file, study_lock
 from study.runs.workers import auto_workers, interrupted_status, train_design
-from study.training.data import load_images
+from study.stats.frames import read_study
+from study.stats.ranking import rank_trials
+from study.stats.replication import describe, plan_look, with_added_seeds
+from study.training.data import Images, load_images
 from study.training.engine import device_name, pick_device, resolve_engine
 from study.training.precision import resolve_precision
 
@@ -70,6 +80,9 @@ def run_sweep(cfg: DictConfig) -> None:
     start = datetime.now()
     try:
         failed = train_design(cfg, spec, study, storage, images, device, workers, start)
+        if spec.looks:
+            failed = replicate_until_decided(cfg, study, storage, images, device, workers, start,
+                                             failed)
     except Interrupted as stop:
         raise Interrupted(stop.signum, interrupted_status(study, start)) from None
     states = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
@@ -88,6 +101,39 @@ def run_sweep(cfg: DictConfig) -> None:
         raise StudyStopped(f"{what}; most common reason: {reasons.most_common(1)[0][0]}; "
                            f"{report_dir / 'report.md'} lists every failed trial with its "
                            "reason")
+
+
+def replicate_until_decided(cfg: DictConfig, study: optuna.Study,
+                            storage: optuna.storages.RDBStorage, images: Images,
+                            device: torch.device, workers: int, start: datetime,
+                            failed: list[optuna.trial.FrozenTrial]
+                            ) -> list[optuna.trial.FrozenTrial]:
+    """sweep.until=decided: look at the verdicts, train the seeds the look adds, and again,
+    until a look stops (study.stats.replication) or sweep.max_failures trials failed; returns
+    the failures since `start`. A look is taken under the study lock once the stored spec has
+    no trial left to train, so machines sharing the study take each look once."""
+    while len(failed) < cfg.sweep.max_failures:
+        with study_lock(storage, cfg.name):
+            data = read_study(study)
+            spec: StudySpec = data.spec
+            trials = study.get_trials(deepcopy=False)
+            look = None
+            if not missing_trials(trials, spec):
+                elapsed = (datetime.now() - start).total_seconds()
+                look = plan_look(
+                    rank_trials(data.trials, spec, cfg.analysis.practical_effect), spec,
+                    sum(t.state == TrialState.COMPLETE for t in trials),
+                    cfg.sweep.max_trials - spec.total_trials(),
+                    None if cfg.sweep.max_minutes is None else cfg.sweep.max_minutes * 60 - elapsed,
+                    seconds_per_baseline(trials, point_costs(spec)))
+                spec = with_added_seeds(spec, look)
+                study.set_user_attr(SPEC_ATTR, spec.to_dict())
+                log.info("study %s: %s", cfg.name, describe(look))
+        if look is not None and look.stop:
+            return failed
+        failed = train_design(cfg, stored_spec(cfg.name, study.user_attrs), study, storage,
+                              images, device, workers, start)
+    return failures_since(study, start)
 
 
 def main() -> None:

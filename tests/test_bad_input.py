@@ -77,6 +77,8 @@ def _one_line(run: subprocess.CompletedProcess, code: int) -> str:
 REFUSED = [
     ("config", "sweep", ["+sweep.levels.momentum=[0.9]"], ".", ["unknown factor", "channels"]),
     ("config", "sweep", ["train.compile=graph"], ".", ["needs a CUDA GPU"]),
+    ("config", "sweep", ["sweep=optuna", "sweep.until=decided"], ".",
+     ["sweep.until=decided is not allowed with sweep.design=optuna", "(ofat, grid)"]),
     ("name", "sweep", [*STUDY, "name=../../etc/evil"], ".",
      ["name='../../etc/evil' is not allowed", "letters, digits and '-_.'"]),
     ("name", "sweep", [*STUDY, "name=${oc.env:HOME}"], ".", ["is not allowed", "100 letters"]),

@@ -97,6 +97,13 @@ class SweepConfig:
     heartbeat_s: int = 10  # a running trial's heartbeat; 3 missed ones mark its worker dead
     max_failures: int = 10  # failed trials in one run before the sweep stops
     max_trials: int = 5000  # a design with more trials is refused before any is enqueued
+    # planned: train the design; decided: then add seeds where factors are undecided and look
+    # again, until every factor is decided, `looks` looks were taken (each tests at 5%/looks),
+    # or the trials reach max_trials or the added training max_minutes
+    until: str = "planned"
+    looks: int = 3
+    max_minutes: float | None = None  # the looks add no seeds that would end the run later
+    # (minutes from its start; set by the budget); None: no cap
 
 
 @dataclass
@@ -181,6 +188,9 @@ OTHER_CHECKS: dict[str, Check] = {
     "sweep.heartbeat_s": number(1, integer=True),
     "sweep.max_failures": number(1, integer=True),
     "sweep.max_trials": number(1, integer=True),
+    "sweep.until": one_of(("planned", "decided")),
+    "sweep.looks": number(2, integer=True),
+    "sweep.max_minutes": optional(number(0, low_open=True)),
     "analysis.practical_effect": number(0, 1, low_open=True),
     "logger.kind": one_of(("none", "tensorboard")),
     "bench.images": number(1, integer=True),
@@ -276,3 +286,7 @@ def validate(cfg: DictConfig) -> None:
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:
                 raise ConfigError(f"{key}: {count!r} is not allowed: must be integers >= 1")
     SWEEP_DESIGNS[cfg.sweep.design].check(cfg)
+    if cfg.sweep.until == "decided" and not SWEEP_DESIGNS[cfg.sweep.design].fixed:
+        raise ConfigError(f"sweep.until=decided is not allowed with sweep.design="
+                          f"{cfg.sweep.design}: seeds are added to design points, which only "
+                          "fixed designs have (ofat, grid)")

@@ -79,6 +79,9 @@ class StudySpec:
     created: dict[str, Any] = field(default_factory=dict)  # at, code, device, ... (information)
     history: list[dict[str, Any]] = field(default_factory=list)  # what was added when
     baseline_seeds: list[int] = field(default_factory=list)  # ofat's baseline point; [] = seeds
+    looks: int | None = None  # sweep.until=decided: the looks planned (each tests at ALPHA/looks)
+    added_seeds: dict[str, list[int]] = field(default_factory=dict)  # by the looks, per point
+    look_log: list[dict[str, Any]] = field(default_factory=list)  # each look: what and why
     version: int = SPEC_VERSION
     recorded: bool = True  # False: rebuilt from the trials of a study that has no spec
 
@@ -106,8 +109,10 @@ class StudySpec:
         return self.plan.points(self.factors)
 
     def point_seeds(self, point_id: str) -> list[int]:
-        """The seeds a fixed design's point is replicated over."""
-        return (self.baseline_seeds or self.seeds) if point_id == "baseline" else self.seeds
+        """The seeds a fixed design's point is replicated over: the design's, and those its
+        looks added (sweep.until=decided)."""
+        planned = (self.baseline_seeds or self.seeds) if point_id == "baseline" else self.seeds
+        return sorted({*planned, *self.added_seeds.get(point_id, [])})
 
     def total_trials(self) -> int:
         if self.plan.fixed:
@@ -121,6 +126,8 @@ class StudySpec:
         ident: dict[str, Any] = {**self.setup, "sweep.design": self.design}
         if design.sampled:
             ident |= {"sweep.sampler": self.sampler, "train.seed": self.seeds[0]}
+        if self.looks:  # its looks' error rates are planned from the start: never changed
+            ident["sweep.looks"] = self.looks
         varied = {name: f for name, f in self.factors.items() if f.varied}
         ident["sweep.factors"] = ",".join(varied)
         ident["sweep.factor_kinds"] = ",".join(f"{f.kind}{'/log' if f.log else ''}"
@@ -246,6 +253,7 @@ def spec_for_run(cfg: DictConfig, design: str, data_fingerprint: str,
                 setup[dotted] = value
     return StudySpec(design=design, factors=factors, seeds=seeds, setup=setup,
                      baseline_seeds=baseline_seeds,
+                     looks=cfg.sweep.looks if cfg.sweep.until == "decided" else None,
                      sampler=cfg.sweep.sampler if plan.sampled else None,
                      n_trials=cfg.sweep.n_trials if plan.sampled else None,
                      created={"at": now(), "code": code_version()} | (created or {}))

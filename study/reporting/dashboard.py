@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from study.design.spec import StudySpec
+from study.reporting.document import percent
 from study.reporting.plots import VERDICT_COLOURS, labelled_slice
 from study.stats.fit import Noise
 from study.stats.frames import ACCURACY, finished
@@ -67,16 +68,16 @@ def study_page_figures(trials: pd.DataFrame, analysis: Analysis, spec: StudySpec
     if finished(trials).empty or ranking.empty:
         return {}
     shown = set(ranking.loc[ranking["verdict"] != "no data", "factor"])
-    return {RANKING_ID: ranking_figure(ranking, analysis.noise),
+    return {RANKING_ID: ranking_figure(ranking, analysis.noise, 1 - analysis.model.alpha),
             COMPARISON_ID: comparison_figure(trials, analysis.levels, spec,
                                              [f for f in spec.factors if f in shown],
                                              analysis.noise)}
 
 
-def ranking_figure(ranking: pd.DataFrame, noise: Noise) -> go.Figure:
+def ranking_figure(ranking: pd.DataFrame, noise: Noise, confidence: float) -> go.Figure:
     """Each factor's effect (largest difference from the baseline, selection-corrected) with its
-    95% interval, coloured by verdict, rank 1 on top, with the seed-to-seed std marked; factors
-    without an effect are left out."""
+    simultaneous interval at `confidence`, coloured by verdict, rank 1 on top, with the
+    seed-to-seed std marked; factors without an effect are left out."""
     ranking = ranking[ranking["effect"].notna()]
     fig = go.Figure()
     for verdict, colour in VERDICT_COLOURS.items():
@@ -90,7 +91,8 @@ def ranking_figure(ranking: pd.DataFrame, noise: Noise) -> go.Figure:
     # effect: the interval need not be centred on the estimate
     for i, row in enumerate(ranking.itertuples()):
         fig.add_scatter(x=[row.effect_ci_low, row.effect_ci_high], y=[row.factor] * 2,
-                        mode="lines", line={"color": "black", "width": 2}, name="95% CI",
+                        mode="lines", line={"color": "black", "width": 2},
+                        name=f"{percent(confidence)} CI",
                         legendgroup="ci", showlegend=i == 0, hoverinfo="skip")
     for key, dash, where, corner in (("baseline_std", "dash", "at baseline", "top right"),
                                      ("pooled_std", "dot", "pooled", "bottom right")):
@@ -100,9 +102,10 @@ def ranking_figure(ranking: pd.DataFrame, noise: Noise) -> go.Figure:
                           annotation_text=f"seed std {where} ({std:.3f})",
                           annotation_position=corner, annotation_font_size=10)
     fig.update_layout(title="Factor influence (this project's ranking)", barmode="overlay",
-                      xaxis_title="effect on test accuracy (95% CI)", height=140 + 40 *
-                      len(ranking), yaxis={"categoryorder": "array",
-                                           "categoryarray": list(ranking["factor"])[::-1]})
+                      xaxis_title=f"effect on test accuracy ({percent(confidence)} CI)",
+                      height=140 + 40 * len(ranking),
+                      yaxis={"categoryorder": "array",
+                             "categoryarray": list(ranking["factor"])[::-1]})
     return fig
 
 

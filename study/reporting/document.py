@@ -28,6 +28,11 @@ def fmt(value: Any, spec: str = ".3f") -> str:
     return "n/a" if value is None or pd.isna(value) else format(value, spec)
 
 
+def percent(share: float) -> str:
+    """A confidence or error rate as the report writes it: 95%, 98.3%, 1.67%."""
+    return f"{100 * share:.3g}%"
+
+
 # What can make inline markup in a sentence or a table cell (CommonMark escapes any ASCII
 # punctuation with a backslash): escapes, code, emphasis (`_` only at a word's edge), autolinks
 # and raw HTML, entities, cell borders, and a bracket that closes a link or image (`](`, `][`),

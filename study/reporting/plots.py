@@ -20,6 +20,7 @@ import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
 from study.design.spec import StudySpec
+from study.reporting.document import percent
 from study.stats.fit import Noise
 from study.stats.frames import ACCURACY, finished
 from study.stats.ranking import VERDICTS, rank_text
@@ -49,17 +50,17 @@ def _save(fig: plt.Figure, out: Path, stem: str) -> str:
     return stem
 
 
-def plot_influence(ranking: pd.DataFrame, noise: Noise, threshold: float,
+def plot_influence(ranking: pd.DataFrame, noise: Noise, threshold: float, confidence: float,
                    out: Path) -> str:
-    """Each ranked factor's effect with its 95% interval, coloured by verdict, rank 1 on top,
-    with the practical threshold and the seed noise marked."""
+    """Each ranked factor's effect with its simultaneous interval (at `confidence`), coloured
+    by verdict, rank 1 on top, with the practical threshold and the seed noise marked."""
     ranked = ranking[ranking["effect"].notna()]
     fig, ax = plt.subplots(figsize=(7.5, 0.5 * len(ranked) + 2.8))
     y = np.arange(len(ranked))
     ax.barh(y, ranked["effect"], color=ranked["verdict"].map(VERDICT_COLOURS))
     # the interval as a segment from its ends, so it need not be centred on the estimate
     ax.hlines(y, ranked["effect_ci_low"], ranked["effect_ci_high"], color="black", lw=1.5,
-              label="95% interval")
+              label=f"{percent(confidence)} interval")
     ax.set_yticks(y, [f"{row['factor']}  {rank_text(row)}" for _, row in ranked.iterrows()])
     ax.invert_yaxis()
     ax.axvline(threshold, color="black", linestyle="-.", lw=1,

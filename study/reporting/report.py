@@ -25,12 +25,13 @@ from study.design.cost import point_costs
 from study.outcomes import COMPLETE, LISTED
 from study.paths import named_folder, written_whole
 from study.reporting import compare, dashboard, plots
-from study.reporting.document import fmt, render, to_html
+from study.reporting.document import fmt, percent, render, to_html
 from study.reporting.sections import (
     claim_groups,
     claim_table,
     epoch_table,
     level_table,
+    look_table,
     ranking_table,
     setup_facts,
     verdict_groups,
@@ -38,7 +39,6 @@ from study.reporting.sections import (
 from study.stats import joint, stability
 from study.stats.frames import StudyData, design_table, finished, read_study
 from study.stats.ranking import (
-    ALPHA,
     PLANNING_BOUND,
     POWER,
     PRACTICAL_EFFECT,
@@ -119,7 +119,8 @@ def draw_figures(found: Findings, out: Path) -> Figures:
     return Figures(
         overview=(plots.plot_overview(trials, analysis.levels, analysis.noise, has_levels, spec,
                                       out) if has_levels else None),
-        influence=(plots.plot_influence(ranking, analysis.noise, analysis.practical_effect, out)
+        influence=(plots.plot_influence(ranking, analysis.noise, analysis.practical_effect,
+                                        1 - analysis.model.alpha, out)
                    if ranking["effect"].notna().any() else None),
         factor=[plots.plot_factor(trials, analysis.levels, f, spec, out) for f in factors],
         curves=[plots.plot_curves(found.data.curves, f, spec, out) for f in factors],
@@ -148,7 +149,7 @@ def report_context(found: Findings, figures: Figures) -> dict[str, Any]:
         budget=spec.setup.get("budget") or "?",
         all_diverged=len(done) if not done.empty and (done["outcome"] != COMPLETE).all() else 0,
         tpe=spec.plan.sampled and spec.sampler == "tpe", figures=figures,
-        ranking=None if ranking.empty else ranking_table(ranking),
+        ranking=None if ranking.empty else ranking_table(ranking, analysis.model.alpha),
         groups=verdict_groups(ranking), claim=claim_groups(claims), claims=claims,
         threshold=analysis.practical_effect, levels=level_table(analysis),
         over_epochs=found.over_epochs,
@@ -165,8 +166,12 @@ def report_context(found: Findings, figures: Figures) -> dict[str, Any]:
         design=design.assign(mean=design["mean"].map(fmt), std=design["std"].map(fmt)),
         unusable=None if unusable.empty else unusable[
             ["number", "outcome", "design_point", "seed", "reason"]].fillna(""),
+        looks=look_table(spec), looks_planned=spec.looks,
         setup=setup_facts(spec, trials), noise=analysis.noise, pooled=analysis.pooled,
-        alpha=ALPHA, power=POWER, planning_bound=PLANNING_BOUND)
+        alpha=percent(analysis.model.alpha),
+        effect_confidence=percent(1 - analysis.model.alpha),
+        equivalence_confidence=percent(1 - 2 * analysis.model.alpha), power=POWER,
+        planning_bound=PLANNING_BOUND)
 
 
 def report_markdown(found: Findings, figures: Figures,

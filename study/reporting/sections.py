@@ -14,7 +14,7 @@ import pandas as pd
 
 from study.design.spec import StudySpec
 from study.reporting.compare import correlation_columns
-from study.reporting.document import fmt
+from study.reporting.document import fmt, percent
 from study.stats import stability
 from study.stats.frames import finished, outcome_counts
 from study.stats.ranking import VERDICTS, Analysis, rank_text
@@ -23,13 +23,16 @@ CLAIMED_MOST = ("channels", "activation", "preprocessing")  # the textbook: thes
 CLAIMED_LESS = ("dropout", "pooling", "batch_size", "lr")  # these less; it ranks no others
 
 
-def ranking_table(ranking: pd.DataFrame) -> pd.DataFrame:
+def ranking_table(ranking: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """The ranking's shown values; its effect intervals are simultaneous at 1 - alpha."""
     return pd.DataFrame({
         "rank (95% interval)": ranking.apply(rank_text, axis=1),
         "factor": ranking["factor"],
         "verdict": ranking["verdict"],
-        "effect [95% CI]": [f"{fmt(e)} [{fmt(lo)}, {fmt(hi)}]" for e, lo, hi in zip(
-            ranking["effect"], ranking["effect_ci_low"], ranking["effect_ci_high"], strict=True)],
+        f"effect [{percent(1 - alpha)} CI]": [
+            f"{fmt(e)} [{fmt(lo)}, {fmt(hi)}]" for e, lo, hi in zip(
+                ranking["effect"], ranking["effect_ci_low"], ranking["effect_ci_high"],
+                strict=True)],
         "largest difference from baseline": [
             "n/a" if pd.isna(d) else f"{d:+.3f} ({level})" for d, level in zip(
                 ranking["largest_difference"], ranking["largest_level"], strict=True)],
@@ -56,7 +59,7 @@ def level_table(analysis: Analysis) -> pd.DataFrame:
         "accuracy [95% CI] (converged)": [
             f"{fmt(m)} [{fmt(lo)}, {fmt(hi)}] ({n})" for m, lo, hi, n in zip(
                 levels["mean"], levels["ci_low"], levels["ci_high"], levels["n"], strict=True)],
-        "difference from baseline [simultaneous 95% CI]": [
+        f"difference from baseline [simultaneous {percent(1 - analysis.model.alpha)} CI]": [
             "" if b else f"{fmt(d, '+.3f')} [{fmt(lo, '+.3f')}, {fmt(hi, '+.3f')}]"
             for d, lo, hi, b in zip(levels["difference"], levels["diff_low"],
                                     levels["diff_high"], levels["baseline"], strict=True)],
@@ -186,3 +189,20 @@ def time_span(trials: pd.DataFrame) -> float | None:
 def epoch_table(over_epochs: stability.EpochRanking) -> pd.DataFrame:
     corr = over_epochs.correlations
     return pd.DataFrame({"epoch": corr["epoch"], **correlation_columns(corr)})
+
+
+def look_table(spec: StudySpec) -> pd.DataFrame | None:
+    """Each look of a study that adds seeds until its factors are decided (sweep.until=decided):
+    what it saw, what it added where and why it stopped; None for a study without looks."""
+    if not spec.looks:
+        return None
+    rows = [{
+        "look": f"{entry['look']} of {spec.looks}", "finished trials": entry["trials"],
+        "tested at": percent(entry["alpha"]),
+        "undecided": ", ".join(entry["undecided"]) or "none",
+        "added": ", ".join(f"{point} +{count}" for point, count in entry["added"].items()),
+        "why it stopped": entry["stop"] or "",
+        "not added": "; ".join(f"{factor}: {why}" for factor, why in entry["skipped"].items()),
+    } for entry in spec.look_log]
+    return pd.DataFrame(rows, columns=["look", "finished trials", "tested at", "undecided",
+                                       "added", "why it stopped", "not added"])

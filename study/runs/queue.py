@@ -94,15 +94,23 @@ def price(study: optuna.Study, spec: StudySpec) -> str:
     else:
         to_run = max(0, spec.n_trials - sum(t.state in CLAIMED for t in trials))
         work = float(to_run)  # sampled points: cost unknown until drawn, the baseline's assumed
-    per_baseline = [t.user_attrs["wall_time_s"] / costs.get(t.user_attrs.get("design_point"), 1.0)
-                    for t in trials if t.state == TrialState.COMPLETE
-                    and t.user_attrs.get("wall_time_s")]
-    when = (f"; about {work * statistics.median(per_baseline) / 60:.0f} min of training at "
-            f"{statistics.median(per_baseline):.1f} s per baseline trial (median of "
-            f"{len(per_baseline)} finished here)" if per_baseline else
+    per_baseline = seconds_per_baseline(trials, costs)
+    finished = sum(t.state == TrialState.COMPLETE and bool(t.user_attrs.get("wall_time_s"))
+                   for t in trials)
+    when = (f"; about {work * per_baseline / 60:.0f} min of training at {per_baseline:.1f} s "
+            f"per baseline trial (median of {finished} finished here)" if per_baseline else
             "; its time is estimated once a trial has finished")
     return (f"{to_run} of {spec.total_trials()} trials to run, {work:.1f} baseline trials of "
             f"work{when}")
+
+
+def seconds_per_baseline(trials: list[optuna.trial.FrozenTrial], costs: dict[str, float]
+                         ) -> float | None:
+    """The median training seconds of the finished trials per baseline trial of work (`costs`:
+    study.design.cost); None before one finished."""
+    times = [t.user_attrs["wall_time_s"] / costs.get(t.user_attrs.get("design_point"), 1.0)
+             for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("wall_time_s")]
+    return statistics.median(times) if times else None
 
 
 def fail_untrainable(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[str]:

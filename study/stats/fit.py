@@ -46,7 +46,8 @@ from study.stats.critical import (
 from study.stats.frames import ACCURACY, converged, finished
 from study.stats.slices import factor_slices, level_order, reference_level
 
-CONFIDENCE = 0.95  # of the level intervals and divergence-rate intervals
+ALPHA = 0.05  # family-wise error rate of a study's claims: over its factors and its looks
+CONFIDENCE = 0.95  # of the level intervals and divergence-rate intervals (descriptive)
 POOLED = "pooled"  # the error id of a fixed design's one model
 RANK_DRAWS = 1000  # parametric redraws behind the rank intervals
 BOOTSTRAP_DRAWS = 400  # residual-bootstrap redraws behind the rank correlations
@@ -144,10 +145,10 @@ class FactorFit:
     # cells' variances (Behrens-Fisher), else the pooled error (a screening: one variance)
     se: np.ndarray  # their standard errors (NaN without a noise estimate)
     p_each: np.ndarray  # simultaneous (single-step adjusted) p per level
-    q95: float  # simultaneous critical values of max |t| over the levels
-    q90: float
+    q_effect: float  # simultaneous critical values of max |t| over the levels at 1 - alpha
+    q_equivalence: float  # and at 1 - 2 alpha (the equivalence test)
     p: float  # the factor's test of all differences = 0 (the max-t test, or the pooled F-test)
-    screen: dict[str, Any]  # se, p_each, q95, q90, p under the pooled error: the screening
+    screen: dict[str, Any]  # se, p_each, q_effect, q_equivalence, p under the pooled error
     null_z: float  # mean max |difference| under no effect, in units of s
 
     @property
@@ -196,9 +197,10 @@ LEVEL_COLUMNS = ["factor", "level", "n", "mean", "ci_low", "ci_high"]
 
 
 def _factor_fit(factor: str, part: pd.DataFrame, levels: list[Any], reference: Any,
-                points: dict[Any, list[Any]], table: CellTable, error_id: str) -> FactorFit:
+                points: dict[Any, list[Any]], table: CellTable, error_id: str, alpha: float
+                ) -> FactorFit:
     """The fit of one factor from its converged slice `part`, `points` (level -> its cells)
-    and the cell table of its error group."""
+    and the cell table of its error group, its critical values at error rate `alpha`."""
     cells = sorted({c for cs in points.values() for c in cs})
     rows = table.rows(cells)
     weights = np.array([[1 / len(points[level]) if c in points[level] else 0.0 for c in cells]
@@ -214,8 +216,8 @@ def _factor_fit(factor: str, part: pd.DataFrame, levels: list[Any], reference: A
     with np.errstate(divide="ignore", invalid="ignore"):
         variance = np.where(n >= 2, table.ss[rows, 0] / (n - 1), np.nan)
     own = bool((n >= 2).all())
-    screen = _pooled_dunnett(cov_unit, s, table.df, d)
-    estimates = behrens_fisher(contrasts, n, variance, d) if own else screen
+    screen = _pooled_dunnett(cov_unit, s, table.df, d, alpha)
+    estimates = behrens_fisher(contrasts, n, variance, d, alpha) if own else screen
     return FactorFit(factor, levels, reference, cells, weights, n, mean, variance, s, table.df,
                      error_id, between, float(((values - values.mean()) ** 2).sum()), d, own,
                      **estimates, screen=screen, null_z=null_max_z(cov_unit))
@@ -227,8 +229,8 @@ def fiducial_se(contrasts: np.ndarray, n: np.ndarray, variance: np.ndarray) -> n
     return contrasts * np.sqrt(variance / n)
 
 
-def behrens_fisher(contrasts: np.ndarray, n: np.ndarray, variance: np.ndarray, d: np.ndarray
-                   ) -> dict[str, Any]:
+def behrens_fisher(contrasts: np.ndarray, n: np.ndarray, variance: np.ndarray, d: np.ndarray,
+                   alpha: float = ALPHA) -> dict[str, Any]:
     """The contrasts from each cell's own seed variance (cells of `n` >= 2 trials): standard
     errors, and simultaneous critical values and adjusted p-values from the Behrens-Fisher law
     of the largest standardized contrast (study.stats.critical): what holds when levels differ
@@ -241,23 +243,27 @@ def behrens_fisher(contrasts: np.ndarray, n: np.ndarray, variance: np.ndarray, d
         t = np.abs(d) / se
     p_each = fiducial_p(draws, t)
     return {"se": se, "p_each": p_each,
-            "q95": fiducial_quantile(draws, 0.95), "q90": fiducial_quantile(draws, 0.90),
+            "q_effect": fiducial_quantile(draws, 1 - alpha),
+            "q_equivalence": fiducial_quantile(draws, 1 - 2 * alpha),
             "p": float(np.nanmin(p_each)) if not np.isnan(p_each).all() else np.nan}
 
 
-def _pooled_dunnett(cov_unit: np.ndarray, s: float, df: int, d: np.ndarray) -> dict[str, Any]:
+def _pooled_dunnett(cov_unit: np.ndarray, s: float, df: int, d: np.ndarray, alpha: float
+                    ) -> dict[str, Any]:
     """The contrasts under one error std `s` (df) for all cells: Dunnett-type simultaneous
     critical values and an F-test; NaN without a noise estimate (df 0)."""
     k = len(d)
     nan = np.full(k, np.nan)
     if not df:
-        return {"se": nan, "p_each": nan, "q95": np.nan, "q90": np.nan, "p": np.nan}
+        return {"se": nan, "p_each": nan, "q_effect": np.nan, "q_equivalence": np.nan,
+                "p": np.nan}
     se = s * np.sqrt(np.diag(cov_unit))
     with np.errstate(divide="ignore", invalid="ignore"):  # no noise at all (s = 0): t is inf
         t = np.abs(d) / se
         wald = d @ np.linalg.pinv(cov_unit) @ d / s ** 2 / k
     return {"se": se, "p_each": adjusted_p(cov_unit, df, t),
-            "q95": max_t_quantile(cov_unit, df, 0.95), "q90": max_t_quantile(cov_unit, df, 0.90),
+            "q_effect": max_t_quantile(cov_unit, df, 1 - alpha),
+            "q_equivalence": max_t_quantile(cov_unit, df, 1 - 2 * alpha),
             "p": float(sps.f.sf(wald, k, df))}
 
 
@@ -308,6 +314,7 @@ class FittedModel:
     divergence: pd.DataFrame  # per (factor, level): `divergence`
     noise: Noise
     pooled: bool  # one model over all design points (fixed designs), else one per factor
+    alpha: float  # the error rate each claim is tested at (study_alpha)
     errors: dict[str, ErrorGroup]  # error id -> its cells
     points: ErrorGroup  # the design points: the noise and the bootstrap's residuals
 
@@ -363,6 +370,13 @@ class FittedModel:
         return self.effects(columns).reshape(count, accuracy.shape[1], len(self.factors))
 
 
+def study_alpha(spec: StudySpec) -> float:
+    """The error rate a study's claims are tested at: ALPHA, split evenly over the looks of a
+    study that adds seeds until its factors are decided (spec.looks; Bonferroni over the looks:
+    whichever look it stops at, a wrong claim has at most ALPHA chance)."""
+    return ALPHA / (spec.looks or 1)
+
+
 def fit(trials: pd.DataFrame, spec: StudySpec) -> FittedModel:
     """The model of a study's trials (every state: the converged ones are fitted, the finished
     ones give the divergence rates)."""
@@ -372,7 +386,7 @@ def fit(trials: pd.DataFrame, spec: StudySpec) -> FittedModel:
     points = ErrorGroup(done["design_point"].to_numpy(object),
                         sorted(done["design_point"].dropna().unique()))
     point_table = points.table(observed)
-    pooled = spec.plan.fixed
+    pooled, alpha = spec.plan.fixed, study_alpha(spec)
     errors = {POOLED: points} if pooled else {}
     fits = {}
     for factor, part in slices.items():
@@ -392,6 +406,7 @@ def fit(trials: pd.DataFrame, spec: StudySpec) -> FittedModel:
             errors[factor] = ErrorGroup(labels.to_numpy(object),
                                         [c for cs in cells_of.values() for c in cs])
             table, error_id = errors[factor].table(observed), factor
-        fits[factor] = _factor_fit(factor, part, levels, reference, cells_of, table, error_id)
+        fits[factor] = _factor_fit(factor, part, levels, reference, cells_of, table, error_id,
+                                   alpha)
     return FittedModel(spec, done, slices, fits, divergence(spec, slices), _noise(point_table),
-                       pooled, errors, points)
+                       pooled, alpha, errors, points)

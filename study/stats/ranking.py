@@ -32,7 +32,6 @@ from study.stats.fit import (
 from study.stats.frames import converged
 from study.stats.slices import level_order, reference_level
 
-ALPHA = 0.05  # family-wise error rate over the factor tests (Holm)
 PRACTICAL_EFFECT = 0.01  # accuracy: one point; the default of analysis.practical_effect
 MAX_SEEDS = 200  # seeds-needed estimates above this say "more than"
 POWER = 0.8  # the chance that the advised seeds decide a factor, where the plan is the truth
@@ -113,17 +112,17 @@ def _seeds_to_decide(fit: FactorFit, confidence: float, gap: float) -> int | Non
     return low
 
 
-def _advised_seeds(fit: FactorFit, threshold: float) -> int | None:
-    """The seeds per design point that would decide the factor: planned at its
-    selection-corrected effect (the largest observed difference overstates the truth), its
-    effect's 95% interval clearing the threshold from above, or every level's 90% interval from
-    below."""
+def advised_seeds(fit: FactorFit, threshold: float, alpha: float) -> int | None:
+    """The seeds per design point that would decide the factor at error rate `alpha`: planned
+    at its selection-corrected effect (the largest observed difference overstates the truth),
+    its effect's 1 - alpha interval clearing the threshold from above, or every level's
+    1 - 2 alpha interval from below."""
     planned = max(0.0, fit.corrected)
-    return (_seeds_to_decide(fit, 0.95, planned - threshold) if planned >= threshold
-            else _seeds_to_decide(fit, 0.90, threshold - planned))
+    return (_seeds_to_decide(fit, 1 - alpha, planned - threshold) if planned >= threshold
+            else _seeds_to_decide(fit, 1 - 2 * alpha, threshold - planned))
 
 
-def _divergence_seeds(rows: pd.DataFrame, tests: int) -> int | None:
+def _divergence_seeds(rows: pd.DataFrame, tests: int, alpha: float) -> int | None:
     """Seeds per level at which the observed divergence rates would differ significantly from
     the baseline's (Fisher, Bonferroni over the tests); None beyond MAX_SEEDS."""
     base = rows[rows["baseline"]].iloc[0]
@@ -132,7 +131,7 @@ def _divergence_seeds(rows: pd.DataFrame, tests: int) -> int | None:
         kb = round(base["rate"] * seeds)
         for rate in others["rate"]:
             k = round(rate * seeds)
-            if sps.fisher_exact([[k, seeds - k], [kb, seeds - kb]]).pvalue < ALPHA / tests:
+            if sps.fisher_exact([[k, seeds - k], [kb, seeds - kb]]).pvalue < alpha / tests:
                 return seeds
     return None
 
@@ -154,15 +153,15 @@ def _accuracy_missing(part: pd.DataFrame, spec: StudySpec, factor: str) -> str:
 
 
 def _verdict(row: dict, fit: FactorFit | None, div: pd.DataFrame, threshold: float,
-             tests: int, missing: str, advice: Callable[[], int | None] | None
+             tests: int, missing: str, advice: Callable[[], int | None] | None, alpha: float
              ) -> tuple[str, str]:
-    """(verdict, reason) from the factor's tests, effect interval and divergence; `missing`:
-    why there is no fit, where there is none; advice: the seeds per point that would decide an
-    undetermined accuracy comparison (None: leave them unsaid)."""
+    """(verdict, reason) from the factor's tests at error rate `alpha`, effect interval and
+    divergence; `missing`: why there is no fit, where there is none; advice: the seeds per
+    point that would decide an undetermined accuracy comparison (None: leave them unsaid)."""
     points = f"{100 * threshold:g} point{'s' if threshold != 0.01 else ''}"
     per = ("seeds per design point" if fit is None or fit.error_id == POOLED
            else "trials per level")
-    sig_acc, sig_div = row["accuracy_p_holm"] < ALPHA, row["divergence_p_holm"] < ALPHA
+    sig_acc, sig_div = row["accuracy_p_holm"] < alpha, row["divergence_p_holm"] < alpha
     worse = div[~div["baseline"]]
     base_rate = div.loc[div["baseline"], "rate"]
     more_divergence = not base_rate.empty and (worse["rate"] > base_rate.iloc[0]).any()
@@ -175,7 +174,7 @@ def _verdict(row: dict, fit: FactorFit | None, div: pd.DataFrame, threshold: flo
             return "undetermined", (f"{missing}; nor is divergence (no finished trial at the "
                                     "baseline level)")
         return "undetermined", (f"{missing}; divergence does not yet differ significantly: "
-                                + _seeds_text(_divergence_seeds(div, tests), per))
+                                + _seeds_text(_divergence_seeds(div, tests, alpha), per))
     if fit.df == 0:
         return "undetermined", ("no design point has two converged seeds, so the noise cannot "
                                 "be measured: run more seeds")
@@ -188,7 +187,8 @@ def _verdict(row: dict, fit: FactorFit | None, div: pd.DataFrame, threshold: flo
                               "test) and diverges no more often")
     if more_divergence and not sig_acc:
         return "undetermined", ("some level diverges more often than the baseline, not yet "
-                                "significantly: " + _seeds_text(_divergence_seeds(div, tests), per))
+                                "significantly: "
+                                + _seeds_text(_divergence_seeds(div, tests, alpha), per))
     if advice is None:
         return "undetermined", f"the interval of its effect straddles {points}"
     return "undetermined", (f"the interval of its effect straddles {points}: "
@@ -199,18 +199,18 @@ CLAIMS = ("influential", "small", "negligible")  # verdicts that claim something
 
 
 def _judge(row: dict, screen_row: dict, fit: FactorFit | None, div: pd.DataFrame,
-           threshold: float, tests: int, missing: str) -> tuple[str, str]:
+           threshold: float, tests: int, missing: str, alpha: float) -> tuple[str, str]:
     """The verdict: a claim about accuracy needs each level's own noise (two converged seeds
     at each of its cells, the Behrens-Fisher intervals); what only the noise pooled over the
     design points supports (`screen_row`: its intervals and Holm-adjusted p) is *screened*."""
     # the seeds that would decide it under its levels' own noise, planned once: they are also
     # those that would confirm a screened verdict
-    advice = functools.cache(functools.partial(_advised_seeds, fit, threshold))
-    primary = _verdict(row, fit, div, threshold, tests, missing, advice)
+    advice = functools.cache(functools.partial(advised_seeds, fit, threshold, alpha))
+    primary = _verdict(row, fit, div, threshold, tests, missing, advice, alpha)
     if fit is None or (fit.own_variance and primary[0] in CLAIMS) or (
-            primary[0] == "influential" and row["divergence_p_holm"] < ALPHA):
+            primary[0] == "influential" and row["divergence_p_holm"] < alpha):
         return primary  # decided (divergence's test needs no variance), or no fit
-    verdict, reason = (_verdict(screen_row, fit, div, threshold, tests, missing, None)
+    verdict, reason = (_verdict(screen_row, fit, div, threshold, tests, missing, None, alpha)
                        if fit.own_variance else primary)
     if verdict not in CLAIMS:
         return primary
@@ -227,12 +227,12 @@ def _judge(row: dict, screen_row: dict, fit: FactorFit | None, div: pd.DataFrame
                         "unknown: " + confirm)
 
 
-def _intervals(d: np.ndarray, se: np.ndarray, q95: float, q90: float) -> dict:
-    """The effect's simultaneous 95% interval and the equivalence bound (90%) of differences
-    `d` with standard errors `se` and critical values q95, q90."""
-    return {"effect_ci_low": float(np.max(np.clip(np.abs(d) - q95 * se, 0, None))),
-            "effect_ci_high": float(np.max(np.abs(d) + q95 * se)),
-            "equivalence_bound": float(np.max(np.abs(d) + q90 * se))}
+def _intervals(d: np.ndarray, se: np.ndarray, q_effect: float, q_equivalence: float) -> dict:
+    """The effect's simultaneous 1 - alpha interval and the equivalence bound (1 - 2 alpha) of
+    differences `d` with standard errors `se` and those critical values."""
+    return {"effect_ci_low": float(np.max(np.clip(np.abs(d) - q_effect * se, 0, None))),
+            "effect_ci_high": float(np.max(np.abs(d) + q_effect * se)),
+            "equivalence_bound": float(np.max(np.abs(d) + q_equivalence * se))}
 
 
 def _screen_rows(ranking: pd.DataFrame, fits: dict[str, FactorFit]) -> list[dict]:
@@ -244,7 +244,8 @@ def _screen_rows(ranking: pd.DataFrame, fits: dict[str, FactorFit]) -> list[dict
     for (_, row), p in zip(ranking.iterrows(), adjusted.iloc[:len(ranking)], strict=True):
         fit_ = fits.get(row["factor"])
         rows.append(row.to_dict() | ({"accuracy_p_holm": p} | _intervals(
-            fit_.differences, fit_.screen["se"], fit_.screen["q95"], fit_.screen["q90"])
+            fit_.differences, fit_.screen["se"], fit_.screen["q_effect"],
+            fit_.screen["q_equivalence"])
                                      if fit_ else {}))
     return rows
 
@@ -257,7 +258,7 @@ def _factor_row(fit: FactorFit) -> dict:
     return {
         "factor": fit.factor,
         "effect": corrected if np.isnan(corrected) else max(0.0, corrected),
-        **_intervals(d, se, fit.q95, fit.q90),
+        **_intervals(d, se, fit.q_effect, fit.q_equivalence),
         "largest_level": fit.others[largest], "largest_difference": float(d[largest]),
         "raw_range": float(max(means.values()) - min(means.values())),
         "best_level": max(means, key=means.get), "worst_level": min(means, key=means.get),
@@ -304,7 +305,8 @@ def analyse(model: FittedModel, practical_effect: float = PRACTICAL_EFFECT) -> A
             row = _factor_row(fit)
             per_level += fit.level_rows()
             diff_rows += [{"factor": factor, "level": level, "difference": d, "se": se,
-                           "ci_low": d - fit.q95 * se, "ci_high": d + fit.q95 * se, "p": p}
+                           "ci_low": d - fit.q_effect * se, "ci_high": d + fit.q_effect * se,
+                           "p": p}
                           for level, d, se, p in zip(fit.others, fit.differences, fit.se,
                                                      fit.p_each, strict=True)]
         tested = factor_div["fisher_p"].dropna()
@@ -324,7 +326,7 @@ def analyse(model: FittedModel, practical_effect: float = PRACTICAL_EFFECT) -> A
     decided = [(row["verdict"], row["reason"]) if row["verdict"] == "no data" else _judge(
         row.to_dict(), screen, model.factors.get(row["factor"]), divs[row["factor"]],
         practical_effect, tests, "" if row["factor"] in model.factors else  # only without a fit
-        _accuracy_missing(model.slices[row["factor"]], model.spec, row["factor"]))
+        _accuracy_missing(model.slices[row["factor"]], model.spec, row["factor"]), model.alpha)
         for (_, row), screen in zip(ranking.iterrows(), screens, strict=True)]
     ranking["verdict"] = [verdict for verdict, _ in decided]
     ranking["reason"] = [reason for _, reason in decided]

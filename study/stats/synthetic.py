@@ -6,6 +6,7 @@ and the report without training anything."""
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import optuna
@@ -16,6 +17,8 @@ from study.design.designs import FactorSpec
 from study.design.factors import FACTORS
 from study.design.spec import SPEC_ATTR, StudySpec, design_order
 from study.stats.frames import ACCURACY
+from study.stats.ranking import PRACTICAL_EFFECT, Analysis, rank_trials
+from study.stats.replication import plan_look, with_added_seeds
 
 BASE = {"channels": 32, "activation": "relu", "pooling": "max", "dropout": 0.5,
         "preprocessing": "standardize", "batch_size": 128, "lr": 0.05}
@@ -102,6 +105,37 @@ def seed_noise(table: pd.DataFrame, case: str, sigma: float, rng: np.random.Gene
         noise -= 0.05 * (rng.uniform(size=n) < 0.1)
     table.loc[done, ACCURACY] = table.loc[done, ACCURACY].astype(float) + noise
     return table
+
+
+def replicated_until_decided(shifts: dict[str, float], levels: dict[str, list], seeds: int,
+                             baseline_seeds: int, looks: int, case: str, sigma: float,
+                             rng: np.random.Generator, max_trials: int = 5000,
+                             practical_effect: float = PRACTICAL_EFFECT
+                             ) -> tuple[Analysis, StudySpec]:
+    """An OFAT study (shifts as in ofat_table, seed noise as in seed_noise) that adds seeds
+    until its factors are decided, as `sweep.until=decided` does (study.stats.replication), at
+    most `looks` looks and `max_trials` trials: the analysis of its last look, and its spec
+    (the looks in look_log). Every trial's noise is drawn once, when its seed is added."""
+    spec = replace(ofat_spec(levels), seeds=list(range(seeds)),
+                   baseline_seeds=list(range(max(seeds, baseline_seeds))), looks=looks)
+    truth = {point: (params, 0.0 if point == "baseline" else shifts.get(point,
+                                                                        shifts.get(factor, 0.0)))
+             for point, params, factor in ofat_points(levels)}
+    table, trained = pd.DataFrame(), set()
+    while True:
+        new = [(point, seed) for point in truth for seed in spec.point_seeds(point)
+               if (point, seed) not in trained]
+        rows = [_row(len(table) + i, point, seed, truth[point][0], 0.7 + truth[point][1])
+                for i, (point, seed) in enumerate(new)]
+        table = pd.concat([table, seed_noise(_like_trials_frame(rows), case, sigma, rng)],
+                          ignore_index=True)
+        trained |= set(new)
+        analysis = rank_trials(table, spec, practical_effect)
+        look = plan_look(analysis, spec, len(table), max_trials - spec.total_trials(), None,
+                         None)
+        spec = with_added_seeds(spec, look)
+        if look.stop:
+            return analysis, spec
 
 
 def ofat_epochs(shifts: list[dict[str, float]], noise: float, seeds: int, baseline_seeds: int,

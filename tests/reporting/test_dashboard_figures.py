@@ -40,7 +40,7 @@ def test_the_ranking_figure_draws_each_effect_with_its_interval_in_rank_order() 
     trials = ofat_table({"activation": -0.03}, noise=0.005, seeds=3)
     analysis = rank_trials(trials, OFAT)
     ranking = analysis.ranking
-    figure = ranking_figure(ranking, analysis.noise)
+    figure = ranking_figure(ranking, analysis.noise, 0.95)
     assert list(figure.layout.yaxis.categoryarray)[-1] == "activation"  # rank 1 on top
     intervals = [t for t in figure.data if t.name == "95% CI"]
     assert len(intervals) == len(ranking)

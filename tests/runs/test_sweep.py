@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 from study.design.factors import FACTORS
+from study.design.spec import study_spec
 from study.errors import UserError
 from study.outcomes import NO_HEARTBEAT
 from study.runs import queue, workers
@@ -439,6 +440,31 @@ def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(tmp_path) -> 
         assert (f"| {t.number} | failed | {t.user_attrs['design_point']} | "
                 f"{t.user_attrs['seed']} | {NO_HEARTBEAT} |") in report
     assert "differs" not in report
+
+
+@pytest.mark.slow
+def test_until_decided_looks_adds_seeds_records_every_look_and_a_rerun_continues(tmp_path
+                                                                                  ) -> None:
+    levels = ("sweep.levels.lr=[0.05,0.1]", *(f"~sweep.levels.{name}" for name in (
+        "channels", "activation", "pooling", "dropout", "preprocessing", "batch_size")))
+    until = ("sweep.until=decided", "sweep.looks=2", "sweep.baseline_seeds=2",
+             "sweep.max_minutes=10", "analysis.practical_effect=0.5")  # a threshold noise clears
+    run, study = _run_sweep(tmp_path, "until", *levels, *until)
+    spec = study_spec(study)
+    assert spec.looks == 2 and [e["look"] for e in spec.look_log] == [1, 2]
+    assert spec.look_log[0]["added"] and spec.look_log[1]["stop"]  # lr=0.1 has one seed at first
+    assert all(e["alpha"] == 0.025 for e in spec.look_log)
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == spec.total_trials() > 3 and all(t.state == TrialState.COMPLETE
+                                                         for t in trials)
+    assert Counter((t.user_attrs["design_point"], t.user_attrs["seed"]) for t in trials) == \
+        Counter((p.id, s) for p in spec.points() for s in spec.point_seeds(p.id))
+    report = (tmp_path / "reports" / "until" / "report.md").read_text()
+    assert "## Adaptive replication" in report and "| 2 of 2 |" in report and "2.5%" in report
+    assert "look 1 (3 trials, tested at 0.025)" in run.stdout + run.stderr
+    _run_sweep(tmp_path, "until", *levels, *until)  # no trial to add: the same last look
+    again = study_spec(study)
+    assert [e["look"] for e in again.look_log] == [1, 2] and len(study.trials) == len(trials)
 
 
 def test_a_worker_stops_after_max_failures(tmp_path, monkeypatch) -> None:

@@ -11,9 +11,9 @@ import statsmodels.formula.api as smf
 from statsmodels.stats.multitest import multipletests
 
 from study.reporting.sections import claim_table
-from study.stats.fit import FittedModel
+from study.stats.fit import ALPHA, FittedModel
 from study.stats.frames import ACCURACY
-from study.stats.ranking import ALPHA, RANK_DECIMALS, holm, rank_text, rank_trials
+from study.stats.ranking import RANK_DECIMALS, holm, rank_text, rank_trials
 from study.stats.synthetic import (
     GRID,
     LEVELS,
@@ -281,8 +281,9 @@ def test_the_analysis_tables_carry_every_factor_s_fitted_numbers() -> None:
         assert rows["level"].tolist() == list(fit_.others)
         assert rows["difference"].to_numpy() == pytest.approx(fit_.differences)
         assert rows["p"].to_numpy() == pytest.approx(fit_.p_each)
-        assert rows["ci_low"].to_numpy() == pytest.approx(fit_.differences - fit_.q95 * fit_.se)
-        assert rows["ci_high"].to_numpy() == pytest.approx(fit_.differences + fit_.q95 * fit_.se)
+        half = fit_.q_effect * fit_.se
+        assert rows["ci_low"].to_numpy() == pytest.approx(fit_.differences - half)
+        assert rows["ci_high"].to_numpy() == pytest.approx(fit_.differences + half)
     measured = analysis.levels.dropna(subset=["mean"])
     assert set(measured["factor"]) == set(model.factors)  # channels: no accuracy, divergence only
 

@@ -20,6 +20,7 @@ from study.stats.critical import (
     fiducial_max,
     fiducial_quantile,
 )
+from study.stats.fit import ALPHA
 from study.stats.frames import ACCURACY
 from study.stats.ranking import (
     MAX_SEEDS,
@@ -337,7 +338,7 @@ def test_the_divergence_advice_ends_at_max_seeds_exactly() -> None:
 
     def advice(rate: float) -> int | None:
         return _divergence_seeds(pd.DataFrame({"baseline": [True, False], "rate": [0.0, rate],
-                                               "trials": [3, 3]}), 1)
+                                               "trials": [3, 3]}), 1, ALPHA)
 
     assert advice(5.5 / (MAX_SEEDS - 0.4)) == MAX_SEEDS
     assert advice(5.5 / (MAX_SEEDS + 0.6)) is None

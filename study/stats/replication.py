@@ -1,0 +1,112 @@
+"""Adaptive replication, planned (`python -m study.sweep sweep.until=decided` runs it): after
+the design's trials, look at the verdicts, add seeds at the design points of the factors still
+*screened* or *undetermined*, train them and look again, until every factor is decided, the
+planned looks (`sweep.looks`) are taken, or the budget is spent (`sweep.max_trials` trials in
+the study, `sweep.max_minutes` of this run).
+
+Each look tests at ALPHA / looks (study.stats.fit.study_alpha): Bonferroni over the planned
+looks, so whichever look the study stops at, a wrong claim has at most ALPHA chance; the spec
+records the looks (part of the study's identity) and every look taken (`look_log`), so a rerun
+continues the same sequence. Where the seeds go: each undecided factor needs the seeds per
+design point that the report advises (study.stats.ranking.advised_seeds, a power calculation)
+at its design points; the factors are taken cheapest first, in baseline trials of work (the cost
+model, study.design.cost), since each decides one factor with the planned power: the cheapest
+buys the most decided factors per unit of work. Plain data: the sweep trains what a look adds
+and records it (study.sweep).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from study.design.cost import point_costs
+from study.design.spec import StudySpec, now
+from study.stats.ranking import Analysis, advised_seeds
+
+UNDECIDED = ("screened", "undetermined")
+
+
+@dataclass
+class Look:
+    """One look at a study's verdicts and what it added (JSON-able: the spec's look_log)."""
+
+    look: int  # 1 = the design's own trials
+    trials: int  # finished trials it saw
+    alpha: float  # the error rate its claims were tested at
+    undecided: list[str]  # factors screened or undetermined at this look
+    added: dict[str, int] = field(default_factory=dict)  # design point -> seeds added
+    skipped: dict[str, str] = field(default_factory=dict)  # undecided factor -> why no seeds
+    stop: str | None = None  # why the study stopped here; None: it goes on
+    at: str = field(default_factory=now)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan_look(analysis: Analysis, spec: StudySpec, finished: int, trials_left: int,
+              seconds_left: float | None, seconds_per_baseline: float | None) -> Look:
+    """The look at a study's analysis of `finished` trials: which seeds to add where, within
+    `trials_left` more trials and `seconds_left` of training (None: no cap) at the measured
+    `seconds_per_baseline` trial (None: not yet known, so no time cap can be kept). A study
+    whose last look saw as many trials takes that look again (a rerun after a budget stop): no
+    data came in, so no new test is spent."""
+    ranking, model = analysis.ranking, analysis.model
+    undecided = list(ranking.loc[ranking["verdict"].isin(UNDECIDED), "factor"])
+    number = len(spec.look_log) + 1
+    if spec.look_log and spec.look_log[-1]["trials"] == finished:
+        number -= 1
+    look = Look(number, finished, model.alpha, undecided)
+    if not undecided:
+        look.stop = "every factor is decided"
+        return look
+    if look.look >= (spec.looks or 1):
+        look.stop = f"the {spec.looks} planned looks are taken"
+        return look
+    costs = point_costs(spec)
+    needs: dict[str, dict[str, int]] = {}
+    for factor in undecided:
+        fit = model.factors.get(factor)
+        seeds = advised_seeds(fit, analysis.practical_effect, model.alpha) if fit else None
+        if fit is None:
+            look.skipped[factor] = "no accuracy comparison to plan seeds for"
+        elif seeds is None:
+            look.skipped[factor] = "more seeds per design point than the advice plans for"
+        else:
+            needs[factor] = {point: seeds - len(spec.point_seeds(point)) for point in fit.cells
+                             if seeds > len(spec.point_seeds(point))}
+    added: dict[str, int] = {}
+    for factor in sorted(needs, key=lambda f: sum(n * costs.get(p, 1.0)
+                                                    for p, n in needs[f].items())):
+        trial = {**added, **{p: max(n, added.get(p, 0)) for p, n in needs[factor].items()}}
+        work = sum(n * costs.get(p, 1.0) for p, n in trial.items())
+        if sum(trial.values()) > trials_left:
+            look.skipped[factor] = f"its seeds would pass sweep.max_trials ({trials_left} left)"
+        elif seconds_left is not None and (seconds_per_baseline is None or
+                                           work * seconds_per_baseline > seconds_left):
+            look.skipped[factor] = "its seeds would not be trained within sweep.max_minutes"
+        else:
+            added = trial
+    look.added = added
+    if not added:
+        look.stop = "no undecided factor's seeds fit the budget (see why for each)"
+    return look
+
+
+def with_added_seeds(spec: StudySpec, look: Look) -> StudySpec:
+    """The spec with the look recorded and its seeds added, each point's new seeds following
+    its highest."""
+    extra = dict(spec.added_seeds)
+    for point, count in look.added.items():
+        top = max(spec.point_seeds(point))
+        extra[point] = [*extra.get(point, []), *range(top + 1, top + 1 + count)]
+    log_ = [entry for entry in spec.look_log if entry["look"] != look.look]
+    return replace(spec, added_seeds=extra, look_log=[*log_, look.to_dict()])
+
+
+def describe(look: Look) -> str:
+    """The look in one log line."""
+    what = (f"adds {sum(look.added.values())} trials at {len(look.added)} design points"
+            if look.added else f"stops: {look.stop}")
+    return (f"look {look.look} ({look.trials} trials, tested at {look.alpha:.3g}): "
+            f"{len(look.undecided)} undecided ({', '.join(look.undecided) or 'none'}); {what}")

@@ -1,0 +1,109 @@
+"""Adaptive replication's looks (study.stats.replication): where a look adds seeds, what it
+leaves out and why, that every look tests at its share of the error rate, and by seeded
+simulation that adding seeds until decided keeps that rate wherever it stops."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from study.stats.fit import ALPHA
+from study.stats.ranking import advised_seeds, rank_trials
+from study.stats.replication import plan_look, with_added_seeds
+from study.stats.synthetic import (
+    ofat_spec,
+    ofat_table,
+    replicated_until_decided,
+    seed_noise,
+)
+
+LEVELS = {"lr": [0.01, 0.1], "activation": ["tanh"], "pooling": ["avg"]}
+NOISY = {"lr": [0.1], "activation": ["tanh"]}  # seed_noise's "unequal" points, 3x the std
+CLAIMS = ("influential", "small")  # what a null factor must not be called
+
+
+def _quick_study(shifts: dict[str, float], sigma: float, seed: int = 0, looks: int = 3):
+    """The quick design (one seed per point, six at the baseline) with seed noise sigma."""
+    spec = replace(ofat_spec(LEVELS), seeds=[0], baseline_seeds=list(range(6)), looks=looks)
+    table = seed_noise(ofat_table(shifts, noise=0.0, seeds=1, levels=LEVELS, baseline_seeds=6),
+                       "gaussian", sigma, np.random.default_rng(seed))
+    return spec, table, rank_trials(table, spec)
+
+
+def test_a_look_adds_each_undecided_factor_s_advised_seeds_at_its_points() -> None:
+    spec, table, analysis = _quick_study({"lr=0.1": -0.04}, 0.005)
+    verdicts = analysis.ranking.set_index("factor")["verdict"]
+    assert set(verdicts) <= {"screened", "undetermined"}  # one seed: nothing is decided
+    look = plan_look(analysis, spec, len(table), 10_000, None, None)
+    assert look.look == 1 and look.stop is None and look.alpha == pytest.approx(ALPHA / 3)
+    for fit in analysis.model.factors.values():
+        seeds = advised_seeds(fit, analysis.practical_effect, analysis.model.alpha)
+        for point in fit.cells:  # the baseline is shared: it gets the most any factor asks
+            assert look.added.get(point, 0) + len(spec.point_seeds(point)) >= seeds
+            if point != "baseline":
+                assert look.added[point] + 1 == seeds
+    grown = with_added_seeds(spec, look)
+    assert grown.point_seeds("lr=0.1") == list(range(look.added["lr=0.1"] + 1))
+    assert grown.point_seeds("baseline")[:6] == list(range(6))
+    assert grown.total_trials() == spec.total_trials() + sum(look.added.values())
+    assert grown.look_log == [look.to_dict()] and grown.identity() == spec.identity()
+
+
+def test_a_look_within_a_budget_takes_the_cheapest_factors_and_says_why_not_the_rest() -> None:
+    spec, table, analysis = _quick_study({"lr=0.1": -0.04}, 0.005)
+    full = plan_look(analysis, spec, len(table), 10_000, None, None)
+    # what each factor alone costs, in trials (every point costs one baseline trial here)
+    alone = {factor: sum(max(0, advised_seeds(fit, 0.01, ALPHA / 3) - len(spec.point_seeds(p)))
+                         for p in fit.cells) for factor, fit in analysis.model.factors.items()}
+    cheapest = min(alone, key=alone.get)
+    look = plan_look(analysis, spec, len(table), alone[cheapest], None, None)
+    fit = analysis.model.factors[cheapest]
+    seeds = advised_seeds(fit, 0.01, ALPHA / 3)
+    assert look.added == {p: seeds - len(spec.point_seeds(p)) for p in fit.cells
+                          if seeds > len(spec.point_seeds(p))}
+    assert set(look.added) <= set(full.added)
+    assert set(look.skipped) == set(alone) - {cheapest}
+    assert all("sweep.max_trials" in why for why in look.skipped.values())
+    # minutes: at 2 s per baseline trial, exactly the cheapest factor's seconds fit
+    timed = plan_look(analysis, spec, len(table), 10_000, 2.0 * alone[cheapest], 2.0)
+    assert timed.added == look.added and "sweep.max_minutes" in next(iter(
+        timed.skipped.values()))
+    assert plan_look(analysis, spec, len(table), 10_000, 60.0, None).stop is not None  # no rate
+    nothing = plan_look(analysis, spec, len(table), 0, None, None)
+    assert nothing.added == {} and nothing.stop.startswith("no undecided factor's seeds fit")
+
+
+def test_the_last_planned_look_and_a_decided_study_add_nothing() -> None:
+    spec, table, analysis = _quick_study({"lr=0.1": -0.04}, 0.005, looks=2)
+    second = replace(spec, look_log=[{"look": 1, "trials": len(table) - 1}])
+    look = plan_look(analysis, second, len(table), 10_000, None, None)
+    assert look.look == 2 and look.added == {} and look.stop == "the 2 planned looks are taken"
+    # a rerun that brought no trial takes its last look again, spending no test
+    again = plan_look(analysis, replace(spec, look_log=[{"look": 1, "trials": len(table)}]),
+                      len(table), 10_000, None, None)
+    assert again.look == 1 and again.added
+
+
+def test_every_look_tests_at_its_share_of_the_error_rate() -> None:
+    analysis, spec = replicated_until_decided({"lr=0.1": -0.03}, LEVELS, 1, 6, 3, "gaussian",
+                                              0.005, np.random.default_rng(2))
+    assert 2 <= len(spec.look_log) <= spec.looks
+    assert [entry["look"] for entry in spec.look_log] == list(range(1, len(spec.look_log) + 1))
+    assert all(entry["alpha"] == ALPHA / spec.looks for entry in spec.look_log)
+    assert analysis.model.alpha * spec.looks == pytest.approx(ALPHA)  # Bonferroni over looks
+    assert spec.look_log[-1]["stop"] and all(e["added"] for e in spec.look_log[:-1])
+    assert analysis.ranking.set_index("factor").loc["lr", "verdict"] == "influential"
+
+
+@pytest.mark.simulation
+def test_adding_seeds_until_decided_claims_no_more_than_the_rate_under_unequal_noise() -> None:
+    # null studies whose noisy levels (lr=0.1, tanh at 3x the std) start with one seed: the
+    # looks add seeds until the factors are decided; whichever look a study stops at, a claim
+    # of an effect is as rare as the error rate allows, and studies do go on past look 1
+    rng, claimed, looks = np.random.default_rng(5), [], []
+    for _ in range(60):
+        analysis, spec = replicated_until_decided({}, NOISY, 1, 6, 3, "unequal", 0.01, rng,
+                                                  max_trials=300)
+        claimed.append(analysis.ranking["verdict"].isin(CLAIMS).any())
+        looks.append(len(spec.look_log))
+    assert np.mean(claimed) <= ALPHA and max(looks) == 3 and np.mean(looks) >= 2
