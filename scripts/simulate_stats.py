@@ -8,6 +8,7 @@ this runs the large ones:
     python -m scripts.simulate_stats --replicated       # one seed per point, six at the baseline
     python -m scripts.simulate_stats --noise            # null studies under real seed noise
     python -m scripts.simulate_stats --advice           # does the advised number of seeds decide?
+    python -m scripts.simulate_stats --adaptive         # studies that add seeds until decided
     python -m scripts.simulate_stats --reports 500      # and 500 random studies through the report
 """
 
@@ -38,6 +39,7 @@ from study.stats.synthetic import (
     ofat_spec,
     ofat_table,
     random_table,
+    replicated_until_decided,
     seed_noise,
     study_from_table,
 )
@@ -204,6 +206,47 @@ def advice_table(studies: int, processes: int) -> pd.DataFrame:
         return pd.DataFrame(pool.map(advice_row, scenarios, chunksize=1))
 
 
+ADAPTIVE_TRUTHS = {"null": {}, "planted": {"lr=0.1": -0.03, "channels=16": 0.015}}
+
+
+def adaptive_row(scenario: tuple[float, str, str, int, int]) -> dict:
+    """One scenario of `adaptive_table`: (sigma, noise case, truth, studies, max trials),
+    seeded by the scenario."""
+    sigma, case, truth, studies, max_trials = scenario
+    rng = np.random.default_rng([2612, int(1000 * sigma), NOISE_CASES.index(case),
+                                 list(ADAPTIVE_TRUTHS).index(truth)])
+    claims, decided, looks, trials = [], [], [], []
+    for _ in range(studies):
+        result, spec = replicated_until_decided(ADAPTIVE_TRUTHS[truth], SIX_LEVELS, 1, 6, 3, case,
+                                                sigma, rng, max_trials=max_trials)
+        ranking = result.ranking.set_index("factor")
+        wrong = ([f for f in ranking.index if f not in ("lr", "channels")] if truth == "planted"
+                 else list(ranking.index))
+        claims.append(ranking.loc[wrong, "verdict"].isin(CLAIMS).any())
+        decided.append(ranking["verdict"].isin(("influential", "small", "negligible")).all())
+        looks.append(len(spec.look_log))
+        trials.append(spec.total_trials())
+    row = {"sigma (points)": f"{100 * sigma:g}", "noise": case, "truth": truth,
+           "any claim of a null factor": rate(claims), "every factor decided": rate(decided),
+           "looks (mean)": f"{np.mean(looks):.2f}", "trials (mean)": f"{np.mean(trials):.0f}",
+           "trials (max)": max(trials)}
+    print(row, flush=True)
+    return row
+
+
+def adaptive_table(studies: int, processes: int, max_trials: int) -> pd.DataFrame:
+    """Studies that add seeds until decided (study.stats.synthetic.replicated_until_decided:
+    the quick design, 1 + 6 seeds, three looks, at most `max_trials` trials) under each noise
+    case: null, and planted (lr -3 points at 0.1, channels +1.5 points at 16): how often a null
+    factor gets a claim at the look the study stops at, how often every factor is decided, and
+    what it cost."""
+    scenarios = [(sigma, case, truth, studies, max_trials) for sigma in (0.005, 0.01, 0.023)
+                 for case in NOISE_CASES for truth in ADAPTIVE_TRUTHS
+                 if truth == "null" or case == "gaussian"]
+    with multiprocessing.Pool(processes) as pool:
+        return pd.DataFrame(pool.map(adaptive_row, scenarios, chunksize=1))
+
+
 def reports(count: int) -> None:
     """Random study tables (as the report's property test draws them) through write_report."""
     rng = np.random.default_rng(500)
@@ -235,9 +278,14 @@ def main() -> None:
                         help="null studies under unequal, heavy-tailed and lost-seed noise")
     parser.add_argument("--advice", action="store_true",
                         help="re-simulate each undecided factor at its advised seeds")
-    parser.add_argument("--processes", type=int, default=2, help="for --advice")
+    parser.add_argument("--adaptive", action="store_true",
+                        help="studies that add seeds until their factors are decided")
+    parser.add_argument("--max-trials", type=int, default=400, help="for --adaptive")
+    parser.add_argument("--processes", type=int, default=2, help="for --advice, --adaptive")
     args = parser.parse_args()
-    if args.advice:
+    if args.adaptive:
+        print(markdown_table(adaptive_table(args.studies, args.processes, args.max_trials)))
+    elif args.advice:
         print(markdown_table(advice_table(args.studies, args.processes)))
     elif args.noise:
         print(markdown_table(noise_table(args.studies)))

@@ -72,9 +72,9 @@ def plan_look(analysis: Analysis, spec: StudySpec, finished: int, trials_left: i
             look.skipped[factor] = "no accuracy comparison to plan seeds for"
         elif seeds is None:
             look.skipped[factor] = "more seeds per design point than the advice plans for"
-        else:
-            needs[factor] = {point: seeds - len(spec.point_seeds(point)) for point in fit.cells
-                             if seeds > len(spec.point_seeds(point))}
+        else:  # converged seeds: a point whose seeds diverged gets more to make up for them
+            needs[factor] = {point: seeds - int(n) for point, n in zip(fit.cells, fit.n,
+                                                                      strict=True) if seeds > n}
     added: dict[str, int] = {}
     for factor in sorted(needs, key=lambda f: sum(n * costs.get(p, 1.0)
                                                     for p, n in needs[f].items())):

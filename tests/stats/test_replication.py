@@ -22,11 +22,13 @@ NOISY = {"lr": [0.1], "activation": ["tanh"]}  # seed_noise's "unequal" points, 
 CLAIMS = ("influential", "small")  # what a null factor must not be called
 
 
-def _quick_study(shifts: dict[str, float], sigma: float, seed: int = 0, looks: int = 3):
+def _quick_study(shifts: dict[str, float], sigma: float, seed: int = 0, looks: int = 3,
+                 diverged: dict[str, list[int]] | None = None):
     """The quick design (one seed per point, six at the baseline) with seed noise sigma."""
     spec = replace(ofat_spec(LEVELS), seeds=[0], baseline_seeds=list(range(6)), looks=looks)
-    table = seed_noise(ofat_table(shifts, noise=0.0, seeds=1, levels=LEVELS, baseline_seeds=6),
-                       "gaussian", sigma, np.random.default_rng(seed))
+    table = seed_noise(ofat_table(shifts, noise=0.0, seeds=1, levels=LEVELS, baseline_seeds=6,
+                                  diverged=diverged), "gaussian", sigma,
+                       np.random.default_rng(seed))
     return spec, table, rank_trials(table, spec)
 
 
@@ -47,6 +49,14 @@ def test_a_look_adds_each_undecided_factor_s_advised_seeds_at_its_points() -> No
     assert grown.point_seeds("baseline")[:6] == list(range(6))
     assert grown.total_trials() == spec.total_trials() + sum(look.added.values())
     assert grown.look_log == [look.to_dict()] and grown.identity() == spec.identity()
+
+
+def test_a_point_whose_seeds_diverged_gets_more_to_make_up_for_them() -> None:
+    spec, table, analysis = _quick_study({"lr=0.1": -0.04}, 0.005, diverged={"baseline": [4, 5]})
+    look = plan_look(analysis, spec, len(table), 10_000, None, None)
+    most = max(advised_seeds(fit, 0.01, ALPHA / 3) for fit in analysis.model.factors.values())
+    assert analysis.model.factors["lr"].n[0] == 4  # the baseline's converged seeds
+    assert look.added["baseline"] == most - 4
 
 
 def test_a_look_within_a_budget_takes_the_cheapest_factors_and_says_why_not_the_rest() -> None:
