@@ -38,9 +38,6 @@ from study.runs.queue import (
 )
 from study.runs.storage import mask_url, open_storage, open_study, sqlite_file, study_lock
 from study.runs.workers import auto_workers, interrupted_status, train_design
-from study.stats.frames import read_study
-from study.stats.ranking import rank_trials
-from study.stats.replication import describe, plan_look, with_added_seeds
 from study.training.data import Images, load_images
 from study.training.engine import device_name, pick_device, resolve_engine
 from study.training.precision import resolve_precision
@@ -112,6 +109,11 @@ def replicate_until_decided(cfg: DictConfig, study: optuna.Study,
     until a look stops (study.stats.replication) or sweep.max_failures trials failed; returns
     the failures since `start`. A look is taken under the study lock once the stored spec has
     no trial left to train, so machines sharing the study take each look once."""
+    # imported here, as api in run_sweep: a bad command line fails before their seconds
+    from study.stats.frames import read_study
+    from study.stats.ranking import rank_trials
+    from study.stats.replication import describe, plan_look, with_added_seeds
+
     while len(failed) < cfg.sweep.max_failures:
         with study_lock(storage, cfg.name):
             data = read_study(study)

@@ -159,6 +159,8 @@ class SetupFacts:
     history: list[dict[str, Any]]
     devices: list[tuple[str, int]]  # of the finished trials: one that never ran has no device
     code: list[tuple[str, int]]
+    added_seeds: int  # seeds the looks added (sweep.until=decided), at added_points points
+    added_points: int
     span_s: float | None  # from the first finished trial's start to the last one's end
     trial_time_s: float | None  # the finished trials' own wall times, summed
 
@@ -173,7 +175,9 @@ def setup_facts(spec: StudySpec, trials: pd.DataFrame) -> SetupFacts:
         epochs=spec.setting("train.epochs"), recorded=spec.recorded,
         identity=spec.identity_hash() if spec.recorded else "", version=spec.version,
         created=spec.created, history=spec.history, devices=counted(ran["device"]),
-        code=counted(ran["code"]), span_s=time_span(ran),
+        code=counted(ran["code"]),
+        added_seeds=sum(len(seeds) for seeds in spec.added_seeds.values()),
+        added_points=len(spec.added_seeds), span_s=time_span(ran),
         trial_time_s=ran["wall_time_s"].sum(min_count=1))  # NaN when none finished
 
 

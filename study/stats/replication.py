@@ -78,18 +78,18 @@ def plan_look(analysis: Analysis, spec: StudySpec, finished: int, trials_left: i
     added: dict[str, int] = {}
     for factor in sorted(needs, key=lambda f: sum(n * costs.get(p, 1.0)
                                                     for p, n in needs[f].items())):
-        trial = {**added, **{p: max(n, added.get(p, 0)) for p, n in needs[factor].items()}}
-        work = sum(n * costs.get(p, 1.0) for p, n in trial.items())
-        if sum(trial.values()) > trials_left:
+        together = {**added, **{p: max(n, added.get(p, 0)) for p, n in needs[factor].items()}}
+        work = sum(n * costs.get(p, 1.0) for p, n in together.items())
+        if sum(together.values()) > trials_left:
             look.skipped[factor] = f"its seeds would pass sweep.max_trials ({trials_left} left)"
         elif seconds_left is not None and (seconds_per_baseline is None or
                                            work * seconds_per_baseline > seconds_left):
             look.skipped[factor] = "its seeds would not be trained within sweep.max_minutes"
         else:
-            added = trial
+            added = together
     look.added = added
     if not added:
-        look.stop = "no undecided factor's seeds fit the budget (see why for each)"
+        look.stop = "no undecided factor's seeds fit the budget (each one's reason: not added)"
     return look
 
 
@@ -100,8 +100,8 @@ def with_added_seeds(spec: StudySpec, look: Look) -> StudySpec:
     for point, count in look.added.items():
         top = max(spec.point_seeds(point))
         extra[point] = [*extra.get(point, []), *range(top + 1, top + 1 + count)]
-    log_ = [entry for entry in spec.look_log if entry["look"] != look.look]
-    return replace(spec, added_seeds=extra, look_log=[*log_, look.to_dict()])
+    earlier = [entry for entry in spec.look_log if entry["look"] != look.look]
+    return replace(spec, added_seeds=extra, look_log=[*earlier, look.to_dict()])
 
 
 def describe(look: Look) -> str:

@@ -461,6 +461,9 @@ def test_until_decided_looks_adds_seeds_records_every_look_and_a_rerun_continues
         Counter((p.id, s) for p in spec.points() for s in spec.point_seeds(p.id))
     report = (tmp_path / "reports" / "until" / "report.md").read_text()
     assert "## Adaptive replication" in report and "| 2 of 2 |" in report and "2.5%" in report
+    added = sum(len(seeds) for seeds in spec.added_seeds.values())
+    assert added == sum(spec.look_log[0]["added"].values()) == len(trials) - 3
+    assert f"added by the looks: {added} seeds at" in report
     assert "look 1 (3 trials, tested at 0.025)" in run.stdout + run.stderr
     _run_sweep(tmp_path, "until", *levels, *until)  # no trial to add: the same last look
     again = study_spec(study)
