@@ -65,8 +65,10 @@ def test_a_look_within_a_budget_takes_the_cheapest_factors_and_says_why_not_the_
     # what each factor alone costs, in trials (every point costs one baseline trial here)
     alone = {factor: sum(max(0, advised_seeds(fit, 0.01, ALPHA / 3) - len(spec.point_seeds(p)))
                          for p in fit.cells) for factor, fit in analysis.model.factors.items()}
-    cheapest = min(alone, key=alone.get)
-    look = plan_look(analysis, spec, len(table), alone[cheapest], None, None)
+    cheapest, dearest = min(alone, key=alone.get), max(alone.values())
+    assert alone[cheapest] < dearest < alone[cheapest] + dearest  # only one factor fits
+    # the dearest factor alone would fit too: cheapest first buys the cheaper one
+    look = plan_look(analysis, spec, len(table), dearest, None, None)
     fit = analysis.model.factors[cheapest]
     seeds = advised_seeds(fit, 0.01, ALPHA / 3)
     assert look.added == {p: seeds - len(spec.point_seeds(p)) for p in fit.cells
@@ -74,8 +76,8 @@ def test_a_look_within_a_budget_takes_the_cheapest_factors_and_says_why_not_the_
     assert set(look.added) <= set(full.added)
     assert set(look.skipped) == set(alone) - {cheapest}
     assert all("sweep.max_trials" in why for why in look.skipped.values())
-    # minutes: at 2 s per baseline trial, exactly the cheapest factor's seconds fit
-    timed = plan_look(analysis, spec, len(table), 10_000, 2.0 * alone[cheapest], 2.0)
+    # minutes: at 2 s per baseline trial, as many seconds as the dearest factor's
+    timed = plan_look(analysis, spec, len(table), 10_000, 2.0 * dearest, 2.0)
     assert timed.added == look.added and "sweep.max_minutes" in next(iter(
         timed.skipped.values()))
     assert plan_look(analysis, spec, len(table), 10_000, 60.0, None).stop is not None  # no rate
