@@ -9,6 +9,7 @@ this runs the large ones:
     python -m scripts.simulate_stats --noise            # null studies under real seed noise
     python -m scripts.simulate_stats --advice           # does the advised number of seeds decide?
     python -m scripts.simulate_stats --adaptive         # studies that add seeds until decided
+    python -m scripts.simulate_stats --planted --studies 10 --max-trials 3000   # vs fixed seeds
     python -m scripts.simulate_stats --reports 500      # and 500 random studies through the report
 """
 
@@ -247,6 +248,36 @@ def adaptive_table(studies: int, processes: int, max_trials: int) -> pd.DataFram
         return pd.DataFrame(pool.map(adaptive_row, scenarios, chunksize=1))
 
 
+def planted_comparison(studies: int, fixed_seeds: tuple[int, ...], max_trials: int
+                       ) -> pd.DataFrame:
+    """The planted study (ADAPTIVE_TRUTHS, Gaussian noise, sigma 1 point) decided by adding
+    seeds until decided (three looks, at most `max_trials` trials) and with each fixed number of
+    seeds per point (the baseline at least six): how often every factor is decided, and at how
+    many trials."""
+    rng, rows, shifts = np.random.default_rng(2613), [], ADAPTIVE_TRUTHS["planted"]
+    decided, trials = [], []
+    for _ in range(studies):
+        result, spec = replicated_until_decided(shifts, SIX_LEVELS, 1, 6, 3, "gaussian", 0.01,
+                                                rng, max_trials=max_trials)
+        decided.append(result.ranking["verdict"].isin(("influential", "small",
+                                                       "negligible")).all())
+        trials.append(spec.total_trials())
+    rows.append({"design": f"until decided (3 looks, at most {max_trials} trials)",
+                 "every factor decided": rate(decided), "trials (mean)": f"{np.mean(trials):.0f}"})
+    print(rows[-1], flush=True)
+    for seeds in fixed_seeds:
+        decided = []
+        for _ in range(studies):
+            result = noisy_study(shifts, seeds, max(seeds, 6), "gaussian", 0.01, rng)
+            decided.append(result.ranking["verdict"].isin(("influential", "small",
+                                                           "negligible")).all())
+        points = len(SIX_SPEC.points())
+        rows.append({"design": f"{seeds} seeds per point", "every factor decided": rate(decided),
+                     "trials (mean)": f"{(points - 1) * seeds + max(seeds, 6)}"})
+        print(rows[-1], flush=True)
+    return pd.DataFrame(rows)
+
+
 def reports(count: int) -> None:
     """Random study tables (as the report's property test draws them) through write_report."""
     rng = np.random.default_rng(500)
@@ -280,10 +311,15 @@ def main() -> None:
                         help="re-simulate each undecided factor at its advised seeds")
     parser.add_argument("--adaptive", action="store_true",
                         help="studies that add seeds until their factors are decided")
-    parser.add_argument("--max-trials", type=int, default=400, help="for --adaptive")
+    parser.add_argument("--planted", action="store_true",
+                        help="the planted study: until decided against fixed seeds per point")
+    parser.add_argument("--max-trials", type=int, default=400, help="for --adaptive, --planted")
     parser.add_argument("--processes", type=int, default=2, help="for --advice, --adaptive")
     args = parser.parse_args()
-    if args.adaptive:
+    if args.planted:
+        print(markdown_table(planted_comparison(args.studies, (10, 20, 40, 80),
+                                                args.max_trials)))
+    elif args.adaptive:
         print(markdown_table(adaptive_table(args.studies, args.processes, args.max_trials)))
     elif args.advice:
         print(markdown_table(advice_table(args.studies, args.processes)))
