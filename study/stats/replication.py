@@ -9,10 +9,12 @@ looks, so whichever look the study stops at, a wrong claim has at most ALPHA cha
 records the looks (part of the study's identity) and every look taken (`look_log`), so a rerun
 continues the same sequence. Where the seeds go: each undecided factor needs the seeds per
 design point that the report advises (study.stats.ranking.advised_seeds, a power calculation)
-at its design points; the factors are taken cheapest first, in baseline trials of work (the cost
-model, study.design.cost), since each decides one factor with the planned power: the cheapest
-buys the most decided factors per unit of work. Plain data: the sweep trains what a look adds
-and records it (study.sweep).
+at its design points, at most GROWTH times its most seeds per point in one look (planned from
+one seed, an estimate near the threshold asks for hundreds: a step lets the next look see
+better, where leaving the factor out would leave it undecided for good); the factors are taken
+cheapest first, in baseline trials of work (the cost model, study.design.cost), since each
+decides one factor with the planned power: the cheapest buys the most decided factors per unit
+of work. Plain data: the sweep trains what a look adds and records it (study.sweep).
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from typing import Any
 
 from study.design.cost import point_costs
 from study.design.spec import StudySpec, now
-from study.stats.ranking import Analysis, advised_seeds
+from study.stats.ranking import MAX_SEEDS, Analysis, advised_seeds
 
 UNDECIDED = ("screened", "undetermined")
+GROWTH = 4  # a look grows a factor's points to at most this many times its most seeds
 
 
 @dataclass
@@ -67,12 +70,11 @@ def plan_look(analysis: Analysis, spec: StudySpec, finished: int, trials_left: i
     needs: dict[str, dict[str, int]] = {}
     for factor in undecided:
         fit = model.factors.get(factor)
-        seeds = advised_seeds(fit, analysis.practical_effect, model.alpha) if fit else None
         if fit is None:
             look.skipped[factor] = "no accuracy comparison to plan seeds for"
-        elif seeds is None:
-            look.skipped[factor] = "more seeds per design point than the advice plans for"
         else:  # converged seeds: a point whose seeds diverged gets more to make up for them
+            seeds = advised_seeds(fit, analysis.practical_effect, model.alpha) or MAX_SEEDS
+            seeds = min(seeds, GROWTH * int(fit.n.max()))
             needs[factor] = {point: seeds - int(n) for point, n in zip(fit.cells, fit.n,
                                                                       strict=True) if seeds > n}
     added: dict[str, int] = {}

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from study.stats.fit import ALPHA
-from study.stats.ranking import advised_seeds, rank_trials
-from study.stats.replication import plan_look, with_added_seeds
+from study.stats.ranking import MAX_SEEDS, advised_seeds, rank_trials
+from study.stats.replication import GROWTH, plan_look, with_added_seeds
 from study.stats.synthetic import (
     ofat_spec,
     ofat_table,
@@ -49,6 +49,25 @@ def test_a_look_adds_each_undecided_factor_s_advised_seeds_at_its_points() -> No
     assert grown.point_seeds("baseline")[:6] == list(range(6))
     assert grown.total_trials() == spec.total_trials() + sum(look.added.values())
     assert grown.look_log == [look.to_dict()] and grown.identity() == spec.identity()
+
+
+def test_a_factor_too_noisy_to_plan_for_grows_by_a_step_and_is_not_left_out() -> None:
+    # three points of noise against a one-point threshold: the advice asks for more seeds than
+    # it plans for (or than a step), so a look grows the points GROWTH-fold instead: what the
+    # next look learns moves the effect's estimate away from the threshold or confirms it
+    spec, table, analysis = _quick_study({}, 0.03)
+    look = plan_look(analysis, spec, len(table), 10_000, None, None)
+    steps = 0
+    for fit in analysis.model.factors.values():
+        advised = advised_seeds(fit, 0.01, ALPHA / 3)
+        target = min(advised or MAX_SEEDS, GROWTH * int(fit.n.max()))
+        steps += target < (advised or MAX_SEEDS + 1)
+        assert all(look.added.get(point, 0) + n >= target for point, n in zip(
+            fit.cells, fit.n, strict=True))
+        assert all(look.added.get(point, 0) + n == target for point, n in zip(
+            fit.cells, fit.n, strict=True) if point != "baseline")
+    assert steps == len(analysis.model.factors) and not look.skipped
+    assert look.added["baseline"] == GROWTH * 6 - 6
 
 
 def test_a_point_whose_seeds_diverged_gets_more_to_make_up_for_them() -> None:
