@@ -317,7 +317,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="for --advice, --adaptive")
     args = parser.parse_args()
     if args.planted:
-        print(markdown_table(planted_comparison(args.studies, (10, 20, 40, 80),
+        print(markdown_table(planted_comparison(args.studies, (10, 20, 40, 60, 80),
                                                 args.max_trials)))
     elif args.adaptive:
         print(markdown_table(adaptive_table(args.studies, args.processes, args.max_trials)))
