@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 from study.cli import run_app
 from study.design.config import check_batch_sizes
 from study.design.cost import point_costs
-from study.design.spec import SPEC_ATTR, StudySpec, spec_for_run, stored_spec
+from study.design.spec import SPEC_ATTR, StudySpec, spec_for_run
 from study.errors import Interrupted, StudyStopped, one_line
 from study.paths import check_outputs
 from study.runs.queue import (
@@ -127,14 +127,13 @@ def replicate_until_decided(cfg: DictConfig, study: optuna.Study,
                     sum(t.state == TrialState.COMPLETE for t in trials),
                     cfg.sweep.max_trials - spec.total_trials(),
                     None if cfg.sweep.max_minutes is None else cfg.sweep.max_minutes * 60 - elapsed,
-                    seconds_per_baseline(trials, point_costs(spec)))
+                    seconds_per_baseline(trials, point_costs(spec))[0])
                 spec = with_added_seeds(spec, look)
                 study.set_user_attr(SPEC_ATTR, spec.to_dict())
                 log.info("study %s: %s", cfg.name, describe(look))
         if look is not None and look.stop:
             return failed
-        failed = train_design(cfg, stored_spec(cfg.name, study.user_attrs), study, storage,
-                              images, device, workers, start)
+        failed = train_design(cfg, spec, study, storage, images, device, workers, start)
     return failures_since(study, start)
 
 

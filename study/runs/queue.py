@@ -94,9 +94,7 @@ def price(study: optuna.Study, spec: StudySpec) -> str:
     else:
         to_run = max(0, spec.n_trials - sum(t.state in CLAIMED for t in trials))
         work = float(to_run)  # sampled points: cost unknown until drawn, the baseline's assumed
-    per_baseline = seconds_per_baseline(trials, costs)
-    finished = sum(t.state == TrialState.COMPLETE and bool(t.user_attrs.get("wall_time_s"))
-                   for t in trials)
+    per_baseline, finished = seconds_per_baseline(trials, costs)
     when = (f"; about {work * per_baseline / 60:.0f} min of training at {per_baseline:.1f} s "
             f"per baseline trial (median of {finished} finished here)" if per_baseline else
             "; its time is estimated once a trial has finished")
@@ -105,12 +103,12 @@ def price(study: optuna.Study, spec: StudySpec) -> str:
 
 
 def seconds_per_baseline(trials: list[optuna.trial.FrozenTrial], costs: dict[str, float]
-                         ) -> float | None:
+                         ) -> tuple[float | None, int]:
     """The median training seconds of the finished trials per baseline trial of work (`costs`:
-    study.design.cost); None before one finished."""
+    study.design.cost; None before one finished), and how many finished trials it is over."""
     times = [t.user_attrs["wall_time_s"] / costs.get(t.user_attrs.get("design_point"), 1.0)
              for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("wall_time_s")]
-    return statistics.median(times) if times else None
+    return (statistics.median(times) if times else None), len(times)
 
 
 def fail_untrainable(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[str]:
