@@ -2,11 +2,16 @@
 
 Under one error variance for all cells (the pooled screening): Dunnett's method for any
 contrasts. The quantiles of max |t| over the comparisons and the single-step adjusted p-values
-come from the multivariate t distribution of the comparisons (their correlation: OFAT's share
-the baseline point), integrated by scipy's quasi-Monte Carlo (Genz); the mean of max |z| when no
-level differs (the head start the selection-corrected effect takes off) by Monte Carlo. The
-quantiles are cached per correlation, degrees of freedom and level, the head start per
-covariance.
+come from the multivariate t distribution of the comparisons. Where the comparisons share one
+reference (OFAT's share the baseline point; a grid's levels share the reference level's mean)
+their correlations are products, corr_ij = l_i l_j, and the law is a double integral (Dunnett
+1955): given the reference's standardized error z and the error scale s the comparisons are
+independent. `dunnett_cdf` computes it by Gauss-Hermite quadrature over z and Gauss-Legendre over
+s, within 1e-7 of adaptive quadrature where every loading is at most MAX_LOADING (1e-13 at the
+default design's loadings). Other correlations, and loadings so close to 1 that the integrand in
+z is a step, take scipy's quasi-Monte Carlo (Genz). The mean of max |z| when no level differs
+(the head start the selection-corrected effect takes off) is by Monte Carlo. The quantiles are
+cached per correlation, degrees of freedom and level, the head start per covariance.
 
 With each cell's own variance (levels may differ in noise): the Behrens-Fisher (fiducial) law
 of the largest standardized contrast, each cell mean's error its standard error times an
@@ -20,12 +25,15 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from scipy import optimize
+from scipy import optimize, special
 from scipy import stats as sps
 
 N_DRAWS = 4000  # Monte Carlo draws per correlation matrix, for the mean of max |z|
 QUANTILE_POINTS = 25_000  # quasi-Monte Carlo points per comparison: quantiles within 0.002
 P_VALUE_POINTS = 500  # the same for adjusted p-values: within 2e-4 (two digits are shown)
+QUADRATURE_NODES = 96  # per dimension of Dunnett's double integral: within 1e-13 at OFAT's
+MAX_LOADING = 0.95  # a comparison's loading on the shared reference: above, the nodes lose 1e-7
+SCALE_TAIL = 1e-13  # the error scale's quadrature covers its law but this much at each end
 FIDUCIAL_DRAWS = 20_000  # Monte Carlo draws of the Behrens-Fisher law: p-values to 1 / 20,000
 PLANNING_DRAWS = 4_000  # the same for planning seeds: a critical value within about 1%
 
@@ -39,10 +47,65 @@ def _correlation(cov_unit: np.ndarray) -> np.ndarray:
     return cov_unit / np.outer(sd, sd)
 
 
+def shared_reference_loadings(corr: np.ndarray) -> np.ndarray | None:
+    """l with corr_ij = l_i l_j for every i != j (comparisons correlated only through one
+    shared reference), each |l_i| <= MAX_LOADING; None where the correlation is not of that form
+    or a loading is larger."""
+    k = len(corr)
+    loadings = np.empty(k)
+    for i in range(k):
+        # l_i^2 = corr_ij corr_im / corr_jm: from the other pair most correlated (most stable)
+        j, m = max(((j, m) for j in range(k) for m in range(j + 1, k) if i not in (j, m)),
+                   key=lambda pair: abs(corr[pair]), default=(i, i))
+        if j == i:  # two comparisons: any correlation is a product
+            loadings[i] = np.sqrt(abs(corr[0, 1]))
+        elif corr[j, m] == 0:
+            return None
+        else:
+            loadings[i] = np.sqrt(max(0.0, corr[i, j] * corr[i, m] / corr[j, m]))
+    loadings[1:] *= np.where(corr[0, 1:] < 0, -1.0, 1.0)
+    off = ~np.eye(k, dtype=bool)  # the cache key rounds the correlation to 1e-10
+    if (np.abs(loadings) > MAX_LOADING).any() or not np.allclose(
+            np.outer(loadings, loadings)[off], corr[off], rtol=0, atol=1e-9):
+        return None
+    return loadings
+
+
+@functools.lru_cache(maxsize=64)
+def _scale_rule(df: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes and weights of the error scale s (df s^2 ~ chi2(df)) over its
+    central 1 - 2 SCALE_TAIL, the weights times s's density."""
+    x, w = np.polynomial.legendre.leggauss(QUADRATURE_NODES)
+    low, high = np.sqrt(sps.chi2.ppf([SCALE_TAIL, 1 - SCALE_TAIL], df) / df)
+    s = low + (high - low) * (x + 1) / 2
+    return s, w * (high - low) / 2 * 2 * df * s * sps.chi2.pdf(df * s ** 2, df)
+
+
+_Z, _Z_WEIGHTS = np.polynomial.hermite_e.hermegauss(QUADRATURE_NODES)
+_Z_WEIGHTS = _Z_WEIGHTS / np.sqrt(2 * np.pi)  # E[f(z)] for z ~ N(0, 1)
+
+
+def dunnett_cdf(q: float, loadings: np.ndarray, df: int) -> float:
+    """P(max_i |t_i| <= q) for t multivariate t on df with corr_ij = l_i l_j: given the shared
+    reference's z and the scale s, t_i s = l_i z + sqrt(1 - l_i^2) e_i with e_i independent."""
+    s, s_weights = _scale_rule(df)
+    width = np.sqrt(1 - loadings ** 2)
+    shift = loadings * _Z[:, None]  # (z, comparison)
+    bound = q * s[:, None, None]  # (s, 1, 1)
+    inside = np.prod(special.ndtr((bound - shift) / width) - special.ndtr((-bound - shift) / width),
+                     axis=2)
+    return float(s_weights @ inside @ _Z_WEIGHTS)
+
+
 def max_abs_t_cdf(q: float, corr: np.ndarray, df: int, points: int = QUANTILE_POINTS) -> float:
-    """P(max_v |t_v| <= q) for t multivariate t with this correlation and df."""
+    """P(max_v |t_v| <= q) for t multivariate t with this correlation and df: exact by
+    quadrature for comparisons sharing one reference, else quasi-Monte Carlo with `points`
+    points per comparison."""
     if len(corr) == 1:
         return float(2 * sps.t.cdf(q, df) - 1)
+    loadings = shared_reference_loadings(corr)
+    if loadings is not None:
+        return dunnett_cdf(q, loadings, df)
     bound = np.full(len(corr), q)
     return float(sps.multivariate_t(shape=corr, df=df, allow_singular=True).cdf(
         bound, lower_limit=-bound, maxpts=points * len(corr), random_state=0))
