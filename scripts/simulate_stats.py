@@ -31,8 +31,9 @@ from statsmodels.stats.proportion import proportion_confint
 from study import api
 from study.reporting.document import markdown_table
 from study.reporting.sections import claim_table
+from study.stats.advice import MAX_SEEDS, advised_plan
 from study.stats.frames import StudyData
-from study.stats.ranking import MAX_SEEDS, Analysis
+from study.stats.ranking import Analysis
 from study.stats.synthetic import (
     LEVELS,
     NOISE_CASES,
@@ -159,8 +160,19 @@ def noise_table(studies: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-ADVICE = re.compile(r"about (\d+) seeds per design point would (?:decide|confirm) it")
+ADVICE = re.compile(r"about \d+ seeds per design point(?: at its levels [^,]+, at least \d+ at "
+                    r"the others,)? would (?:decide|confirm) it")
 ADVICE_TRUTHS = {"null": {}, "lr -3 points": {"lr": -0.03}}  # both other lr levels 3 points down
+
+
+def study_with_seeds(shifts: dict[str, float], seeds: dict[str, int], case: str, sigma: float,
+                     rng: np.random.Generator) -> Analysis:
+    """`noisy_study` with these seeds per design point (seeds: point -> how many)."""
+    table = ofat_table(shifts, noise=0.0, seeds=max(seeds.values()), levels=SIX_LEVELS,
+                       baseline_seeds=max(seeds.values()))
+    table = table[table["seed"] < table["design_point"].map(seeds)]
+    return api.rank(StudyData("simulated", SIX_SPEC, seed_noise(table, case, sigma, rng),
+                              NO_CURVES))
 
 
 def advice_row(scenario: tuple[int, int, float, str, str, int]) -> dict:
@@ -170,21 +182,20 @@ def advice_row(scenario: tuple[int, int, float, str, str, int]) -> dict:
     shifts = ADVICE_TRUTHS[truth]
     rng = np.random.default_rng([1201, seeds, int(1000 * sigma), NOISE_CASES.index(case),
                                  list(ADVICE_TRUTHS).index(truth)])
-
-    def ranking(seeds: int, baseline_seeds: int) -> pd.DataFrame:
-        return noisy_study(shifts, seeds, baseline_seeds, case, sigma, rng).ranking.set_index(
-            "factor")
-
+    design = {point: baseline_seeds if point == "baseline" else seeds
+              for point in (p.id for p in SIX_SPEC.points())}
     decided, advised, beyond = [], [], 0
     for _ in range(studies):
-        first = ranking(seeds, baseline_seeds)
-        wanted = first["reason"].str.extract(ADVICE, expand=False).dropna().astype(int)
-        beyond += int(first["reason"].str.contains("would be needed").sum())
-        for n, factors in wanted.groupby(wanted):
-            again = ranking(n, max(baseline_seeds, n))
-            decided += list(again.loc[factors.index, "verdict"].isin(
-                ("influential", "small", "negligible")))
-            advised += [n] * len(factors)
+        first = noisy_study(shifts, seeds, baseline_seeds, case, sigma, rng)
+        reasons = first.ranking.set_index("factor")["reason"]
+        beyond += int(reasons.str.contains("seeds per design point would be needed").sum())
+        for factor in reasons.index[reasons.str.contains(ADVICE)]:
+            plan = advised_plan(first.model.factors[factor], first.practical_effect,
+                                first.model.alpha)
+            again = study_with_seeds(shifts, design | plan.cells, case, sigma, rng)
+            decided.append(again.ranking.set_index("factor").loc[factor, "verdict"] in (
+                "influential", "small", "negligible"))
+            advised.append(plan.seeds)
     row = {"seeds": seeds, "baseline seeds": baseline_seeds, "sigma (points)": f"{100 * sigma:g}",
            "noise": case, "truth": truth, "factors advised": len(advised),
            "median seeds advised": f"{np.median(advised):g}" if advised else "n/a",

@@ -37,14 +37,9 @@ from study.reporting.sections import (
     verdict_groups,
 )
 from study.stats import joint, stability
+from study.stats.advice import PLANNING_BOUND, POWER
 from study.stats.frames import StudyData, design_table, finished, read_study
-from study.stats.ranking import (
-    PLANNING_BOUND,
-    POWER,
-    PRACTICAL_EFFECT,
-    Analysis,
-    rank_trials,
-)
+from study.stats.ranking import PRACTICAL_EFFECT, Analysis, rank_trials
 
 REPORT = "report.md.j2"  # the template that says a study's report
 

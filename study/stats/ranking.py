@@ -16,26 +16,27 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from study.design.spec import StudySpec
-from study.stats.critical import PLANNING_DRAWS, fiducial_max, fiducial_quantile
+from study.stats.advice import (
+    Plan,
+    advice_text,
+    advised_plan,
+    divergence_seeds,
+    divergence_text,
+)
 from study.stats.fit import (
     LEVEL_COLUMNS,
     POOLED,
     FactorFit,
     FittedModel,
     Noise,
-    fiducial_se,
     fit,
 )
 from study.stats.frames import converged
 from study.stats.slices import level_order, reference_level
 
 PRACTICAL_EFFECT = 0.01  # accuracy: one point; the default of analysis.practical_effect
-MAX_SEEDS = 200  # seeds-needed estimates above this say "more than"
-POWER = 0.8  # the chance that the advised seeds decide a factor, where the plan is the truth
-PLANNING_BOUND = 0.75  # the advice plans on each variance's upper 75% confidence bound
 RANK_DECIMALS = 12  # effects equal to this many decimals share a rank (float noise is no effect)
 VERDICTS = ("influential", "small", "negligible", "screened", "undetermined", "no data")
 
@@ -81,66 +82,6 @@ def holm(p: pd.Series) -> pd.Series:
     return adjusted
 
 
-def _seeds_to_decide(fit: FactorFit, confidence: float, gap: float) -> int | None:
-    """Seeds per design point (a point that has more keeps them) at which, with the chance
-    POWER, every level's simultaneous interval from its own noise would clear the practical
-    threshold that now lies `gap` from the planned difference: (q + z) * se below the gap, q from
-    the df those seeds bring, z the normal's POWER quantile, each cell's variance its upper
-    PLANNING_BOUND confidence bound (the pooled one where it has a single seed); None when more
-    than MAX_SEEDS would be needed. The half-width falls as seeds grow: a bisection finds the
-    fewest."""
-    df = np.where(fit.n >= 2, fit.n - 1, fit.df).astype(float)
-    variance = np.where(fit.n >= 2, fit.variance, fit.s ** 2) * df / sps.chi2.ppf(
-        1 - PLANNING_BOUND, df)
-    z = sps.norm.ppf(POWER)
-
-    def half_width(seeds: int) -> float:
-        n = np.maximum(fit.n, seeds)
-        scaled = fiducial_se(fit.contrasts, n, variance)
-        q = fiducial_quantile(fiducial_max(scaled, n - 1, PLANNING_DRAWS), confidence)
-        return float((q + z) * np.sqrt((scaled ** 2).sum(axis=1)).max())
-
-    low, high = max(2, int(fit.n.min()) + 1), MAX_SEEDS
-    if half_width(high) >= gap:
-        return None
-    while low < high:  # the fewest seeds whose half-width is below the gap lies in [low, high]
-        middle = (low + high) // 2
-        if half_width(middle) < gap:
-            high = middle
-        else:
-            low = middle + 1
-    return low
-
-
-def advised_seeds(fit: FactorFit, threshold: float, alpha: float) -> int | None:
-    """The seeds per design point that would decide the factor at error rate `alpha`: planned
-    at its selection-corrected effect (the largest observed difference overstates the truth),
-    its effect's 1 - alpha interval clearing the threshold from above, or every level's
-    1 - 2 alpha interval from below."""
-    planned = max(0.0, fit.corrected)
-    return (_seeds_to_decide(fit, 1 - alpha, planned - threshold) if planned >= threshold
-            else _seeds_to_decide(fit, 1 - 2 * alpha, threshold - planned))
-
-
-def _divergence_seeds(rows: pd.DataFrame, tests: int, alpha: float) -> int | None:
-    """Seeds per level at which the observed divergence rates would differ significantly from
-    the baseline's (Fisher, Bonferroni over the tests); None beyond MAX_SEEDS."""
-    base = rows[rows["baseline"]].iloc[0]
-    others = rows[~rows["baseline"] & (rows["rate"] != base["rate"])]
-    for seeds in range(int(rows["trials"].min()) + 1, MAX_SEEDS + 1):
-        kb = round(base["rate"] * seeds)
-        for rate in others["rate"]:
-            k = round(rate * seeds)
-            if sps.fisher_exact([[k, seeds - k], [kb, seeds - kb]]).pvalue < alpha / tests:
-                return seeds
-    return None
-
-
-def _seeds_text(seeds: int | None, per: str) -> str:
-    return (f"about {seeds} {per} would decide it" if seeds
-            else f"more than {MAX_SEEDS} {per} would be needed")
-
-
 def _accuracy_missing(part: pd.DataFrame, spec: StudySpec, factor: str) -> str:
     """Why the factor's accuracy is not compared (it has no fit), from its slice `part`."""
     levels = level_order(spec, factor, list(converged(part)["level"].unique()))
@@ -153,7 +94,7 @@ def _accuracy_missing(part: pd.DataFrame, spec: StudySpec, factor: str) -> str:
 
 
 def _verdict(row: dict, fit: FactorFit | None, div: pd.DataFrame, threshold: float,
-             tests: int, missing: str, advice: Callable[[], int | None] | None, alpha: float
+             tests: int, missing: str, advice: Callable[[], Plan | None] | None, alpha: float
              ) -> tuple[str, str]:
     """(verdict, reason) from the factor's tests at error rate `alpha`, effect interval and
     divergence; `missing`: why there is no fit, where there is none; advice: the seeds per
@@ -174,7 +115,7 @@ def _verdict(row: dict, fit: FactorFit | None, div: pd.DataFrame, threshold: flo
             return "undetermined", (f"{missing}; nor is divergence (no finished trial at the "
                                     "baseline level)")
         return "undetermined", (f"{missing}; divergence does not yet differ significantly: "
-                                + _seeds_text(_divergence_seeds(div, tests, alpha), per))
+                                + divergence_text(divergence_seeds(div, tests, alpha), per))
     if fit.df == 0:
         return "undetermined", ("no design point has two converged seeds, so the noise cannot "
                                 "be measured: run more seeds")
@@ -188,11 +129,11 @@ def _verdict(row: dict, fit: FactorFit | None, div: pd.DataFrame, threshold: flo
     if more_divergence and not sig_acc:
         return "undetermined", ("some level diverges more often than the baseline, not yet "
                                 "significantly: "
-                                + _seeds_text(_divergence_seeds(div, tests, alpha), per))
+                                + divergence_text(divergence_seeds(div, tests, alpha), per))
     if advice is None:
         return "undetermined", f"the interval of its effect straddles {points}"
     return "undetermined", (f"the interval of its effect straddles {points}: "
-                            + _seeds_text(advice(), per))
+                            + advice_text(advice(), per))
 
 
 CLAIMS = ("influential", "small", "negligible")  # verdicts that claim something of accuracy
@@ -205,7 +146,7 @@ def _judge(row: dict, screen_row: dict, fit: FactorFit | None, div: pd.DataFrame
     design points supports (`screen_row`: its intervals and Holm-adjusted p) is *screened*."""
     # the seeds that would decide it under its levels' own noise, planned once: they are also
     # those that would confirm a screened verdict
-    advice = functools.cache(functools.partial(advised_seeds, fit, threshold, alpha))
+    advice = functools.cache(functools.partial(advised_plan, fit, threshold, alpha))
     primary = _verdict(row, fit, div, threshold, tests, missing, advice, alpha)
     if fit is None or (fit.own_variance and primary[0] in CLAIMS) or (
             primary[0] == "influential" and row["divergence_p_holm"] < alpha):
@@ -214,7 +155,7 @@ def _judge(row: dict, screen_row: dict, fit: FactorFit | None, div: pd.DataFrame
                        if fit.own_variance else primary)
     if verdict not in CLAIMS:
         return primary
-    confirm = _seeds_text(advice(), "seeds per design point").replace("decide it", "confirm it")
+    confirm = advice_text(advice(), "seeds per design point", "confirm")
     looks = f"looks {verdict} under the noise pooled over the design points ({reason}), but "
     if fit.own_variance:
         return "screened", (looks + "not yet under its levels' own noise, which may differ "

@@ -8,8 +8,9 @@ Each look tests at ALPHA / looks (study.stats.fit.study_alpha): Bonferroni over 
 looks, so whichever look the study stops at, a wrong claim has at most ALPHA chance; the spec
 records the looks (part of the study's identity) and every look taken (`look_log`), so a rerun
 continues the same sequence. Where the seeds go: each undecided factor needs the seeds per
-design point that the report advises (study.stats.ranking.advised_seeds, a power calculation)
-at its design points, at most GROWTH times its most seeds per point in one look (planned from
+design point that the report advises (study.stats.advice.advised_plan, a power calculation:
+an effect above the threshold at its largest difference's level and the baseline, fewer at its
+other levels), at most GROWTH times its most seeds per point in one look (planned from
 one seed, an estimate near the threshold asks for hundreds: a step lets the next look see
 better, where leaving the factor out would leave it undecided for good); the factors are taken
 cheapest first, in baseline trials of work (the cost model, study.design.cost), since each
@@ -24,7 +25,8 @@ from typing import Any
 
 from study.design.cost import point_costs
 from study.design.spec import StudySpec, now
-from study.stats.ranking import MAX_SEEDS, Analysis, advised_seeds
+from study.stats.advice import MAX_SEEDS, advised_plan
+from study.stats.ranking import Analysis
 
 UNDECIDED = ("screened", "undetermined")
 GROWTH = 4  # a look grows a factor's points to at most this many times its most seeds
@@ -70,13 +72,14 @@ def plan_look(analysis: Analysis, spec: StudySpec, finished: int, trials_left: i
     needs: dict[str, dict[str, int]] = {}
     for factor in undecided:
         fit = model.factors.get(factor)
+        plan = None if fit is None else advised_plan(fit, analysis.practical_effect, model.alpha)
         if fit is None:
             look.skipped[factor] = "no accuracy comparison to plan seeds for"
         else:  # converged seeds: a point whose seeds diverged gets more to make up for them
-            seeds = advised_seeds(fit, analysis.practical_effect, model.alpha) or MAX_SEEDS
-            seeds = min(seeds, GROWTH * int(fit.n.max()))
-            needs[factor] = {point: seeds - int(n) for point, n in zip(fit.cells, fit.n,
-                                                                      strict=True) if seeds > n}
+            target = plan.cells if plan else dict.fromkeys(fit.cells, MAX_SEEDS)
+            cap = GROWTH * int(fit.n.max())
+            needs[factor] = {point: min(seeds, cap) - int(n) for (point, seeds), n
+                             in zip(target.items(), fit.n, strict=True) if min(seeds, cap) > n}
     added: dict[str, int] = {}
     for factor in sorted(needs, key=lambda f: sum(n * costs.get(p, 1.0)
                                                     for p, n in needs[f].items())):

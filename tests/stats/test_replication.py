@@ -7,8 +7,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from study.stats.advice import MAX_SEEDS, advised_plan, advised_seeds
 from study.stats.fit import ALPHA
-from study.stats.ranking import MAX_SEEDS, advised_seeds, rank_trials
+from study.stats.ranking import rank_trials
 from study.stats.replication import GROWTH, plan_look, with_added_seeds
 from study.stats.synthetic import (
     ofat_spec,
@@ -39,11 +40,15 @@ def test_a_look_adds_each_undecided_factor_s_advised_seeds_at_its_points() -> No
     look = plan_look(analysis, spec, len(table), 10_000, None, None)
     assert look.look == 1 and look.stop is None and look.alpha == pytest.approx(ALPHA / 3)
     for fit in analysis.model.factors.values():
-        seeds = advised_seeds(fit, analysis.practical_effect, analysis.model.alpha)
-        for point in fit.cells:  # the baseline is shared: it gets the most any factor asks
+        plan = advised_plan(fit, analysis.practical_effect, analysis.model.alpha)
+        for point, seeds in plan.cells.items():  # the baseline is shared: it gets the most
             assert look.added.get(point, 0) + len(spec.point_seeds(point)) >= seeds
             if point != "baseline":
                 assert look.added[point] + 1 == seeds
+    # lr's loss is planned above the threshold: its largest difference's level and the
+    # baseline get the seeds that would show it, its other level fewer
+    lr = advised_plan(analysis.model.factors["lr"], 0.01, analysis.model.alpha)
+    assert lr.focus == [0.05, 0.1] and look.added["lr=0.01"] + 1 == lr.others < lr.seeds
     grown = with_added_seeds(spec, look)
     assert grown.point_seeds("lr=0.1") == list(range(look.added["lr=0.1"] + 1))
     assert grown.point_seeds("baseline")[:6] == list(range(6))
@@ -82,16 +87,16 @@ def test_a_look_within_a_budget_takes_the_cheapest_factors_and_says_why_not_the_
     spec, table, analysis = _quick_study({"lr=0.1": -0.04}, 0.005)
     full = plan_look(analysis, spec, len(table), 10_000, None, None)
     # what each factor alone costs, in trials (every point costs one baseline trial here)
-    alone = {factor: sum(max(0, advised_seeds(fit, 0.01, ALPHA / 3) - len(spec.point_seeds(p)))
-                         for p in fit.cells) for factor, fit in analysis.model.factors.items()}
+    plans = {factor: advised_plan(fit, 0.01, ALPHA / 3).cells
+             for factor, fit in analysis.model.factors.items()}
+    alone = {factor: sum(max(0, seeds - len(spec.point_seeds(p))) for p, seeds in plan.items())
+             for factor, plan in plans.items()}
     cheapest, dearest = min(alone, key=alone.get), max(alone.values())
     assert alone[cheapest] < dearest < alone[cheapest] + dearest  # only one factor fits
     # the dearest factor alone would fit too: cheapest first buys the cheaper one
     look = plan_look(analysis, spec, len(table), dearest, None, None)
-    fit = analysis.model.factors[cheapest]
-    seeds = advised_seeds(fit, 0.01, ALPHA / 3)
-    assert look.added == {p: seeds - len(spec.point_seeds(p)) for p in fit.cells
-                          if seeds > len(spec.point_seeds(p))}
+    assert look.added == {p: seeds - len(spec.point_seeds(p)) for p, seeds in
+                          plans[cheapest].items() if seeds > len(spec.point_seeds(p))}
     assert set(look.added) <= set(full.added)
     assert set(look.skipped) == set(alone) - {cheapest}
     assert all("sweep.max_trials" in why for why in look.skipped.values())

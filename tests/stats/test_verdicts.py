@@ -14,22 +14,24 @@ import pytest
 from scipy import stats as sps
 from statsmodels.stats.proportion import proportion_confint
 
+from study.stats.advice import (
+    MAX_SEEDS,
+    PLANNING_BOUND,
+    POWER,
+    Plan,
+    _seeds_to_decide,
+    advised_plan,
+    divergence_seeds,
+)
 from study.stats.critical import (
     FIDUCIAL_DRAWS,
     PLANNING_DRAWS,
     fiducial_max,
     fiducial_quantile,
 )
-from study.stats.fit import ALPHA
+from study.stats.fit import ALPHA, FactorFit
 from study.stats.frames import ACCURACY
-from study.stats.ranking import (
-    MAX_SEEDS,
-    PLANNING_BOUND,
-    POWER,
-    _divergence_seeds,
-    _seeds_to_decide,
-    rank_trials,
-)
+from study.stats.ranking import rank_trials
 from study.stats.synthetic import ofat_spec, ofat_table, sampled_table, table_spec
 
 LEVELS = {"lr": [0.01, 0.1]}
@@ -86,16 +88,41 @@ def by_hand(shifts: dict[str, float], sigma: float, seeds: int, level: float) ->
 
 
 def planned_half_width(variance: np.ndarray, df: np.ndarray, n: np.ndarray, seeds: int,
-                       level: float = 0.95) -> float:
+                       level: float = 0.95, focus: int | None = None, others: int = 0) -> float:
     """The advice's planning rule written out: at `seeds` seeds per point (a point with more
     keeps them), the larger of the two differences' (q + z) * se, q the Behrens-Fisher law's
     simultaneous critical value on the df those seeds bring, z the normal's POWER point, each
-    point's variance raised to its upper PLANNING_BOUND confidence bound on its df."""
-    n = np.maximum(n, seeds)
+    point's variance raised to its upper PLANNING_BOUND confidence bound on its df. With a
+    `focus` difference: only its points get the seeds, the other at least `others`, and only
+    its (q + z) * se counts."""
+    growing = np.ones(3, bool) if focus is None else CONTRASTS[focus] != 0
+    n = np.where(growing, np.maximum(n, seeds), np.maximum(n, others))
     bound = variance * df / sps.chi2.ppf(1 - PLANNING_BOUND, df)
     scaled = CONTRASTS * np.sqrt(bound / n)
     q = fiducial_quantile(fiducial_max(scaled, n - 1.0, PLANNING_DRAWS), level)
-    return (q + sps.norm.ppf(POWER)) * np.sqrt((scaled ** 2).sum(axis=1)).max()
+    se = np.sqrt((scaled ** 2).sum(axis=1))
+    return (q + sps.norm.ppf(POWER)) * (se.max() if focus is None else se[focus])
+
+
+def assert_focused_plan(fit: FactorFit, variance: np.ndarray, df: np.ndarray, gap: float
+                        ) -> Plan:
+    """The advice above the threshold by its defining property: the level of the largest
+    difference and the baseline get the fewest seeds whose difference clears the gap (one fewer
+    does not, unless it is two, the fewest that show a point's noise), the other level the
+    plan's `others`, and the plan costs no more trials than every point at the seeds that
+    clear every difference."""
+    plan = advised_plan(fit, 0.01, ALPHA)
+    focus = int(np.argmax(np.abs(fit.differences)))
+    top, other = ("lr=0.1", "lr=0.01") if focus else ("lr=0.01", "lr=0.1")
+    assert plan.focus == ([0.05, 0.1] if focus else [0.01, 0.05])
+    assert plan.cells == {"baseline": max(plan.seeds, fit.n[0]), top: max(plan.seeds, 1),
+                          other: max(plan.others, fit.n[2 - focus])}
+    half = functools.partial(planned_half_width, variance, df, fit.n, focus=focus,
+                             others=plan.others)
+    assert half(plan.seeds) < gap and (plan.seeds == 2 or gap <= half(plan.seeds - 1))
+    uniform = _seeds_to_decide(fit, 0.95, gap)
+    assert uniform is None or sum(plan.cells.values()) <= 3 * max(uniform, *fit.n)
+    return plan
 
 
 def verdict(table: pd.DataFrame, threshold: float) -> pd.Series:
@@ -251,15 +278,17 @@ def test_the_seeds_that_would_decide_it_decide_it_and_one_fewer_does_not() -> No
     fit = rank_trials(table, SPEC, 0.01).model.factors["lr"]
     planned = row["effect"]
     assert row["verdict"] == "undetermined" and 0.01 < planned == fit.corrected < 0.04
-    advised = int(row["reason"].split("about ")[1].split(" ")[0])
-    assert advised == _seeds_to_decide(fit, 0.95, planned - 0.01) < MAX_SEEDS
+    plan = assert_focused_plan(fit, np.full(3, sigma ** 2), np.full(3, 1.0), planned - 0.01)
+    assert row["reason"].endswith(f"about {plan.seeds} seeds per design point at its levels "
+                                  f"0.05 and 0.1, at least {plan.others} at the others, would "
+                                  "decide it")
 
     def half(seeds: int, level: float = 0.95) -> float:  # 2 seeds of sample std sigma each
         return planned_half_width(np.full(3, sigma ** 2), np.full(3, 1.0), fit.n, seeds, level)
 
-    assert planned - half(advised) > 0.01 >= planned - half(advised - 1)
     # the same truth planted with the advised seeds is decided
-    assert verdict(planted(shifts, sigma, advised), 0.01)["verdict"] == "influential"
+    points = {point: (seeds, sigma) for point, seeds in plan.cells.items()}
+    assert verdict(planted_points(shifts, points), 0.01)["verdict"] == "influential"
     # one seed more is enough, and the search ends at MAX_SEEDS: exactly there, or beyond;
     # the advice is always more seeds than the fewest today, however wide the gap
     assert _seeds_to_decide(fit, 0.95, half(3) * 1.0001) == _seeds_to_decide(fit, 0.95, 1) == 3
@@ -337,7 +366,7 @@ def test_the_divergence_advice_ends_at_max_seeds_exactly() -> None:
         sps.fisher_exact([[5, MAX_SEEDS - 5], [0, MAX_SEEDS]]).pvalue
 
     def advice(rate: float) -> int | None:
-        return _divergence_seeds(pd.DataFrame({"baseline": [True, False], "rate": [0.0, rate],
+        return divergence_seeds(pd.DataFrame({"baseline": [True, False], "rate": [0.0, rate],
                                                "trials": [3, 3]}), 1, ALPHA)
 
     assert advice(5.5 / (MAX_SEEDS - 0.4)) == MAX_SEEDS
@@ -361,7 +390,8 @@ def _only_seeds(table: pd.DataFrame, point: str, seeds: list[int]) -> pd.DataFra
 
 def test_a_level_without_two_converged_seeds_is_named_and_its_factor_only_screened() -> None:
     table = planted({"lr": -0.08}, 0.002, 3)
-    confirm = ("about {} seeds per design point would confirm it")
+    confirm = ("about {} seeds per design point at its levels {}, at least {} at the others, "
+               "would confirm it")
     looks = ("looks influential under the noise pooled over the design points (its largest "
              "difference from the baseline is at least 1 point), but ")
     for kept, text in (({"lr=0.1": [0]}, "its level 0.1 has fewer than two converged seeds, so "
@@ -380,15 +410,11 @@ def test_a_level_without_two_converged_seeds_is_named_and_its_factor_only_screen
         # pooled one at a one-seed point (its own is unknown)
         variance = np.where(fit.n >= 2, fit.variance, fit.s ** 2)
         df = np.where(fit.n >= 2, fit.n - 1, fit.df)
+        plan = assert_focused_plan(fit, variance, df, row["effect"] - 0.01)
         half = functools.partial(planned_half_width, variance, df, fit.n)
-        gap = row["effect"] - 0.01
-        needed = _seeds_to_decide(fit, 0.95, gap)
-        assert needed is not None and half(needed) < gap
-        # one fewer does not clear it, unless two (the fewest that show a point's noise) do
-        assert needed == 2 or gap <= half(needed - 1)
         assert _seeds_to_decide(fit, 0.95, half(6) * 1.0001) == 6
-        assert (row["verdict"], row["reason"]) == ("screened",
-                                                   looks + text + confirm.format(needed))
+        assert (row["verdict"], row["reason"]) == ("screened", looks + text + confirm.format(
+            plan.seeds, " and ".join(map(str, plan.focus)), plan.others))
     two = rank_trials(_only_seeds(table, "lr=0.1", [0, 1]), SPEC, 0.01).model.factors["lr"]
     assert two.own_variance and two.unreplicated_levels() == []  # two seeds show their noise
 
@@ -408,15 +434,12 @@ def test_a_level_noisier_than_the_rest_is_judged_by_its_own_noise() -> None:
     assert result.differences.set_index("level").loc[0.1, "se"] == pytest.approx(
         np.sqrt(0.02 ** 2 / 2 + 0.001 ** 2 / 6), rel=1e-9)
     assert fit.screen["p"] < 0.01 < fit.p  # the pooled F-test, the levels' own law
-    match = re.fullmatch(
-        r"looks influential under the noise pooled over the design points \(its largest "
-        r"difference from the baseline is at least 1 point\), but not yet under its levels' own "
-        r"noise, which may differ from the rest: about (\d+) seeds per design point would "
-        r"confirm it", row["reason"])
-    assert row["verdict"] == "screened" and match
-    advised, gap = int(match.group(1)), row["effect"] - 0.01
-    assert planned_half_width(variance, n - 1.0, n, advised) < gap <= planned_half_width(
-        variance, n - 1.0, n, advised - 1)
+    plan = assert_focused_plan(fit, variance, n - 1.0, row["effect"] - 0.01)
+    assert row["verdict"] == "screened" and row["reason"] == (
+        "looks influential under the noise pooled over the design points (its largest "
+        "difference from the baseline is at least 1 point), but not yet under its levels' own "
+        f"noise, which may differ from the rest: about {plan.seeds} seeds per design point at "
+        f"its levels 0.05 and 0.1, at least {plan.others} at the others, would confirm it")
 
 
 def test_a_factor_with_a_one_seed_level_gets_dunnett_s_p_values_on_the_pooled_noise() -> None:

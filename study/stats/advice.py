@@ -1,0 +1,157 @@
+"""How many seeds would decide an undecided factor, and where: the power calculation behind the
+report's advice ("about N seeds per design point would decide it") and behind the seeds that
+adaptive replication adds (study.stats.replication).
+
+A factor is decided when its own-noise (Behrens-Fisher) intervals clear the practical threshold.
+The plan takes the selection-corrected effect as the truth and each cell's variance at its upper
+PLANNING_BOUND confidence bound (the pooled variance where a cell has one seed), and asks for
+the fewest seeds at which the interval would clear the threshold with the chance POWER, its
+critical value on the df those seeds bring:
+
+- an effect planned above the threshold is shown *influential* by its largest difference alone,
+  so the seeds go to that level's cells and the reference's; the other levels need only enough
+  seeds that their own noise does not widen the simultaneous critical value, and the plan takes
+  the number of theirs that costs the fewest trials in all;
+- an effect planned below it is shown *small* or *negligible* only by every level's interval, so
+  every cell gets the same seeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from study.stats.critical import PLANNING_DRAWS, fiducial_max, fiducial_quantile
+from study.stats.fit import FactorFit, fiducial_se
+
+MAX_SEEDS = 200  # seeds-needed estimates above this say "more than"
+POWER = 0.8  # the chance that the advised seeds decide a factor, where the plan is the truth
+PLANNING_BOUND = 0.75  # the advice plans on each variance's upper 75% confidence bound
+
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The seeds that would decide a factor: `seeds` at the cells of the levels `focus` (every
+    level, or the largest difference's and the reference's), at least `others` at the rest
+    (None: no rest); `cells`: each cell's seeds in all (a cell that has more keeps them)."""
+
+    cells: dict[Any, int]
+    seeds: int
+    focus: list[Any]
+    others: int | None = None
+
+
+def _seeds_to_decide(fit: FactorFit, confidence: float, gap: float, focus: int | None = None,
+                     others: int = 0) -> int | None:
+    """Seeds per cell (a cell that has more keeps them) at which, with the chance POWER, the
+    simultaneous interval from the cells' own noise would clear the practical threshold that now
+    lies `gap` from the planned difference: (q + z) * se below the gap, q from the df those
+    seeds bring, z the normal's POWER quantile, each cell's variance its upper PLANNING_BOUND
+    confidence bound (the pooled one where it has a single seed). focus None: every cell gets
+    the seeds and every level's interval must clear; else only the cells of contrast `focus`
+    get them and only its interval must clear, every other cell having at least `others`. None
+    when more than MAX_SEEDS would be needed. The half-width falls as seeds grow: a bisection
+    finds the fewest."""
+    df = np.where(fit.n >= 2, fit.n - 1, fit.df).astype(float)
+    variance = np.where(fit.n >= 2, fit.variance, fit.s ** 2) * df / sps.chi2.ppf(
+        1 - PLANNING_BOUND, df)
+    z = sps.norm.ppf(POWER)
+    growing = np.ones(len(fit.n), bool) if focus is None else fit.contrasts[focus] != 0
+    rest = np.maximum(fit.n, others)
+
+    def half_width(seeds: int) -> float:
+        n = np.where(growing, np.maximum(fit.n, seeds), rest)
+        scaled = fiducial_se(fit.contrasts, n, variance)
+        q = fiducial_quantile(fiducial_max(scaled, n - 1, PLANNING_DRAWS), confidence)
+        se = np.sqrt((scaled ** 2).sum(axis=1))
+        return float((q + z) * (se.max() if focus is None else se[focus]))
+
+    low, high = max(2, int(fit.n[growing].min()) + 1), MAX_SEEDS
+    if half_width(high) >= gap:
+        return None
+    while low < high:  # the fewest seeds whose half-width is below the gap lies in [low, high]
+        middle = (low + high) // 2
+        if half_width(middle) < gap:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def _focused_plan(fit: FactorFit, confidence: float, gap: float) -> Plan | None:
+    """The cheapest plan that shows the largest difference's interval clearing the threshold:
+    its cells get the seeds it needs given the other cells' seeds, tried at their own (at least
+    two, to show their noise) and doubling from there."""
+    focus = int(np.argmax(np.abs(fit.differences)))
+    growing = fit.contrasts[focus] != 0
+    best: Plan | None = None
+    others = max(2, int(fit.n[~growing].min(initial=MAX_SEEDS)))
+    while others <= MAX_SEEDS:
+        seeds = _seeds_to_decide(fit, confidence, gap, focus, others)
+        if seeds is not None:
+            target = np.where(growing, np.maximum(fit.n, seeds), np.maximum(fit.n, others))
+            if best is None or target.sum() < sum(best.cells.values()):
+                levels = [fit.reference, fit.others[focus]]
+                best = Plan(dict(zip(fit.cells, target.astype(int).tolist(), strict=True)),
+                            seeds, [level for level in fit.levels if level in levels], others)
+            if others >= seeds:  # more at the other levels than at the one that decides
+                break
+        others *= 2
+    return best
+
+
+def advised_plan(fit: FactorFit, threshold: float, alpha: float) -> Plan | None:
+    """The seeds per cell (design point) that would decide the factor at error rate `alpha`,
+    None beyond MAX_SEEDS: planned at its selection-corrected effect (the largest observed
+    difference overstates the truth), its largest difference's 1 - alpha interval clearing the
+    threshold from above, or every level's 1 - 2 alpha interval from below."""
+    planned = max(0.0, fit.corrected)
+    if planned >= threshold:
+        return _focused_plan(fit, 1 - alpha, planned - threshold)
+    seeds = _seeds_to_decide(fit, 1 - 2 * alpha, threshold - planned)
+    if seeds is None:
+        return None
+    return Plan({cell: max(seeds, int(n)) for cell, n in zip(fit.cells, fit.n, strict=True)},
+                seeds, list(fit.levels))
+
+
+def advised_seeds(fit: FactorFit, threshold: float, alpha: float) -> int | None:
+    """The seeds per design point the plan asks for where it asks most (None beyond
+    MAX_SEEDS)."""
+    plan = advised_plan(fit, threshold, alpha)
+    return None if plan is None else plan.seeds
+
+
+def advice_text(plan: Plan | None, per: str, verb: str = "decide") -> str:
+    """`about 40 seeds per design point would decide it`, naming the levels where the plan
+    gives only some of them that many."""
+    if plan is None:
+        return f"more than {MAX_SEEDS} {per} would be needed"
+    if plan.others is None:
+        return f"about {plan.seeds} {per} would {verb} it"
+    return (f"about {plan.seeds} {per} at its levels {' and '.join(map(str, plan.focus))}, at "
+            f"least {plan.others} at the others, would {verb} it")
+
+
+def divergence_seeds(rows: pd.DataFrame, tests: int, alpha: float) -> int | None:
+    """Seeds per level at which the observed divergence rates would differ significantly from
+    the baseline's (Fisher, Bonferroni over the tests); None beyond MAX_SEEDS."""
+    base = rows[rows["baseline"]].iloc[0]
+    others = rows[~rows["baseline"] & (rows["rate"] != base["rate"])]
+    for seeds in range(int(rows["trials"].min()) + 1, MAX_SEEDS + 1):
+        kb = round(base["rate"] * seeds)
+        for rate in others["rate"]:
+            k = round(rate * seeds)
+            if sps.fisher_exact([[k, seeds - k], [kb, seeds - kb]]).pvalue < alpha / tests:
+                return seeds
+    return None
+
+
+def divergence_text(seeds: int | None, per: str) -> str:
+    return (f"about {seeds} {per} would decide it" if seeds
+            else f"more than {MAX_SEEDS} {per} would be needed")
