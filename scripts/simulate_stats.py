@@ -9,7 +9,7 @@ this runs the large ones:
     python -m scripts.simulate_stats --noise            # null studies under real seed noise
     python -m scripts.simulate_stats --advice           # does the advised number of seeds decide?
     python -m scripts.simulate_stats --adaptive         # studies that add seeds until decided
-    python -m scripts.simulate_stats --planted --studies 10 --max-trials 3000   # vs fixed seeds
+    python -m scripts.simulate_stats --planted --studies 100 --max-trials 3000  # vs fixed seeds
     python -m scripts.simulate_stats --reports 500      # and 500 random studies through the report
 """
 
@@ -29,6 +29,7 @@ import pandas as pd
 from statsmodels.stats.proportion import proportion_confint
 
 from study import api
+from study.design.config import SweepConfig
 from study.reporting.document import markdown_table
 from study.reporting.sections import claim_table
 from study.stats.advice import MAX_SEEDS, advised_plan
@@ -229,8 +230,9 @@ def adaptive_row(scenario: tuple[float, str, str, int, int]) -> dict:
                                  list(ADAPTIVE_TRUTHS).index(truth)])
     claims, decided, looks, trials = [], [], [], []
     for _ in range(studies):
-        result, spec = replicated_until_decided(ADAPTIVE_TRUTHS[truth], SIX_LEVELS, 1, 6, 3, case,
-                                                sigma, rng, max_trials=max_trials)
+        result, spec = replicated_until_decided(ADAPTIVE_TRUTHS[truth], SIX_LEVELS, 1, 6,
+                                                SweepConfig().looks, case, sigma, rng,
+                                                max_trials=max_trials)
         ranking = result.ranking.set_index("factor")
         wrong = ([f for f in ranking.index if f not in ("lr", "channels")] if truth == "planted"
                  else list(ranking.index))
@@ -248,7 +250,7 @@ def adaptive_row(scenario: tuple[float, str, str, int, int]) -> dict:
 
 def adaptive_table(studies: int, processes: int, max_trials: int) -> pd.DataFrame:
     """Studies that add seeds until decided (study.stats.synthetic.replicated_until_decided:
-    the quick design, 1 + 6 seeds, three looks, at most `max_trials` trials) under each noise
+    the quick design, 1 + 6 seeds, the default looks, at most `max_trials` trials) under each noise
     case: null, and planted (lr -3 points at 0.1, channels +1.5 points at 16): how often a null
     factor gets a claim at the look the study stops at, how often every factor is decided, and
     what it cost."""
@@ -259,34 +261,41 @@ def adaptive_table(studies: int, processes: int, max_trials: int) -> pd.DataFram
         return pd.DataFrame(pool.map(adaptive_row, scenarios, chunksize=1))
 
 
-def planted_comparison(studies: int, fixed_seeds: tuple[int, ...], max_trials: int
-                       ) -> pd.DataFrame:
-    """The planted study (ADAPTIVE_TRUTHS, Gaussian noise, sigma 1 point) decided by adding
-    seeds until decided (three looks, at most `max_trials` trials) and with each fixed number of
-    seeds per point (the baseline at least six): how often every factor is decided, and at how
-    many trials."""
-    rng, rows, shifts = np.random.default_rng(2613), [], ADAPTIVE_TRUTHS["planted"]
+def planted_row(scenario: tuple[int, int, int, int]) -> dict:
+    """One design of `planted_comparison`: (looks, fixed seeds, studies, max trials), looks 0
+    for the fixed design; seeded by the design."""
+    looks, seeds, studies, max_trials = scenario
+    rng, shifts = np.random.default_rng([2613, looks, seeds]), ADAPTIVE_TRUTHS["planted"]
     decided, trials = [], []
     for _ in range(studies):
-        result, spec = replicated_until_decided(shifts, SIX_LEVELS, 1, 6, 3, "gaussian", 0.01,
-                                                rng, max_trials=max_trials)
+        if looks:
+            result, spec = replicated_until_decided(shifts, SIX_LEVELS, 1, 6, looks, "gaussian",
+                                                    0.01, rng, max_trials=max_trials)
+            trials.append(spec.total_trials())
+        else:
+            result = noisy_study(shifts, seeds, max(seeds, 6), "gaussian", 0.01, rng)
+            trials.append((len(SIX_SPEC.points()) - 1) * seeds + max(seeds, 6))
         decided.append(result.ranking["verdict"].isin(("influential", "small",
                                                        "negligible")).all())
-        trials.append(spec.total_trials())
-    rows.append({"design": f"until decided (3 looks, at most {max_trials} trials)",
-                 "every factor decided": rate(decided), "trials (mean)": f"{np.mean(trials):.0f}"})
-    print(rows[-1], flush=True)
-    for seeds in fixed_seeds:
-        decided = []
-        for _ in range(studies):
-            result = noisy_study(shifts, seeds, max(seeds, 6), "gaussian", 0.01, rng)
-            decided.append(result.ranking["verdict"].isin(("influential", "small",
-                                                           "negligible")).all())
-        points = len(SIX_SPEC.points())
-        rows.append({"design": f"{seeds} seeds per point", "every factor decided": rate(decided),
-                     "trials (mean)": f"{(points - 1) * seeds + max(seeds, 6)}"})
-        print(rows[-1], flush=True)
-    return pd.DataFrame(rows)
+    design = (f"until decided ({looks} looks, at most {max_trials} trials)" if looks
+              else f"{seeds} seeds per point")
+    row = {"design": design, "every factor decided": rate(decided),
+           "trials (mean)": f"{np.mean(trials):.0f}"}
+    print(row, flush=True)
+    return row
+
+
+def planted_comparison(studies: int, looks: tuple[int, ...], fixed_seeds: tuple[int, ...],
+                       max_trials: int, processes: int) -> pd.DataFrame:
+    """The planted study (ADAPTIVE_TRUTHS, Gaussian noise, sigma 1 point) decided by adding
+    seeds until decided (each number of looks, one seed per point and six at the baseline to
+    start, at most `max_trials` trials) and with each fixed number of seeds per point (the
+    baseline at least six): how often every factor is decided, and at how many trials. The
+    designs run in `processes` processes."""
+    scenarios = ([(n, 0, studies, max_trials) for n in looks]
+                 + [(0, seeds, studies, max_trials) for seeds in fixed_seeds])
+    with multiprocessing.Pool(processes) as pool:
+        return pd.DataFrame(pool.map(planted_row, scenarios, chunksize=1))
 
 
 def reports(count: int) -> None:
@@ -325,11 +334,13 @@ def main() -> None:
     parser.add_argument("--planted", action="store_true",
                         help="the planted study: until decided against fixed seeds per point")
     parser.add_argument("--max-trials", type=int, default=400, help="for --adaptive, --planted")
-    parser.add_argument("--processes", type=int, default=2, help="for --advice, --adaptive")
+    parser.add_argument("--processes", type=int, default=2,
+                        help="for --advice, --adaptive, --planted")
     args = parser.parse_args()
     if args.planted:
-        print(markdown_table(planted_comparison(args.studies, (10, 20, 40, 60, 80),
-                                                args.max_trials)))
+        print(markdown_table(planted_comparison(args.studies, (3, 4, 5),
+                                                (60, 80, 100, 120, 140, 160), args.max_trials,
+                                                args.processes)))
     elif args.adaptive:
         print(markdown_table(adaptive_table(args.studies, args.processes, args.max_trials)))
     elif args.advice:

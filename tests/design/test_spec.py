@@ -64,7 +64,7 @@ def test_the_spec_is_written_once_and_a_rerun_continues_the_study(tmp_path) -> N
     (["sweep=optuna"], ["sweep.design=ofat", "sweep.design=optuna"]),
     (["~sweep.levels.pooling"], ["sweep.factors="]),
     (["budget=quick", "sweep.seeds=1"], ["budget=smoke", "budget=quick"]),
-    (["sweep.until=decided"], ["this run has sweep.looks=3"]),  # looks planned from the start
+    (["sweep.until=decided"], ["this run has sweep.looks=4"]),  # looks planned from the start
 ])
 def test_a_run_of_another_identity_is_refused_and_changes_nothing(tmp_path, overrides,
                                                                    named) -> None:
