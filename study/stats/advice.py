@@ -89,8 +89,13 @@ def _focused_plan(fit: FactorFit, confidence: float, gap: float) -> Plan | None:
     two, to show their noise) and doubling from there."""
     focus = int(np.argmax(np.abs(fit.differences)))
     growing = fit.contrasts[focus] != 0
+    if growing.all():  # one level besides the reference: every cell is the focus's
+        seeds = _seeds_to_decide(fit, confidence, gap, focus)
+        return None if seeds is None else Plan(
+            dict(zip(fit.cells, np.maximum(fit.n, seeds).astype(int).tolist(), strict=True)),
+            seeds, list(fit.levels))
     best: Plan | None = None
-    others = max(2, int(fit.n[~growing].min(initial=MAX_SEEDS)))
+    others = max(2, int(fit.n[~growing].min()))
     while others <= MAX_SEEDS:
         seeds = _seeds_to_decide(fit, confidence, gap, focus, others)
         if seeds is not None:
