@@ -228,7 +228,7 @@ def adaptive_row(scenario: tuple[float, str, str, int, int]) -> dict:
     sigma, case, truth, studies, max_trials = scenario
     rng = np.random.default_rng([2612, int(1000 * sigma), NOISE_CASES.index(case),
                                  list(ADAPTIVE_TRUTHS).index(truth)])
-    claims, decided, looks, trials = [], [], [], []
+    claims, decided, looks, trials, covered = [], [], [], [], []
     for _ in range(studies):
         result, spec = replicated_until_decided(ADAPTIVE_TRUTHS[truth], SIX_LEVELS, 1, 6,
                                                 SweepConfig().looks, case, sigma, rng,
@@ -237,11 +237,17 @@ def adaptive_row(scenario: tuple[float, str, str, int, int]) -> dict:
         wrong = ([f for f in ranking.index if f not in ("lr", "channels")] if truth == "planted"
                  else list(ranking.index))
         claims.append(ranking.loc[wrong, "verdict"].isin(CLAIMS).any())
+        own = [f for f in wrong if result.model.factors[f].own_variance]
+        diffs = result.differences[result.differences["factor"].isin(own)]
+        each = (diffs["ci_low"] <= 0) & (diffs["ci_high"] >= 0)
+        covered += list(each.groupby(diffs["factor"]).all())
         decided.append(ranking["verdict"].isin(("influential", "small", "negligible")).all())
         looks.append(len(spec.look_log))
         trials.append(spec.total_trials())
     row = {"sigma (points)": f"{100 * sigma:g}", "noise": case, "truth": truth,
-           "any claim of a null factor": rate(claims), "every factor decided": rate(decided),
+           "any claim of a null factor": rate(claims),
+           "per-factor coverage (null factors)": rate(covered),
+           "every factor decided": rate(decided),
            "looks (mean)": f"{np.mean(looks):.2f}", "trials (mean)": f"{np.mean(trials):.0f}",
            "trials (max)": max(trials)}
     print(row, flush=True)
@@ -252,8 +258,9 @@ def adaptive_table(studies: int, processes: int, max_trials: int) -> pd.DataFram
     """Studies that add seeds until decided (study.stats.synthetic.replicated_until_decided:
     the quick design, 1 + 6 seeds, the default looks, at most `max_trials` trials) under each noise
     case: null, and planted (lr -3 points at 0.1, channels +1.5 points at 16): how often a null
-    factor gets a claim at the look the study stops at, how often every factor is decided, and
-    what it cost."""
+    factor gets a claim at the look the study stops at, how often a null factor judged by its
+    own noise has every simultaneous interval cover zero, how often every factor is decided,
+    and what it cost."""
     scenarios = [(sigma, case, truth, studies, max_trials) for sigma in (0.005, 0.01, 0.023)
                  for case in NOISE_CASES for truth in ADAPTIVE_TRUTHS
                  if truth == "null" or case == "gaussian"]
