@@ -89,11 +89,8 @@ def _focused_plan(fit: FactorFit, confidence: float, gap: float) -> Plan | None:
     two, to show their noise) and doubling from there."""
     focus = int(np.argmax(np.abs(fit.differences)))
     growing = fit.contrasts[focus] != 0
-    if growing.all():  # one level besides the reference: every cell is the focus's
-        seeds = _seeds_to_decide(fit, confidence, gap, focus)
-        return None if seeds is None else Plan(
-            dict(zip(fit.cells, np.maximum(fit.n, seeds).astype(int).tolist(), strict=True)),
-            seeds, list(fit.levels))
+    if growing.all():  # one level besides the reference: its interval is every level's
+        return _uniform_plan(fit, confidence, gap)
     best: Plan | None = None
     others = max(2, int(fit.n[~growing].min()))
     while others <= MAX_SEEDS:
@@ -110,6 +107,16 @@ def _focused_plan(fit: FactorFit, confidence: float, gap: float) -> Plan | None:
     return best
 
 
+def _uniform_plan(fit: FactorFit, confidence: float, gap: float) -> Plan | None:
+    """The plan that shows every level's interval clearing the threshold: every cell gets the
+    same seeds."""
+    seeds = _seeds_to_decide(fit, confidence, gap)
+    if seeds is None:
+        return None
+    return Plan({cell: max(seeds, int(n)) for cell, n in zip(fit.cells, fit.n, strict=True)},
+                seeds, list(fit.levels))
+
+
 def advised_plan(fit: FactorFit, threshold: float, alpha: float) -> Plan | None:
     """The seeds per cell (design point) that would decide the factor at error rate `alpha`,
     None beyond MAX_SEEDS: planned at its selection-corrected effect (the largest observed
@@ -118,18 +125,7 @@ def advised_plan(fit: FactorFit, threshold: float, alpha: float) -> Plan | None:
     planned = max(0.0, fit.corrected)
     if planned >= threshold:
         return _focused_plan(fit, 1 - alpha, planned - threshold)
-    seeds = _seeds_to_decide(fit, 1 - 2 * alpha, threshold - planned)
-    if seeds is None:
-        return None
-    return Plan({cell: max(seeds, int(n)) for cell, n in zip(fit.cells, fit.n, strict=True)},
-                seeds, list(fit.levels))
-
-
-def advised_seeds(fit: FactorFit, threshold: float, alpha: float) -> int | None:
-    """The seeds per design point the plan asks for where it asks most (None beyond
-    MAX_SEEDS)."""
-    plan = advised_plan(fit, threshold, alpha)
-    return None if plan is None else plan.seeds
+    return _uniform_plan(fit, 1 - 2 * alpha, threshold - planned)
 
 
 def advice_text(plan: Plan | None, per: str, verb: str = "decide") -> str:

@@ -72,14 +72,15 @@ def plan_look(analysis: Analysis, spec: StudySpec, finished: int, trials_left: i
     needs: dict[str, dict[str, int]] = {}
     for factor in undecided:
         fit = model.factors.get(factor)
-        plan = None if fit is None else advised_plan(fit, analysis.practical_effect, model.alpha)
         if fit is None:
             look.skipped[factor] = "no accuracy comparison to plan seeds for"
-        else:  # converged seeds: a point whose seeds diverged gets more to make up for them
-            target = plan.cells if plan else dict.fromkeys(fit.cells, MAX_SEEDS)
-            cap = GROWTH * int(fit.n.max())
-            needs[factor] = {point: min(seeds, cap) - int(n) for (point, seeds), n
-                             in zip(target.items(), fit.n, strict=True) if min(seeds, cap) > n}
+            continue
+        plan = advised_plan(fit, analysis.practical_effect, model.alpha)
+        cap = GROWTH * int(fit.n.max())
+        wanted = {point: min(plan.cells[point] if plan else MAX_SEEDS, cap) for point in fit.cells}
+        # converged seeds: a point whose seeds diverged gets more to make up for them
+        needs[factor] = {point: wanted[point] - int(n) for point, n
+                         in zip(fit.cells, fit.n, strict=True) if wanted[point] > n}
     added: dict[str, int] = {}
     for factor in sorted(needs, key=lambda f: sum(n * costs.get(p, 1.0)
                                                     for p, n in needs[f].items())):

@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from study.stats.advice import MAX_SEEDS, advised_plan, advised_seeds
+from study.stats.advice import MAX_SEEDS, advised_plan
 from study.stats.fit import ALPHA
 from study.stats.ranking import rank_trials
 from study.stats.replication import GROWTH, plan_look, with_added_seeds
@@ -64,7 +64,8 @@ def test_a_factor_too_noisy_to_plan_for_grows_by_a_step_and_is_not_left_out() ->
     look = plan_look(analysis, spec, len(table), 10_000, None, None)
     steps = 0
     for fit in analysis.model.factors.values():
-        advised = advised_seeds(fit, 0.01, ALPHA / 3)
+        plan = advised_plan(fit, 0.01, ALPHA / 3)
+        advised = plan.seeds if plan else None
         target = min(advised or MAX_SEEDS, GROWTH * int(fit.n.max()))
         steps += target < (advised or MAX_SEEDS + 1)
         assert all(look.added.get(point, 0) + n >= target for point, n in zip(
@@ -78,7 +79,8 @@ def test_a_factor_too_noisy_to_plan_for_grows_by_a_step_and_is_not_left_out() ->
 def test_a_point_whose_seeds_diverged_gets_more_to_make_up_for_them() -> None:
     spec, table, analysis = _quick_study({"lr=0.1": -0.04}, 0.005, diverged={"baseline": [4, 5]})
     look = plan_look(analysis, spec, len(table), 10_000, None, None)
-    most = max(advised_seeds(fit, 0.01, ALPHA / 3) for fit in analysis.model.factors.values())
+    most = max(advised_plan(fit, 0.01, ALPHA / 3).seeds
+               for fit in analysis.model.factors.values())
     assert analysis.model.factors["lr"].n[0] == 4  # the baseline's converged seeds
     assert look.added["baseline"] == most - 4
 
