@@ -4,16 +4,16 @@ adaptive replication adds (study.stats.replication).
 
 A factor is decided when its own-noise (Behrens-Fisher) intervals clear the practical threshold.
 The plan takes the selection-corrected effect as the truth and each cell's variance at its upper
-PLANNING_BOUND confidence bound (the pooled variance where a cell has one seed), and asks for
-the fewest seeds at which the interval would clear the threshold with the chance POWER, its
-critical value on the df those seeds bring:
+PLANNING_BOUND confidence bound, never below the pooled variance's (a cell of one seed: the
+pooled one's), and asks for the fewest seeds at which the intervals would clear the threshold
+with the chance POWER, their critical value on the df those seeds bring:
 
 - an effect planned above the threshold is shown *influential* by its largest difference alone,
   so the seeds go to that level's cells and the reference's; the other levels need only enough
   seeds that their own noise does not widen the simultaneous critical value, and the plan takes
   the number of theirs that costs the fewest trials in all;
 - an effect planned below it is shown *small* or *negligible* only by every level's interval, so
-  every cell gets the same seeds.
+  every cell gets the same seeds, enough that all the intervals clear at once.
 """
 
 from __future__ import annotations
@@ -51,15 +51,20 @@ def _seeds_to_decide(fit: FactorFit, confidence: float, gap: float, focus: int |
     """Seeds per cell (a cell that has more keeps them) at which, with the chance POWER, the
     simultaneous interval from the cells' own noise would clear the practical threshold that now
     lies `gap` from the planned difference: (q + z) * se below the gap, q from the df those
-    seeds bring, z the normal's POWER quantile, each cell's variance its upper PLANNING_BOUND
-    confidence bound (the pooled one where it has a single seed). focus None: every cell gets
-    the seeds and every level's interval must clear; else only the cells of contrast `focus`
-    get them and only its interval must clear, every other cell having at least `others`. None
-    when more than MAX_SEEDS would be needed. The half-width falls as seeds grow: a bisection
-    finds the fewest."""
+    seeds bring, z the normal's POWER quantile where one interval must clear, the POWER
+    quantile of the largest standardized error where every level's must (all of them at once,
+    not each with the chance POWER), each cell's variance its upper PLANNING_BOUND
+    confidence bound, at least the pooled variance's (a cell of one seed: that). focus None:
+    every cell gets the seeds and every level's interval must clear; else only the cells of
+    contrast `focus` get them and only its interval must clear, every other cell having at
+    least `others`. None when more than MAX_SEEDS would be needed. The half-width falls as
+    seeds grow: a bisection finds the fewest."""
     df = np.where(fit.n >= 2, fit.n - 1, fit.df).astype(float)
-    variance = np.where(fit.n >= 2, fit.variance, fit.s ** 2) * df / sps.chi2.ppf(
+    own = np.where(fit.n >= 2, fit.variance, fit.s ** 2) * df / sps.chi2.ppf(
         1 - PLANNING_BOUND, df)
+    # a cell whose few seeds happened to agree is planned no quieter than the design's noise:
+    # seeds that lose points now and then (heavy tails) show it in the pooled error first
+    variance = np.maximum(own, fit.s ** 2 * fit.df / sps.chi2.ppf(1 - PLANNING_BOUND, fit.df))
     z = sps.norm.ppf(POWER)
     growing = np.ones(len(fit.n), bool) if focus is None else fit.contrasts[focus] != 0
     rest = np.maximum(fit.n, others)
@@ -67,9 +72,13 @@ def _seeds_to_decide(fit: FactorFit, confidence: float, gap: float, focus: int |
     def half_width(seeds: int) -> float:
         n = np.where(growing, np.maximum(fit.n, seeds), rest)
         scaled = fiducial_se(fit.contrasts, n, variance)
-        q = fiducial_quantile(fiducial_max(scaled, n - 1, PLANNING_DRAWS), confidence)
+        draws = fiducial_max(scaled, n - 1, PLANNING_DRAWS)
+        q = fiducial_quantile(draws, confidence)
         se = np.sqrt((scaled ** 2).sum(axis=1))
-        return float((q + z) * (se.max() if focus is None else se[focus]))
+        if focus is not None:  # one interval clears one side: the normal's quantile
+            return float((q + z) * se[focus])
+        # every level's error at once: the POWER quantile of the largest standardized one
+        return float((q + fiducial_quantile(draws, POWER)) * se.max())
 
     low, high = max(2, int(fit.n[growing].min()) + 1), MAX_SEEDS
     if half_width(high) >= gap:

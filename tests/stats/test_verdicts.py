@@ -88,20 +88,25 @@ def by_hand(shifts: dict[str, float], sigma: float, seeds: int, level: float) ->
 
 
 def planned_half_width(variance: np.ndarray, df: np.ndarray, n: np.ndarray, seeds: int,
-                       level: float = 0.95, focus: int | None = None, others: int = 0) -> float:
+                       level: float = 0.95, focus: int | None = None, others: int = 0,
+                       floor: float = 0.0) -> float:
     """The advice's planning rule written out: at `seeds` seeds per point (a point with more
     keeps them), the larger of the two differences' (q + z) * se, q the Behrens-Fisher law's
-    simultaneous critical value on the df those seeds bring, z the normal's POWER point, each
-    point's variance raised to its upper PLANNING_BOUND confidence bound on its df. With a
-    `focus` difference: only its points get the seeds, the other at least `others`, and only
-    its (q + z) * se counts."""
+    simultaneous critical value on the df those seeds bring, z the POWER point of the same law
+    (both errors small at once), each point's variance raised to its upper PLANNING_BOUND
+    confidence bound on its df, at least `floor`. With a `focus` difference: only its points
+    get the seeds, the other at least `others`, and only its (q + z) * se counts, z the
+    normal's POWER point (one error, one side)."""
     growing = np.ones(3, bool) if focus is None else CONTRASTS[focus] != 0
     n = np.where(growing, np.maximum(n, seeds), np.maximum(n, others))
-    bound = variance * df / sps.chi2.ppf(1 - PLANNING_BOUND, df)
+    bound = np.maximum(variance * df / sps.chi2.ppf(1 - PLANNING_BOUND, df), floor)
     scaled = CONTRASTS * np.sqrt(bound / n)
-    q = fiducial_quantile(fiducial_max(scaled, n - 1.0, PLANNING_DRAWS), level)
+    draws = fiducial_max(scaled, n - 1.0, PLANNING_DRAWS)
+    q = fiducial_quantile(draws, level)
     se = np.sqrt((scaled ** 2).sum(axis=1))
-    return (q + sps.norm.ppf(POWER)) * (se.max() if focus is None else se[focus])
+    if focus is None:
+        return (q + fiducial_quantile(draws, POWER)) * se.max()
+    return (q + sps.norm.ppf(POWER)) * se[focus]
 
 
 def assert_focused_plan(fit: FactorFit, variance: np.ndarray, df: np.ndarray, gap: float
@@ -304,6 +309,23 @@ def test_the_seeds_that_would_decide_it_decide_it_and_one_fewer_does_not() -> No
         quiet_half = functools.partial(planned_half_width, np.full(3, quiet ** 2),
                                        np.full(3, 1.0), fit.n, level=0.90)
         assert quiet_half(needed) < 0.01 - row["effect"] <= quiet_half(needed - 1)
+
+
+def test_a_point_whose_seeds_happen_to_agree_is_planned_at_the_pooled_noise() -> None:
+    # three baseline seeds that agree (luck, or heavy-tailed noise whose bad seed has not come
+    # yet) and a seed std of 1 point at both levels: the baseline is planned at the pooled
+    # variance's upper bound, not at its own (almost none), which would advise fewer seeds
+    points = {"baseline": (3, 1e-6), "lr=0.01": (3, 0.01), "lr=0.1": (3, 0.01)}
+    table = planted_points({}, points)
+    row = verdict(table, 0.01)
+    fit = rank_trials(table, SPEC, 0.01).model.factors["lr"]
+    assert row["verdict"] == "undetermined" and row["effect"] == 0 and fit.df == 6
+    needed = int(row["reason"].split("about ")[1].split(" ")[0])
+    variance, df = np.array([1e-12, 1e-4, 1e-4]), np.full(3, 2.0)
+    floor = fit.s ** 2 * fit.df / sps.chi2.ppf(1 - PLANNING_BOUND, fit.df)
+    half = functools.partial(planned_half_width, variance, df, fit.n, level=0.90)
+    assert half(needed, floor=floor) < 0.01 <= half(needed - 1, floor=floor)
+    assert half(needed - 1) < 0.01  # its own variance's bound alone would advise fewer
 
 
 @pytest.mark.parametrize(("diverged", "why"), [
