@@ -150,7 +150,7 @@ def null_max_z(cov_unit: np.ndarray) -> float:
     return _null_max_z(_key(cov_unit))
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=4096)  # planning bisects over seeds: a df per cell and step
 def _student_t(df: float, column: int, draws: int) -> np.ndarray:
     """Seeded Student t draws on df for one cell (its column: cells draw independently): a
     normal over the root of a chi-square drawn by its inverse CDF from uniforms that depend on

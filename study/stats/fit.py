@@ -283,17 +283,20 @@ def divergence(spec: StudySpec, slices: dict[str, pd.DataFrame]) -> pd.DataFrame
     Wilson interval, and Fisher's exact p against the factor's reference level."""
     rows = []
     for factor, part in slices.items():
-        counts = finished(part).groupby("level", sort=False)["outcome"].agg(
-            diverged=lambda o: int((o == "diverged").sum()), trials="count")
+        done = finished(part)
+        counts = (done["outcome"] == "diverged").groupby(done["level"], sort=False).agg(
+            diverged="sum", trials="count")
         present = level_order(spec, factor, list(counts.index))
         if not present:
             continue
         reference = reference_level(spec, factor, present)  # None: divergence is not compared
-        for level in present:
-            k, n = counts.loc[level]
-            low, high = proportion_confint(k, n, alpha=1 - CONFIDENCE, method="wilson")
+        diverged, trials = (counts.loc[present, column].to_numpy(int)
+                            for column in ("diverged", "trials"))
+        lows, highs = proportion_confint(diverged, trials, alpha=1 - CONFIDENCE,
+                                         method="wilson")
+        for level, k, n, low, high in zip(present, diverged, trials, lows, highs, strict=True):
             p = np.nan
-            if reference is not None and level != reference and counts["diverged"].sum() > 0:
+            if reference is not None and level != reference and diverged.sum() > 0:
                 kb, nb = counts.loc[reference]
                 p = sps.fisher_exact([[k, n - k], [kb, nb - kb]]).pvalue
             rows.append({"factor": factor, "level": level, "diverged": k, "trials": n,

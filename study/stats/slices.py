@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from study.design.spec import StudySpec
@@ -23,15 +24,22 @@ def studied(spec: StudySpec) -> list[str]:
     return [f for f in spec.varied if len(spec.factors[f].levels) > 1]
 
 
-def factor_slice(trials: pd.DataFrame, factor: str, spec: StudySpec) -> pd.DataFrame:
-    """The trials that compare this factor's levels (see the module's rules)."""
+def _at_baseline(trials: pd.DataFrame, spec: StudySpec) -> dict[str, np.ndarray]:
+    """Per factor: which trials have it at its baseline level."""
+    return {f: (trials[f] == spec.baseline[f]).to_numpy(bool) for f in spec.factors}
+
+
+def factor_slice(trials: pd.DataFrame, factor: str, spec: StudySpec,
+                 at_baseline: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """The trials that compare this factor's levels (see the module's rules); `at_baseline`:
+    `_at_baseline` of the trials, where the caller slices them for every factor."""
     if not spec.plan.on_slices:
         return trials
     others = [f for f in spec.factors if f != factor]
     if not others:
         return trials
-    baseline = pd.Series({f: spec.baseline[f] for f in others})
-    return trials[(trials[others] == baseline).all(axis=1)]
+    at_baseline = at_baseline or _at_baseline(trials, spec)
+    return trials[np.logical_and.reduce([at_baseline[f] for f in others])]
 
 
 def level_labels(values: pd.Series) -> pd.Series:
@@ -41,15 +49,17 @@ def level_labels(values: pd.Series) -> pd.Series:
     return pd.qcut(values, 4, duplicates="drop").astype(str)
 
 
-def level_slice(trials: pd.DataFrame, factor: str, spec: StudySpec) -> pd.DataFrame:
+def level_slice(trials: pd.DataFrame, factor: str, spec: StudySpec,
+                at_baseline: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
     """The factor's slice with the level each trial is compared at, in a `level` column."""
-    part = factor_slice(trials, factor, spec)
+    part = factor_slice(trials, factor, spec, at_baseline)
     return part.assign(level=level_labels(part[factor]))
 
 
 def factor_slices(trials: pd.DataFrame, spec: StudySpec) -> dict[str, pd.DataFrame]:
     """Each studied factor's slice of the trials (every state), with its `level` column."""
-    return {factor: level_slice(trials, factor, spec) for factor in studied(spec)}
+    at_baseline = _at_baseline(trials, spec) if spec.plan.on_slices else None
+    return {factor: level_slice(trials, factor, spec, at_baseline) for factor in studied(spec)}
 
 
 def level_order(spec: StudySpec, factor: str, present: list[Any]) -> list[Any]:
