@@ -19,7 +19,7 @@ from study.stats.synthetic import (
 )
 
 LEVELS = {"lr": [0.01, 0.1], "activation": ["tanh"], "pooling": ["avg"]}
-NOISY = {"lr": [0.1], "activation": ["tanh"]}  # seed_noise's "unequal" points, 3x the std
+NOISY = {"lr": [0.1]}  # seed_noise's "unequal" point lr=0.1: 3x the std
 CLAIMS = ("influential", "small")  # what a null factor must not be called
 
 
@@ -135,13 +135,16 @@ def test_every_look_tests_at_its_share_of_the_error_rate() -> None:
 
 @pytest.mark.simulation
 def test_adding_seeds_until_decided_claims_no_more_than_the_rate_under_unequal_noise() -> None:
-    # null studies whose noisy levels (lr=0.1, tanh at 3x the std) start with one seed: the
-    # looks add seeds until the factors are decided; whichever look a study stops at, a claim
-    # of an effect is as rare as the error rate allows, and studies do go on past look 1
+    # null studies of one factor whose level lr=0.1 is three times as noisy as the baseline,
+    # starting at one seed there and six at the baseline; at a threshold of zero every
+    # significant difference is a claim, so no factor is ever decided negligible and the looks
+    # go on adding seeds: whichever look a study stops at (decided, or out of trials), a claim
+    # is as rare as the error rate allows: 1 of these 40 studies, where testing every look at
+    # 5% (peeking) claims in 7
     rng, claimed, looks = np.random.default_rng(5), [], []
-    for _ in range(60):
-        analysis, spec = replicated_until_decided({}, NOISY, 1, 6, 3, "unequal", 0.01, rng,
-                                                  max_trials=300)
+    for _ in range(40):
+        analysis, spec = replicated_until_decided({}, NOISY, 1, 6, 4, "unequal", 0.01, rng,
+                                                  max_trials=200, practical_effect=0.0)
         claimed.append(analysis.ranking["verdict"].isin(CLAIMS).any())
         looks.append(len(spec.look_log))
-    assert np.mean(claimed) <= ALPHA and max(looks) == 3 and np.mean(looks) >= 2
+    assert np.mean(claimed) <= ALPHA and max(looks) == 4 and np.mean(looks) >= 3
