@@ -25,8 +25,10 @@ def studied(spec: StudySpec) -> list[str]:
 
 
 def _at_baseline(trials: pd.DataFrame, spec: StudySpec) -> dict[str, np.ndarray]:
-    """Per factor: which trials have it at its baseline level."""
-    return {f: (trials[f] == spec.baseline[f]).to_numpy(bool) for f in spec.factors}
+    """Per factor: which trials have it at its baseline level; a missing value (a failed trial
+    that never recorded its parameters, in a nullable column) does not exclude a trial."""
+    return {f: (trials[f] == spec.baseline[f]).to_numpy(bool, na_value=True)
+            for f in spec.factors}
 
 
 def factor_slice(trials: pd.DataFrame, factor: str, spec: StudySpec,

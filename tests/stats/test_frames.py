@@ -37,6 +37,12 @@ def test_ofat_slice_keeps_only_trials_at_baseline_for_other_factors() -> None:
     assert sorted(part["channels"].unique()) == [16, 32, 64, 128] and len(part) == 8
     assert (part.drop(columns="channels")[["lr", "activation"]] == [0.05, "relu"]).all().all()
     assert len(factor_slice(trials, "channels", GRID)) == len(trials)  # marginal designs
+    # a trial that failed before recording its lr (a nullable column's missing value) is not
+    # left out of the other factors' slices, where its failure is counted
+    trials["lr"] = trials["lr"].astype("Float64")
+    trials.loc[trials["design_point"] == "channels=16", "lr"] = pd.NA
+    assert len(factor_slice(trials, "channels", OFAT)) == 8
+    assert "channels=16" not in set(factor_slice(trials, "pooling", OFAT)["design_point"])
 
 
 def test_many_numeric_values_are_binned_into_quartiles() -> None:
