@@ -59,12 +59,11 @@ def _seeds_to_decide(fit: FactorFit, confidence: float, gap: float, focus: int |
     contrast `focus` get them and only its interval must clear, every other cell having at
     least `others`. None when more than MAX_SEEDS would be needed. The half-width falls as
     seeds grow: a bisection finds the fewest."""
-    df = np.where(fit.n >= 2, fit.n - 1, fit.df).astype(float)
-    own = np.where(fit.n >= 2, fit.variance, fit.s ** 2) * df / sps.chi2.ppf(
-        1 - PLANNING_BOUND, df)
+    pooled = fit.s ** 2 * fit.df / sps.chi2.ppf(1 - PLANNING_BOUND, fit.df)
+    own = fit.variance * (fit.n - 1) / sps.chi2.ppf(1 - PLANNING_BOUND, fit.n - 1)  # NaN: 1 seed
     # a cell whose few seeds happened to agree is planned no quieter than the design's noise:
     # seeds that lose points now and then (heavy tails) show it in the pooled error first
-    variance = np.maximum(own, fit.s ** 2 * fit.df / sps.chi2.ppf(1 - PLANNING_BOUND, fit.df))
+    variance = np.fmax(own, pooled)
     z = sps.norm.ppf(POWER)
     growing = np.ones(len(fit.n), bool) if focus is None else fit.contrasts[focus] != 0
     rest = np.maximum(fit.n, others)

@@ -294,10 +294,11 @@ def divergence(spec: StudySpec, slices: dict[str, pd.DataFrame]) -> pd.DataFrame
                             for column in ("diverged", "trials"))
         lows, highs = proportion_confint(diverged, trials, alpha=1 - CONFIDENCE,
                                          method="wilson")
+        compared = reference is not None and diverged.sum() > 0
+        kb, nb = counts.loc[reference] if compared else (0, 0)
         for level, k, n, low, high in zip(present, diverged, trials, lows, highs, strict=True):
             p = np.nan
-            if reference is not None and level != reference and diverged.sum() > 0:
-                kb, nb = counts.loc[reference]
+            if compared and level != reference:
                 p = sps.fisher_exact([[k, n - k], [kb, nb - kb]]).pvalue
             rows.append({"factor": factor, "level": level, "diverged": k, "trials": n,
                          "rate": k / n, "rate_low": low, "rate_high": high, "fisher_p": p,
