@@ -21,6 +21,7 @@ import re
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from statsmodels.stats.proportion import proportion_confint
 
 from study import api
 from study.design.config import SweepConfig
+from study.design.spec import StudySpec
 from study.reporting.document import markdown_table
 from study.reporting.sections import claim_table
 from study.stats.advice import MAX_SEEDS, advised_plan
@@ -167,37 +169,58 @@ ADVICE_TRUTHS = {"null": {}, "lr -3 points": {"lr": -0.03}}  # both other lr lev
 
 
 def study_with_seeds(shifts: dict[str, float], seeds: dict[str, int], case: str, sigma: float,
-                     rng: np.random.Generator) -> Analysis:
-    """`noisy_study` with these seeds per design point (seeds: point -> how many)."""
+                     rng: np.random.Generator, spec: StudySpec = SIX_SPEC) -> Analysis:
+    """`noisy_study` with these seeds per design point (seeds: point -> how many), analysed
+    under `spec` (its looks set the error rate)."""
     table = ofat_table(shifts, noise=0.0, seeds=max(seeds.values()), levels=SIX_LEVELS,
                        baseline_seeds=max(seeds.values()))
     table = table[table["seed"] < table["design_point"].map(seeds)]
-    return api.rank(StudyData("simulated", SIX_SPEC, seed_noise(table, case, sigma, rng),
+    return api.rank(StudyData("simulated", spec, seed_noise(table, case, sigma, rng),
                               NO_CURVES))
 
 
-def advice_row(scenario: tuple[int, int, float, str, str, int]) -> dict:
-    """One scenario of `advice_table`: (seeds, baseline seeds, sigma, noise case, truth,
-    studies), seeded by the scenario."""
-    seeds, baseline_seeds, sigma, case, truth, studies = scenario
+# (seeds per point, baseline seeds, looks): the quick design fixed, the full one, and the quick
+# budget as shipped (adding seeds until decided, the default looks, at most --max-trials trials)
+ADVICE_DESIGNS = {"1 + 6": (1, 6, 0), "3 + 6": (3, 6, 0),
+                  "1 + 6 until decided": (1, 6, SweepConfig().looks)}
+
+
+def first_study(design: str, shifts: dict[str, float], case: str, sigma: float,
+                max_trials: int, rng: np.random.Generator
+                ) -> tuple[Analysis, dict[str, int], StudySpec]:
+    """The study whose advice is tested: its analysis, its seeds per design point, and the spec
+    a study at more seeds is analysed under (the same error rate as the advice's)."""
+    seeds, baseline_seeds, looks = ADVICE_DESIGNS[design]
+    if not looks:
+        return (noisy_study(shifts, seeds, baseline_seeds, case, sigma, rng),
+                {p.id: baseline_seeds if p.id == "baseline" else seeds
+                 for p in SIX_SPEC.points()}, SIX_SPEC)
+    analysis, spec = replicated_until_decided(shifts, SIX_LEVELS, seeds, baseline_seeds, looks,
+                                              case, sigma, rng, max_trials=max_trials)
+    return (analysis, {p.id: len(spec.point_seeds(p.id)) for p in SIX_SPEC.points()},
+            replace(SIX_SPEC, looks=looks))
+
+
+def advice_row(scenario: tuple[str, float, str, str, int, int]) -> dict:
+    """One scenario of `advice_table`: (design, sigma, noise case, truth, studies, max trials),
+    seeded by the scenario."""
+    design, sigma, case, truth, studies, max_trials = scenario
     shifts = ADVICE_TRUTHS[truth]
-    rng = np.random.default_rng([1201, seeds, int(1000 * sigma), NOISE_CASES.index(case),
-                                 list(ADVICE_TRUTHS).index(truth)])
-    design = {point: baseline_seeds if point == "baseline" else seeds
-              for point in (p.id for p in SIX_SPEC.points())}
+    rng = np.random.default_rng([1201, list(ADVICE_DESIGNS).index(design), int(1000 * sigma),
+                                 NOISE_CASES.index(case), list(ADVICE_TRUTHS).index(truth)])
     decided, advised, beyond = [], [], 0
     for _ in range(studies):
-        first = noisy_study(shifts, seeds, baseline_seeds, case, sigma, rng)
+        first, seeds, spec = first_study(design, shifts, case, sigma, max_trials, rng)
         reasons = first.ranking.set_index("factor")["reason"]
         beyond += int(reasons.str.contains("seeds per design point would be needed").sum())
         for factor in reasons.index[reasons.str.contains(ADVICE)]:
             plan = advised_plan(first.model.factors[factor], first.practical_effect,
                                 first.model.alpha)
-            again = study_with_seeds(shifts, design | plan.cells, case, sigma, rng)
+            again = study_with_seeds(shifts, seeds | plan.cells, case, sigma, rng, spec)
             decided.append(again.ranking.set_index("factor").loc[factor, "verdict"] in (
                 "influential", "small", "negligible"))
             advised.append(plan.seeds)
-    row = {"seeds": seeds, "baseline seeds": baseline_seeds, "sigma (points)": f"{100 * sigma:g}",
+    row = {"design": design, "sigma (points)": f"{100 * sigma:g}",
            "noise": case, "truth": truth, "factors advised": len(advised),
            "median seeds advised": f"{np.median(advised):g}" if advised else "n/a",
            f"more than {MAX_SEEDS} needed": beyond,
@@ -206,15 +229,15 @@ def advice_row(scenario: tuple[int, int, float, str, str, int]) -> dict:
     return row
 
 
-def advice_table(studies: int, processes: int) -> pd.DataFrame:
+def advice_table(studies: int, processes: int, max_trials: int) -> pd.DataFrame:
     """The advice's calibration: studies of each noise case (null, and a 3-point loss at both
-    other lr levels) at the quick design and at 3 + 6; each factor left undetermined or screened
-    with a number of seeds per point is re-simulated from the same truth with that many (the
-    baseline keeps its six where that is more), and counted decided when its verdict there is a
+    other lr levels) of each ADVICE_DESIGNS design; each factor left undetermined or screened
+    with a number of seeds per point is re-simulated from the same truth with that many (every
+    point keeping its seeds where that is more), and counted decided when its verdict there is a
     claim (influential, small, negligible). The scenarios run in `processes` processes."""
-    scenarios = [(seeds, baseline_seeds, sigma, case, truth, studies)
-                 for seeds, baseline_seeds in ((1, 6), (3, 6)) for sigma in (0.005, 0.01, 0.023)
-                 for case in NOISE_CASES for truth in ADVICE_TRUTHS]
+    scenarios = [(design, sigma, case, truth, studies, max_trials) for design in ADVICE_DESIGNS
+                 for sigma in (0.005, 0.01, 0.023) for case in NOISE_CASES
+                 for truth in ADVICE_TRUTHS]
     with multiprocessing.Pool(processes) as pool:
         return pd.DataFrame(pool.map(advice_row, scenarios, chunksize=1))
 
@@ -340,7 +363,8 @@ def main() -> None:
                         help="studies that add seeds until their factors are decided")
     parser.add_argument("--planted", action="store_true",
                         help="the planted study: until decided against fixed seeds per point")
-    parser.add_argument("--max-trials", type=int, default=400, help="for --adaptive, --planted")
+    parser.add_argument("--max-trials", type=int, default=400,
+                        help="for --adaptive, --planted, and --advice's adaptive design")
     parser.add_argument("--processes", type=int, default=2,
                         help="for --advice, --adaptive, --planted")
     args = parser.parse_args()
@@ -351,7 +375,7 @@ def main() -> None:
     elif args.adaptive:
         print(markdown_table(adaptive_table(args.studies, args.processes, args.max_trials)))
     elif args.advice:
-        print(markdown_table(advice_table(args.studies, args.processes)))
+        print(markdown_table(advice_table(args.studies, args.processes, args.max_trials)))
     elif args.noise:
         print(markdown_table(noise_table(args.studies)))
     elif args.studies:

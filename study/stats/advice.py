@@ -13,7 +13,12 @@ with the chance POWER, their critical value on the df those seeds bring:
   seeds that their own noise does not widen the simultaneous critical value, and the plan takes
   the number of theirs that costs the fewest trials in all;
 - an effect planned below it is shown *small* or *negligible* only by every level's interval, so
-  every cell gets the same seeds, enough that all the intervals clear at once.
+  every cell gets the same seeds, enough that all the intervals clear at once;
+- an effect planned above the threshold that no effect at all could also show (the factor's
+  test does not reject it: a few seeds, a noisy level) gets both: the first plan's seeds, and
+  at every cell at least those of the second for an effect of zero. Planned on the effect seen
+  alone, the seeds decide it only where that effect is real, and under no effect the focused
+  seeds show nothing either way.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from scipy import stats as sps
 from study.stats.critical import PLANNING_DRAWS, fiducial_max, fiducial_quantile
 from study.stats.fit import FactorFit, fiducial_se
 
-MAX_SEEDS = 200  # seeds-needed estimates above this say "more than"
+MAX_SEEDS = 1000  # seeds-needed estimates above this say "more than"
 POWER = 0.8  # the chance that the advised seeds decide a factor, where the plan is the truth
 PLANNING_BOUND = 0.75  # the advice plans on each variance's upper 75% confidence bound
 
@@ -129,11 +134,25 @@ def advised_plan(fit: FactorFit, threshold: float, alpha: float) -> Plan | None:
     """The seeds per cell (design point) that would decide the factor at error rate `alpha`,
     None beyond MAX_SEEDS: planned at its selection-corrected effect (the largest observed
     difference overstates the truth), its largest difference's 1 - alpha interval clearing the
-    threshold from above, or every level's 1 - 2 alpha interval from below."""
+    threshold from above, or every level's 1 - 2 alpha interval from below; and from below at
+    an effect of zero too where the factor's test does not reject that."""
     planned = max(0.0, fit.corrected)
-    if planned >= threshold:
-        return _focused_plan(fit, 1 - alpha, planned - threshold)
-    return _uniform_plan(fit, 1 - 2 * alpha, threshold - planned)
+    if planned < threshold:
+        return _uniform_plan(fit, 1 - 2 * alpha, threshold - planned)
+    focused = _focused_plan(fit, 1 - alpha, planned - threshold)
+    if fit.p < alpha:  # an effect for sure: the seeds that show it above the threshold
+        return focused
+    # no effect could show as much (a few seeds, a noisy level): the seeds must also show the
+    # factor negligible were there none, or they decide it only when the difference is real
+    absent = _uniform_plan(fit, 1 - 2 * alpha, threshold)
+    if focused is None or absent is None:
+        return None
+    if absent.seeds >= focused.seeds:
+        return absent
+    if focused.others is None:  # every cell is the focus's: it has the more seeds already
+        return focused
+    cells = {cell: max(n, absent.cells[cell]) for cell, n in focused.cells.items()}
+    return Plan(cells, focused.seeds, focused.focus, max(focused.others, absent.seeds))
 
 
 def advice_text(plan: Plan | None, per: str, verb: str = "decide") -> str:

@@ -7,6 +7,7 @@ test_critical.py). Each rule is tested on both sides of its boundary."""
 
 import functools
 import re
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ from study.stats.advice import (
     POWER,
     Plan,
     _seeds_to_decide,
+    advice_text,
     advised_plan,
     divergence_seeds,
 )
@@ -111,12 +113,13 @@ def planned_half_width(variance: np.ndarray, df: np.ndarray, n: np.ndarray, seed
 
 def assert_focused_plan(fit: FactorFit, variance: np.ndarray, df: np.ndarray, gap: float
                         ) -> Plan:
-    """The advice above the threshold by its defining property: the level of the largest
-    difference and the baseline get the fewest seeds whose difference clears the gap (one fewer
-    does not, unless it is two, the fewest that show a point's noise), the other level the
-    plan's `others`, and the plan costs no more trials than every point at the seeds that
-    clear every difference."""
-    plan = advised_plan(fit, 0.01, ALPHA)
+    """The advice above the threshold by its defining property, as for an effect for sure
+    (its test rejects no effect; `advised` adds what an uncertain one gets): the level of the
+    largest difference and the baseline get the fewest seeds whose difference clears the gap
+    (one fewer does not, unless it is two, the fewest that show a point's noise), the other
+    level the plan's `others`, and the plan costs no more trials than every point at the seeds
+    that clear every difference."""
+    plan = advised_plan(replace(fit, p=0.0), 0.01, ALPHA)
     focus = int(np.argmax(np.abs(fit.differences)))
     top, other = ("lr=0.1", "lr=0.01") if focus else ("lr=0.01", "lr=0.1")
     assert plan.focus == ([0.05, 0.1] if focus else [0.01, 0.05])
@@ -128,6 +131,21 @@ def assert_focused_plan(fit: FactorFit, variance: np.ndarray, df: np.ndarray, ga
     uniform = _seeds_to_decide(fit, 0.95, gap)
     assert uniform is None or sum(plan.cells.values()) <= 3 * max(uniform, *fit.n)
     return plan
+
+
+def advised(fit: FactorFit, focused: Plan) -> Plan:
+    """The advice for `fit` from its plan as an effect for sure (`assert_focused_plan`): where
+    its test does not reject no effect, every point also gets the seeds that would show it
+    negligible were there none (every level's 90% interval within the threshold, planned at
+    an effect of zero), the plan's `others` at least those."""
+    absent = _seeds_to_decide(fit, 1 - 2 * ALPHA, 0.01)
+    if fit.p < ALPHA:
+        return focused
+    if absent >= focused.seeds:
+        return Plan({cell: max(absent, int(n)) for cell, n in zip(fit.cells, fit.n, strict=True)},
+                    absent, list(fit.levels))
+    return Plan({cell: max(n, absent) for cell, n in focused.cells.items()}, focused.seeds,
+                focused.focus, max(focused.others, absent))
 
 
 def verdict(table: pd.DataFrame, threshold: float) -> pd.Series:
@@ -284,15 +302,16 @@ def test_the_seeds_that_would_decide_it_decide_it_and_one_fewer_does_not() -> No
     planned = row["effect"]
     assert row["verdict"] == "undetermined" and 0.01 < planned == fit.corrected < 0.04
     plan = assert_focused_plan(fit, np.full(3, sigma ** 2), np.full(3, 1.0), planned - 0.01)
-    assert row["reason"].endswith(f"about {plan.seeds} seeds per design point at its levels "
-                                  f"0.05 and 0.1, at least {plan.others} at the others, would "
-                                  "decide it")
+    # one seed each besides the first cannot rule out no effect: the advice also holds the
+    # seeds that would show none
+    assert fit.p > ALPHA and advised_plan(fit, 0.01, ALPHA) == advised(fit, plan) != plan
+    assert row["reason"].endswith(advice_text(advised(fit, plan), "seeds per design point"))
 
     def half(seeds: int, level: float = 0.95) -> float:  # 2 seeds of sample std sigma each
         return planned_half_width(np.full(3, sigma ** 2), np.full(3, 1.0), fit.n, seeds, level)
 
     # the same truth planted with the advised seeds is decided
-    points = {point: (seeds, sigma) for point, seeds in plan.cells.items()}
+    points = {point: (seeds, sigma) for point, seeds in advised(fit, plan).cells.items()}
     assert verdict(planted_points(shifts, points), 0.01)["verdict"] == "influential"
     # one seed more is enough, and the search ends at MAX_SEEDS: exactly there, or beyond;
     # the advice is always more seeds than the fewest today, however wide the gap
@@ -456,12 +475,13 @@ def test_a_level_noisier_than_the_rest_is_judged_by_its_own_noise() -> None:
     assert result.differences.set_index("level").loc[0.1, "se"] == pytest.approx(
         np.sqrt(0.02 ** 2 / 2 + 0.001 ** 2 / 6), rel=1e-9)
     assert fit.screen["p"] < 0.01 < fit.p  # the pooled F-test, the levels' own law
-    plan = assert_focused_plan(fit, variance, n - 1.0, row["effect"] - 0.01)
+    plan = advised(fit, assert_focused_plan(fit, variance, n - 1.0, row["effect"] - 0.01))
     assert row["verdict"] == "screened" and row["reason"] == (
         "looks influential under the noise pooled over the design points (its largest "
         "difference from the baseline is at least 1 point), but not yet under its levels' own "
-        f"noise, which may differ from the rest: about {plan.seeds} seeds per design point at "
-        f"its levels 0.05 and 0.1, at least {plan.others} at the others, would confirm it")
+        "noise, which may differ from the rest: "
+        + advice_text(plan, "seeds per design point", "confirm"))
+    assert plan.others is None  # showing no effect needs more seeds than showing this one
 
 
 def test_a_factor_with_a_one_seed_level_gets_dunnett_s_p_values_on_the_pooled_noise() -> None:
