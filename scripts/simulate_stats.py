@@ -220,7 +220,8 @@ def advice_row(scenario: tuple[str, float, str, str, int, int]) -> dict:
             decided.append(again.ranking.set_index("factor").loc[factor, "verdict"] in (
                 "influential", "small", "negligible"))
             advised.append(plan.seeds)
-    row = {"design": design, "sigma (points)": f"{100 * sigma:g}",
+    capped = f" (at most {max_trials} trials)" if ADVICE_DESIGNS[design][2] else ""
+    row = {"design": design + capped, "sigma (points)": f"{100 * sigma:g}",
            "noise": case, "truth": truth, "factors advised": len(advised),
            "median seeds advised": f"{np.median(advised):g}" if advised else "n/a",
            f"more than {MAX_SEEDS} needed": beyond,
@@ -229,13 +230,14 @@ def advice_row(scenario: tuple[str, float, str, str, int, int]) -> dict:
     return row
 
 
-def advice_table(studies: int, processes: int, max_trials: int) -> pd.DataFrame:
+def advice_table(studies: int, processes: int, max_trials: int,
+                 designs: list[str]) -> pd.DataFrame:
     """The advice's calibration: studies of each noise case (null, and a 3-point loss at both
-    other lr levels) of each ADVICE_DESIGNS design; each factor left undetermined or screened
+    other lr levels) of each of these ADVICE_DESIGNS; each factor left undetermined or screened
     with a number of seeds per point is re-simulated from the same truth with that many (every
     point keeping its seeds where that is more), and counted decided when its verdict there is a
     claim (influential, small, negligible). The scenarios run in `processes` processes."""
-    scenarios = [(design, sigma, case, truth, studies, max_trials) for design in ADVICE_DESIGNS
+    scenarios = [(design, sigma, case, truth, studies, max_trials) for design in designs
                  for sigma in (0.005, 0.01, 0.023) for case in NOISE_CASES
                  for truth in ADVICE_TRUTHS]
     with multiprocessing.Pool(processes) as pool:
@@ -365,6 +367,8 @@ def main() -> None:
                         help="the planted study: until decided against fixed seeds per point")
     parser.add_argument("--max-trials", type=int, default=400,
                         help="for --adaptive, --planted, and --advice's adaptive design")
+    parser.add_argument("--design", action="append", choices=list(ADVICE_DESIGNS),
+                        help="for --advice: only this design (repeatable; default: all)")
     parser.add_argument("--processes", type=int, default=2,
                         help="for --advice, --adaptive, --planted")
     args = parser.parse_args()
@@ -375,7 +379,8 @@ def main() -> None:
     elif args.adaptive:
         print(markdown_table(adaptive_table(args.studies, args.processes, args.max_trials)))
     elif args.advice:
-        print(markdown_table(advice_table(args.studies, args.processes, args.max_trials)))
+        print(markdown_table(advice_table(args.studies, args.processes, args.max_trials,
+                                          args.design or list(ADVICE_DESIGNS))))
     elif args.noise:
         print(markdown_table(noise_table(args.studies)))
     elif args.studies:
