@@ -34,6 +34,9 @@ from study.stats.critical import PLANNING_DRAWS, fiducial_max, fiducial_quantile
 from study.stats.fit import FactorFit, fiducial_se
 
 MAX_SEEDS = 1000  # seeds-needed estimates above this say "more than"
+# the divergence advice tries every count in turn (a Fisher test per count and level): its own,
+# lower cap keeps a report's worst case near half a second per factor
+MAX_DIVERGENCE_SEEDS = 200
 POWER = 0.8  # the chance that the advised seeds decide a factor, where the plan is the truth
 PLANNING_BOUND = 0.75  # the advice plans on each variance's upper 75% confidence bound
 
@@ -168,10 +171,10 @@ def advice_text(plan: Plan | None, per: str, verb: str = "decide") -> str:
 
 def divergence_seeds(rows: pd.DataFrame, tests: int, alpha: float) -> int | None:
     """Seeds per level at which the observed divergence rates would differ significantly from
-    the baseline's (Fisher, Bonferroni over the tests); None beyond MAX_SEEDS."""
+    the baseline's (Fisher, Bonferroni over the tests); None beyond MAX_DIVERGENCE_SEEDS."""
     base = rows[rows["baseline"]].iloc[0]
     others = rows[~rows["baseline"] & (rows["rate"] != base["rate"])]
-    for seeds in range(int(rows["trials"].min()) + 1, MAX_SEEDS + 1):
+    for seeds in range(int(rows["trials"].min()) + 1, MAX_DIVERGENCE_SEEDS + 1):
         kb = round(base["rate"] * seeds)
         for rate in others["rate"]:
             k = round(rate * seeds)
@@ -182,4 +185,4 @@ def divergence_seeds(rows: pd.DataFrame, tests: int, alpha: float) -> int | None
 
 def divergence_text(seeds: int | None, per: str) -> str:
     return (f"about {seeds} {per} would decide it" if seeds
-            else f"more than {MAX_SEEDS} {per} would be needed")
+            else f"more than {MAX_DIVERGENCE_SEEDS} {per} would be needed")

@@ -16,6 +16,7 @@ from scipy import stats as sps
 from statsmodels.stats.proportion import proportion_confint
 
 from study.stats.advice import (
+    MAX_DIVERGENCE_SEEDS,
     MAX_SEEDS,
     PLANNING_BOUND,
     POWER,
@@ -358,8 +359,9 @@ def test_a_factor_without_an_accuracy_comparison_says_why_and_what_would_decide_
     row = verdict(planted({}, 0.001, 3, diverged=diverged), 0.01)
     assert row["verdict"] == "undetermined" and np.isnan(row["accuracy_p"])
     if len(diverged) == 3:  # every level diverges alike: no number of seeds tells them apart
-        assert row["reason"] == (f"{why}; divergence does not yet differ significantly: more "
-                                 f"than {MAX_SEEDS} seeds per design point would be needed")
+        assert row["reason"] == (
+            f"{why}; divergence does not yet differ significantly: more than "
+            f"{MAX_DIVERGENCE_SEEDS} seeds per design point would be needed")
         return
     # 3 of 3 against 0 of 3 diverged: Fisher's p = 0.1; with one test in the family, 4 seeds
     # would make it 0.029 < 0.05 (the advice's defining property: 4 decide, 3 do not)
@@ -400,18 +402,19 @@ def test_equal_accuracies_have_no_defined_adjusted_p() -> None:
         assert result.differences["p"].isna().all()
 
 
-def test_the_divergence_advice_ends_at_max_seeds_exactly() -> None:
+def test_the_divergence_advice_ends_at_its_cap_exactly() -> None:
     # against a baseline that never diverges, 6 diverged of n is significant (Fisher, alone)
     # where 5 is not, so a rate r is decided first at the n where round(r n) reaches 6
-    assert sps.fisher_exact([[6, MAX_SEEDS - 6], [0, MAX_SEEDS]]).pvalue < 0.05 < \
-        sps.fisher_exact([[5, MAX_SEEDS - 5], [0, MAX_SEEDS]]).pvalue
+    cap = MAX_DIVERGENCE_SEEDS
+    assert sps.fisher_exact([[6, cap - 6], [0, cap]]).pvalue < 0.05 < \
+        sps.fisher_exact([[5, cap - 5], [0, cap]]).pvalue
 
     def advice(rate: float) -> int | None:
         return divergence_seeds(pd.DataFrame({"baseline": [True, False], "rate": [0.0, rate],
                                                "trials": [3, 3]}), 1, ALPHA)
 
-    assert advice(5.5 / (MAX_SEEDS - 0.4)) == MAX_SEEDS
-    assert advice(5.5 / (MAX_SEEDS + 0.6)) is None
+    assert advice(5.5 / (cap - 0.4)) == cap
+    assert advice(5.5 / (cap + 0.6)) is None
 
 
 def test_a_sampled_design_s_advice_is_in_trials_per_level() -> None:
