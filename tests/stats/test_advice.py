@@ -1,5 +1,6 @@
 """Where the advised seeds go (study.stats.advice): the focused plan's shape on factors of one
-and of two levels besides the baseline, and how the report says it. The plan's defining
+and of two levels besides the baseline, the seeds added where no effect could show as much, and
+how the report says it. The plan's defining
 property (the fewest seeds that clear the threshold) is tested with the verdicts
 (tests/stats/test_verdicts.py), the looks that add it in tests/stats/test_replication.py."""
 
@@ -14,7 +15,7 @@ from study.stats.synthetic import ofat_spec, ofat_table, seed_noise
 LEVELS = {"pooling": ["avg"], "lr": [0.01, 0.1]}
 
 
-def _screened(shift: float, sigma: float, rng: int) -> dict:
+def _undecided_fits(shift: float, sigma: float, rng: int) -> dict:
     """The fits of `shift` planted at pooling=avg and lr=0.1, three seeds each and six at the
     baseline, seed std sigma."""
     spec = replace(ofat_spec(LEVELS), seeds=[0, 1, 2], baseline_seeds=list(range(6)))
@@ -29,7 +30,7 @@ def _screened(shift: float, sigma: float, rng: int) -> dict:
 def test_a_loss_above_the_threshold_gets_seeds_at_its_level_and_the_baseline_only() -> None:
     # 2-point losses at seed std 0.4 point: an effect for sure (each factor's test rejects no
     # effect), undecided whether above the 1-point threshold
-    fits = _screened(-0.02, 0.004, 0)
+    fits = _undecided_fits(-0.02, 0.004, 0)
     assert fits["lr"].p < 0.05 and fits["pooling"].p < 0.05
     lr = advised_plan(fits["lr"], 0.01, 0.05)
     assert lr.focus == [0.05, 0.1] and lr.cells["lr=0.1"] == lr.seeds
@@ -52,7 +53,7 @@ def test_a_loss_that_no_effect_could_show_also_gets_the_seeds_that_would_show_no
     # noise, 2 df each), so its advice must decide it either way: the focused plan's seeds,
     # and at every point at least those that would show every level within the threshold
     # were there no effect (the plan of a factor observed at zero)
-    fits = _screened(-0.03, 0.01, 0)
+    fits = _undecided_fits(-0.03, 0.01, 0)
     lr = fits["lr"]
     assert lr.p > 0.05 and lr.corrected > 0.01
     focused, guarded = advised_plan(replace(lr, p=0.0), 0.01, 0.05), advised_plan(lr, 0.01, 0.05)
