@@ -1,8 +1,8 @@
 """Where the advised seeds go (study.stats.advice): the focused plan's shape on factors of one
 and of two levels besides the baseline, the seeds added where no effect could show as much, and
-how the report says it. The plan's defining
-property (the fewest seeds that clear the threshold) is tested with the verdicts
-(tests/stats/test_verdicts.py), the looks that add it in tests/stats/test_replication.py."""
+how the report says it. The plan's defining property (the fewest seeds that clear the
+threshold) is tested with the verdicts (tests/stats/test_verdicts.py), the looks that add it in
+tests/stats/test_replication.py."""
 
 from dataclasses import replace
 
