@@ -95,9 +95,12 @@ def run_one(cfg: DictConfig) -> None:
         board.finish(job.baseline, cfg.train.seed, result.test_accuracy, result.outcome)
     metrics = {"study": cfg.name, "trial": number, "design_point": point} | result.as_dict()
     (job_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    log.info("%s: test accuracy %.4f in %.1f s (%d parameters); trial %d of study %s",
-             result.outcome, result.test_accuracy, result.wall_time_s, result.parameters, number,
-             cfg.name)
+    log.info("%s: test accuracy %.4f (BatchNorm statistics: %s; %.4f on training images) in "
+             "%.1f s (%d parameters); trial %d of study %s", result.outcome, result.test_accuracy,
+             result.bn_stats, result.train_sample_accuracy or float("nan"), result.wall_time_s,
+             result.parameters, number, cfg.name)
+    if result.reason:
+        log.info("%s", result.reason)
 
 
 def main() -> None:

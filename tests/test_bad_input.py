@@ -24,7 +24,7 @@ from study.design.spec import SPEC_ATTR
 from study.runs.storage import open_storage, open_study
 from study.training.data import load_cifar10, synthetic_images
 from tests.conftest import compose, spec_of
-from tests.design.test_spec import _legacy_study
+from tests.design.test_spec import _legacy_study, before_exact_statistics
 from tests.forked import run_forked
 from tests.training.test_data import (
     _damage,
@@ -96,6 +96,9 @@ REFUSED = [
                            "model.activation=gelu"], ".",
      ["study 'taken' was created with model.activation=relu; this run has "
       "model.activation=gelu: choose another name=", "--storage sqlite:///{tmp}/old.db"]),
+    ("identity", "sweep", [*STUDY, "storage=sqlite:///{tmp}/bn.db", "name=before-bn"], ".",
+     ["study 'before-bn' was created with train.bn_stats=running", "this run has "
+      "train.bn_stats=exact"]),
     ("identity", "sweep", [*STUDY, "storage=sqlite:///{tmp}/old.db", "name=old"], ".",
      ["study 'old' was made by an older version", "can be reported", "choose another name="]),
     ("outputs", "sweep", STUDY, "reports_is_a_file",
@@ -151,6 +154,8 @@ def _refusing_folder(folder: Path) -> Path:
     fingerprint = synthetic_images(taken.data.synthetic_train, taken.data.synthetic_test)
     spec = spec_of(taken, fingerprint.fingerprint)
     open_study(taken, open_storage(taken.storage), spec)
+    before_exact_statistics(f"sqlite:///{folder}/bn.db", overrides=tuple(STUDY),
+                            fingerprint=fingerprint.fingerprint)
     shutil.copy(folder / "old.db", folder / "corrupt.db")
     with open(folder / "corrupt.db", "r+b") as database:  # one page of a table overwritten
         database.seek(2 * 4096)

@@ -20,6 +20,7 @@ from study.design.designs import SWEEP_DESIGNS
 from study.design.factors import FACTORS, Check, applicable_factors, number, one_of, optional
 from study.errors import ConfigError
 from study.paths import name_problem
+from study.training.evaluation import BN_STATS
 from study.training.model import ARCHITECTURES
 from study.training.precision import PRECISIONS
 
@@ -79,6 +80,8 @@ class TrainConfig:
     test_every_epoch: bool = True  # test accuracy after every epoch (else after the last only)
     compile: str = "auto"  # auto | none | graph (the whole step in a CUDA graph) | model
     precision: str = "auto"  # auto (bf16 where the device has bf16 instructions) | fp32 | bf16
+    bn_stats: str = "exact"  # exact: BatchNorm statistics recomputed before each test | running
+    bn_images: int = 2048  # training images they are recomputed over (all, where fewer)
 
 
 @dataclass
@@ -178,6 +181,8 @@ OTHER_CHECKS: dict[str, Check] = {
     "train.eval_batch_size": number(1, integer=True),
     "train.compile": one_of(ENGINES),
     "train.precision": one_of(PRECISIONS),
+    "train.bn_stats": one_of(BN_STATS),
+    "train.bn_images": number(10, integer=True),
     "sweep.design": one_of(tuple(SWEEP_DESIGNS)),
     "sweep.seeds": number(1, integer=True),
     "sweep.baseline_seeds": number(1, integer=True),

@@ -128,6 +128,8 @@ class StudySpec:
             ident |= {"sweep.sampler": self.sampler, "train.seed": self.seeds[0]}
         if self.looks:  # its looks' error rates are planned from the start: never changed
             ident["sweep.looks"] = self.looks
+        if ident.get("train.bn_stats") == "running":  # training's own statistics: none computed
+            ident.pop("train.bn_images", None)
         varied = {name: f for name, f in self.factors.items() if f.varied}
         ident["sweep.factors"] = ",".join(varied)
         ident["sweep.factor_kinds"] = ",".join(f"{f.kind}{'/log' if f.log else ''}"
@@ -172,6 +174,9 @@ class StudySpec:
             # and in fp32 on the CPU: a run continues such a study only in the same precision
             on_cpu = data.get("created", {}).get("device", "cpu") == "cpu"
             fields["setup"] = setup | {"train.precision": "fp32" if on_cpu else "bf16"}
+        if "train.bn_stats" not in fields["setup"] and any(k.startswith("train.") for k in setup):
+            # recorded before train.bn_stats existed, when every test used the running statistics
+            fields["setup"] = fields["setup"] | {"train.bn_stats": "running"}
         return cls(**fields)
 
     def grow(self, run: StudySpec, name: str, storage: str) -> StudySpec:

@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from study.design.spec import StudySpec
+from study.outcomes import COMPLETE
 from study.reporting.document import percent
 from study.reporting.plots import VERDICT_COLOURS, labelled_slice
 from study.stats.fit import Noise
@@ -112,8 +113,9 @@ def ranking_figure(ranking: pd.DataFrame, noise: Noise, confidence: float) -> go
 def comparison_figure(trials: pd.DataFrame, intervals: pd.DataFrame, spec: StudySpec,
                       factors: list[str], noise: Noise) -> go.Figure:
     """One panel per factor on a shared accuracy axis, levels in design order: every trial
-    as a dot, each level's mean with its 95% CI, the baseline in green, diverged trials as red
-    crosses, and the seed-noise band (baseline mean +- 2 std) across all panels."""
+    as a dot, each level's mean with its 95% CI, the baseline in green, diverged or stalled
+    trials as red crosses, and the seed-noise band (baseline mean +- 2 std) across all
+    panels."""
     done = finished(trials)
     # one row: the dashboard draws a graph object at a fixed height, in half the page's width
     fig = make_subplots(rows=1, cols=len(factors), shared_yaxes=True, subplot_titles=factors,
@@ -128,15 +130,15 @@ def comparison_figure(trials: pd.DataFrame, intervals: pd.DataFrame, spec: Study
     for col, factor in enumerate(factors, start=1):
         part, order = labelled_slice(done, factor, spec)
         base = str(spec.factors[factor].baseline) if spec.plan.on_slices else None
-        kept = part[part["outcome"] != "diverged"]
+        kept = part[part["outcome"] == COMPLETE]
         for name, points, colour in (("trial", kept[kept["level"] != base], "grey"),
                                      ("baseline trial", kept[kept["level"] == base], "green")):
             fig.add_scatter(x=points["level"], y=points[ACCURACY], mode="markers", name=name,
                             marker={"color": colour, "size": 6, "opacity": 0.6},
                             legendgroup=name, showlegend=shown(name), row=1, col=col)
-        diverged = part[part["outcome"] == "diverged"]
+        diverged = part[part["outcome"] != COMPLETE]
         fig.add_scatter(x=diverged["level"], y=diverged[ACCURACY], mode="markers",
-                        name="diverged (chance accuracy)", legendgroup="diverged",
+                        name="diverged or stalled (at chance)", legendgroup="diverged",
                         marker={"color": "red", "symbol": "x", "size": 9},
                         showlegend=not diverged.empty and shown("diverged"), row=1,
                         col=col)

@@ -83,7 +83,7 @@ def plot_influence(ranking: pd.DataFrame, noise: Noise, threshold: float, confid
 def plot_factor(trials: pd.DataFrame, levels: pd.DataFrame, factor: str, spec: StudySpec,
                 out: Path) -> str:
     """Every converged trial's test accuracy by level, the level means with 95% CIs, diverged
-    trials as red crosses at the bottom, the baseline marked."""
+    or stalled trials as red crosses at the bottom, the baseline marked."""
     part, order = labelled_slice(finished(trials), factor, spec)
     ci = levels[levels["factor"] == factor].assign(
         level=lambda d: d["level"].astype(str)).set_index("level").reindex(order)
@@ -100,7 +100,7 @@ def plot_factor(trials: pd.DataFrame, levels: pd.DataFrame, factor: str, spec: S
     if (~ok).any():  # at the bottom of the axis, not at chance: the accuracies stay readable
         low = ax.get_ylim()[0]
         ax.scatter(x[~ok], np.full((~ok).sum(), low), marker="x", color="tab:red", s=30,
-                   clip_on=False, label="diverged")
+                   clip_on=False, label="diverged or stalled")
     base = str(spec.factors[factor].baseline)
     if spec.plan.on_slices and base in order:
         ax.axvspan(order.index(base) - 0.4, order.index(base) + 0.4, color="tab:green",
@@ -146,7 +146,7 @@ def plot_overview(trials: pd.DataFrame, levels: pd.DataFrame, noise: Noise,
     """The textbook's comparison at a glance: one panel per factor on a shared accuracy axis,
     levels in design order, every converged seed a dot, the level means with 95% intervals, the
     baseline level marked, the band of the baseline mean +- 2 seed std across all panels, and
-    diverged trials as crosses on the bottom edge."""
+    diverged or stalled trials as crosses on the bottom edge."""
     done = finished(trials)
     columns = min(4, len(factors))
     rows = -(-len(factors) // columns)
@@ -194,8 +194,9 @@ def plot_overview(trials: pd.DataFrame, levels: pd.DataFrame, noise: Noise,
     handles = [plt.Line2D([], [], marker="o", ls="", color="0.35", label="one seed"),
                plt.Line2D([], [], marker="D", color="tab:blue", label="mean, 95% CI"),
                plt.Rectangle((0, 0), 1, 1, color="tab:green", alpha=0.15, label="baseline")]
-    if (done["outcome"] == "diverged").any():
-        handles.append(plt.Line2D([], [], marker="x", ls="", color="tab:red", label="diverged"))
+    if (done["outcome"] != "complete").any():
+        handles.append(plt.Line2D([], [], marker="x", ls="", color="tab:red",
+                                  label="diverged or stalled"))
     if band:
         handles.insert(2, plt.Rectangle((0, 0), 1, 1, color="tab:red", alpha=0.1,
                                         label="baseline mean ± 2 seed std "

@@ -30,6 +30,7 @@ from study.reporting.sections import (
     claim_groups,
     claim_table,
     epoch_table,
+    gap_table,
     level_table,
     look_table,
     ranking_table,
@@ -39,6 +40,7 @@ from study.reporting.sections import (
 from study.stats import joint, stability
 from study.stats.advice import PLANNING_BOUND, POWER
 from study.stats.frames import StudyData, design_table, finished, read_study
+from study.stats.gaps import GAP_COLUMNS, GAP_FLAG, generalisation_gaps
 from study.stats.ranking import PRACTICAL_EFFECT, Analysis, rank_trials
 
 REPORT = "report.md.j2"  # the template that says a study's report
@@ -55,6 +57,8 @@ class Findings:
     importances: pd.DataFrame  # Optuna's evaluators beside their shuffled references
     over_epochs: stability.EpochRanking | None
     across: stability.CrossStudy | None  # the same design at other budgets in the storage
+    # per level: training-sample vs test accuracy (study.stats.gaps); none recorded by default
+    gaps: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=GAP_COLUMNS))
 
 
 @dataclass
@@ -97,7 +101,8 @@ def findings(study: optuna.Study, storage: optuna.storages.BaseStorage,
         [*compare.rankings(related, practical_effect),
          stability.study_ranking(data.name, analysis)], data.name) if related else None)
     return Findings(data, analysis, pairs, tables, importances,
-                    stability.epoch_ranking(trials, data.curves, spec), across)
+                    stability.epoch_ranking(trials, data.curves, spec), across,
+                    generalisation_gaps(trials, spec))
 
 
 def draw_figures(found: Findings, out: Path) -> Figures:
@@ -161,6 +166,8 @@ def report_context(found: Findings, figures: Figures) -> dict[str, Any]:
         design=design.assign(mean=design["mean"].map(fmt), std=design["std"].map(fmt)),
         unusable=None if unusable.empty else unusable[
             ["number", "outcome", "design_point", "seed", "reason"]].fillna(""),
+        gaps=None if found.gaps.empty else gap_table(found.gaps), gap_flag=GAP_FLAG,
+        flagged=found.gaps[found.gaps["flagged"]].to_dict("records"),
         looks=look_table(spec), looks_planned=spec.looks,
         setup=setup_facts(spec, trials), noise=analysis.noise, pooled=analysis.pooled,
         alpha=percent(analysis.model.alpha),

@@ -39,9 +39,9 @@ def ranking_table(ranking: pd.DataFrame, alpha: float) -> pd.DataFrame:
         "raw range": ranking["raw_range"].map(fmt),
         "ω²": ranking["omega_squared"].map(lambda v: fmt(v, ".2f")),
         "accuracy p (Holm)": ranking["accuracy_p_holm"].map(lambda v: fmt(v, ".2g")),
-        "diverged": [f"{fmt(d, '.0f')}/{fmt(n, '.0f')}, p (Holm) {fmt(p, '.2g')}" for d, n, p in
-                     zip(ranking["diverged"], ranking["trials"], ranking["divergence_p_holm"],
-                         strict=True)],
+        "diverged or stalled": [
+            f"{fmt(d, '.0f')}/{fmt(n, '.0f')}, p (Holm) {fmt(p, '.2g')}" for d, n, p in zip(
+                ranking["diverged"], ranking["trials"], ranking["divergence_p_holm"], strict=True)],
         "why": ranking["reason"],
     })
 
@@ -65,10 +65,10 @@ def level_table(analysis: Analysis) -> pd.DataFrame:
                                     levels["diff_high"], levels["baseline"], strict=True)],
         "p (adjusted)": ["" if b else fmt(p, ".2g") for p, b in zip(
             levels["p"], levels["baseline"], strict=True)],
-        "diverged [95% CI]": [f"{k}/{n} = {fmt(r, '.2f')} [{fmt(lo, '.2f')}, {fmt(hi, '.2f')}]"
-                              for k, n, r, lo, hi in zip(levels["diverged"], levels["trials"],
-                                                         levels["rate"], levels["rate_low"],
-                                                         levels["rate_high"], strict=True)],
+        "diverged or stalled [95% CI]": [
+            f"{k}/{n} = {fmt(r, '.2f')} [{fmt(lo, '.2f')}, {fmt(hi, '.2f')}]"
+            for k, n, r, lo, hi in zip(levels["diverged"], levels["trials"], levels["rate"],
+                                       levels["rate_low"], levels["rate_high"], strict=True)],
         "Fisher p": levels["fisher_p"].map(lambda v: fmt(v, ".2g")),
     })
 
@@ -158,6 +158,8 @@ class SetupFacts:
     created: dict[str, Any]
     history: list[dict[str, Any]]
     devices: list[tuple[str, int]]  # of the finished trials: one that never ran has no device
+    bn_stats: list[tuple[str, int]]  # of the finished trials: exact | running | none
+    bn_images: int | None  # training images the exact statistics are computed over
     code: list[tuple[str, int]]
     added_seeds: int  # seeds the looks added (sweep.until=decided), at added_points points
     added_points: int
@@ -175,10 +177,37 @@ def setup_facts(spec: StudySpec, trials: pd.DataFrame) -> SetupFacts:
         epochs=spec.setting("train.epochs"), recorded=spec.recorded,
         identity=spec.identity_hash() if spec.recorded else "", version=spec.version,
         created=spec.created, history=spec.history, devices=counted(ran["device"]),
+        bn_stats=counted(ran["bn_stats"]), bn_images=bn_images_used(spec),
         code=counted(ran["code"]),
         added_seeds=sum(len(seeds) for seeds in spec.added_seeds.values()),
         added_points=len(spec.added_seeds), span_s=time_span(ran),
         trial_time_s=ran["wall_time_s"].sum(min_count=1))  # NaN when none finished
+
+
+def bn_images_used(spec: StudySpec) -> int | None:
+    """The training images BatchNorm's exact statistics were computed over: train.bn_images, or
+    the training set where it is smaller; None where the spec does not say."""
+    wanted = spec.setting("train.bn_images")
+    subset = spec.setting("data.train_subset") or (spec.setting("data.synthetic_train")
+                                                   if spec.setting("data.source") == "synthetic"
+                                                   else None)
+    return None if wanted is None else min(wanted, subset or wanted)
+
+
+def gap_table(gaps: pd.DataFrame) -> pd.DataFrame:
+    """The generalisation-gap check's shown values (study.stats.gaps), flagged levels marked."""
+    return pd.DataFrame({
+        "factor": gaps["factor"],
+        "level": [f"{v} (baseline)" if b else str(v) for v, b in zip(
+            gaps["level"], gaps["baseline"], strict=True)],
+        "trials": gaps["n"],
+        "training-sample accuracy": gaps["sample_accuracy"].map(fmt),
+        "test accuracy": gaps["test_accuracy"].map(fmt),
+        "gap": gaps["gap"].map(lambda v: fmt(v, "+.3f")),
+        "beyond the baseline's": [("" if b else fmt(e, "+.3f")) + (" **flagged**" if f else "")
+                                  for e, b, f in zip(gaps["excess"], gaps["baseline"],
+                                                     gaps["flagged"], strict=True)],
+    })
 
 
 def time_span(trials: pd.DataFrame) -> float | None:

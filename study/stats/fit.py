@@ -35,6 +35,7 @@ from scipy import stats as sps
 from statsmodels.stats.proportion import proportion_confint
 
 from study.design.spec import StudySpec
+from study.outcomes import NOT_LEARNED
 from study.stats.critical import (
     adjusted_p,
     fiducial_max,
@@ -279,12 +280,13 @@ def _noise(points: CellTable) -> Noise:
 
 
 def divergence(spec: StudySpec, slices: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per (factor, level) of the finished trials: diverged of finished, the rate with a 95%
-    Wilson interval, and Fisher's exact p against the factor's reference level."""
+    """Per (factor, level) of the finished trials: diverged (or stalled: study.outcomes) of
+    finished, the rate with a 95% Wilson interval, and Fisher's exact p against the factor's
+    reference level."""
     rows = []
     for factor, part in slices.items():
         done = finished(part)
-        counts = (done["outcome"] == "diverged").groupby(done["level"], sort=False).agg(
+        counts = done["outcome"].isin(NOT_LEARNED).groupby(done["level"], sort=False).agg(
             diverged="sum", trials="count")
         present = level_order(spec, factor, list(counts.index))
         if not present:

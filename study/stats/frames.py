@@ -7,6 +7,7 @@ pick the trials each rule uses:
 - a diverged trial is a result of its settings, analysed as its own outcome: it counts in its
   level's divergence rate, not in accuracy (it records chance accuracy, 0.1, which would swamp
   every accuracy comparison and the noise floor); accuracy is compared among converged trials;
+  a stalled one (it learned nothing) counts with the diverged ones;
 - a failed trial (an exception, an interruption) has no result; it is listed, not analysed.
 """
 
@@ -22,6 +23,9 @@ from study.design.spec import StudySpec, study_spec
 from study.outcomes import COMPLETE, NO_HEARTBEAT, outcome_of
 
 ACCURACY = "test_accuracy"
+# the final network on a fixed sample of training images (study.training.evaluation); trials
+# recorded before it existed have none
+SAMPLE_ACCURACY = "train_sample_accuracy"
 
 
 @dataclass
@@ -50,13 +54,15 @@ def trials_frame(study: optuna.Study, spec: StudySpec) -> pd.DataFrame:
             "design_point": attrs.get("design_point"), "seed": attrs.get("seed"),
             **{name: t.params.get(name) for name in spec.factors},
             ACCURACY: t.value if t.state == optuna.trial.TrialState.COMPLETE else None,
+            SAMPLE_ACCURACY: attrs.get(SAMPLE_ACCURACY), "bn_stats": attrs.get("bn_stats"),
             "wall_time_s": attrs.get("wall_time_s"), "epochs_run": attrs.get("epochs_run"),
             "started": t.datetime_start, "ended": t.datetime_complete,
             "device": attrs.get("device"), "code": attrs.get("code"),
             "reason": attrs.get("reason", NO_HEARTBEAT if t.state.name == "FAIL" else None),
         })
     frame = pd.DataFrame(rows, columns=["number", "state", "outcome", "design_point", "seed",
-                                        *spec.factors, ACCURACY, "wall_time_s", "epochs_run",
+                                        *spec.factors, ACCURACY, SAMPLE_ACCURACY, "bn_stats",
+                                        "wall_time_s", "epochs_run",
                                         "started", "ended", "device", "code", "reason"])
     return frame.astype(_int_columns(spec, "seed", "epochs_run"))
 

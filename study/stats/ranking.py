@@ -108,8 +108,8 @@ def _verdict(row: dict, fit: FactorFit | None, div: pd.DataFrame, threshold: flo
     more_divergence = not base_rate.empty and (worse["rate"] > base_rate.iloc[0]).any()
     if sig_div:
         top = worse.loc[worse["fisher_p"].idxmin()]
-        return "influential", (f"diverges more often at {top['level']} ({top['diverged']}/"
-                               f"{top['trials']} trials) than at the baseline")
+        return "influential", (f"diverges or stalls more often at {top['level']} "
+                               f"({top['diverged']}/{top['trials']} trials) than at the baseline")
     if fit is None:
         if not div["baseline"].any():
             return "undetermined", (f"{missing}; nor is divergence (no finished trial at the "
@@ -125,10 +125,10 @@ def _verdict(row: dict, fit: FactorFit | None, div: pd.DataFrame, threshold: flo
         return "small", f"it differs from the baseline, but every level by less than {points}"
     if not sig_acc and row["equivalence_bound"] < threshold and not more_divergence:
         return "negligible", (f"every level is within {points} of the baseline (equivalence "
-                              "test) and diverges no more often")
+                              "test) and diverges or stalls no more often")
     if more_divergence and not sig_acc:
-        return "undetermined", ("some level diverges more often than the baseline, not yet "
-                                "significantly: "
+        return "undetermined", ("some level diverges or stalls more often than the baseline, "
+                                "not yet significantly: "
                                 + divergence_text(divergence_seeds(div, tests, alpha), per))
     if advice is None:
         return "undetermined", f"the interval of its effect straddles {points}"

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from study.design.designs import FactorSpec
 from study.design.factors import FACTORS
 from study.design.spec import SPEC_ATTR, StudySpec, design_order
-from study.stats.frames import ACCURACY
+from study.stats.frames import ACCURACY, SAMPLE_ACCURACY
 from study.stats.ranking import PRACTICAL_EFFECT, Analysis, rank_trials
 from study.stats.replication import plan_look, with_added_seeds
 
@@ -44,7 +44,8 @@ GRID = table_spec("grid", GRID_LEVELS)
 
 def _row(number: int, point: str, seed: int, params: dict, accuracy: float) -> dict:
     return {"number": number, "state": "COMPLETE", "outcome": "complete", "design_point": point,
-            "seed": seed, **params, ACCURACY: accuracy, "wall_time_s": 1.0, "epochs_run": 2,
+            "seed": seed, **params, ACCURACY: accuracy, SAMPLE_ACCURACY: None, "bn_stats": None,
+            "wall_time_s": 1.0, "epochs_run": 2,
             "started": None, "ended": None,  # a table was never run
             "device": "table", "code": "test", "reason": None}
 
@@ -226,8 +227,8 @@ def study_from_table(table: pd.DataFrame, spec: StudySpec, name: str = "table",
                      curves: dict[int, list[float]] | None = None,
                      storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
     """An Optuna study (in memory, or in `storage`) holding these trials as the sweep records
-    them (spec, params, outcome, reason, curves; test accuracy per epoch from `curves`, by trial
-    number), for tests of the report that need no training."""
+    them (spec, params, outcome, reason, training-sample accuracy, curves; test accuracy per
+    epoch from `curves`, by trial number), for tests of the report that need no training."""
     study = optuna.create_study(study_name=name, direction="maximize", storage=storage)
     study.set_user_attr(SPEC_ATTR, spec.to_dict())
     distributions = spec.distributions()
@@ -243,6 +244,8 @@ def study_from_table(table: pd.DataFrame, spec: StudySpec, name: str = "table",
                  "train_accuracy": list(np.linspace(0.3, 0.5, epochs))}
         if failed:
             attrs["reason"] = "RuntimeError: planted failure"
+        if pd.notna(row.get(SAMPLE_ACCURACY)):
+            attrs[SAMPLE_ACCURACY] = float(row[SAMPLE_ACCURACY])
         study.add_trial(optuna.trial.create_trial(
             params=params, distributions=distributions, user_attrs=attrs,
             state=TrialState.FAIL if failed else TrialState.COMPLETE,

@@ -3,8 +3,11 @@
 Data is already preprocessed on the device (study.training.data); each epoch is shuffled and
 augmented there in one go, metrics reach the host once per epoch (plus a finiteness check every
 DIVERGENCE_CHECK_STEPS steps, so that a diverging trial stops at once: a result, not a crash).
-Evaluation draws no random numbers and leaves batch-norm statistics alone, so it never changes
-training. `train.compile` picks how a step runs (`graph`: one CUDA graph; `none`: eager;
+Each test first recomputes the BatchNorm statistics over a fixed sample of training images
+(`train.bn_stats=exact`, study.training.evaluation); it draws no random numbers and puts
+training's own statistics back, so it never changes training. A trial whose accuracy on training
+images stays at chance learned nothing: its outcome is `stalled`, like a diverged one a result of
+its settings. `train.compile` picks how a step runs (`graph`: one CUDA graph; `none`: eager;
 `model`: torch.compile), `train.precision` its arithmetic: docs/speed.md.
 """
 
@@ -25,14 +28,14 @@ from omegaconf import DictConfig
 from torch import nn
 
 from study.errors import UserError
-from study.outcomes import COMPLETE, DIVERGED
-from study.training.data import CLASSES, DeviceData, crop_flip, pad_for_crop
+from study.outcomes import COMPLETE, DIVERGED, STALLED
+from study.training.data import DeviceData, crop_flip, pad_for_crop
+from study.training.evaluation import CHANCE_ACCURACY, Evaluation, at_chance, sample_indices
 from study.training.model import build_model, count_parameters
 from study.training.precision import input_dtype, resolve_precision
 
 CROP_PAD = 4  # px of zero padding for random crops
 DIVERGENCE_CHECK_STEPS = 50  # steps between host-side checks that the loss is finite
-CHANCE_ACCURACY = 1 / CLASSES  # the test accuracy recorded for a diverged trial
 
 log = logging.getLogger("study.training.engine")
 T = TypeVar("T")
@@ -41,9 +44,14 @@ T = TypeVar("T")
 @dataclass
 class TrialResult:
     test_accuracy: float
-    outcome: str  # complete | diverged
+    outcome: str  # complete | diverged | stalled
     train_loss: list[float] = field(default_factory=list)  # per epoch
     train_accuracy: list[float] = field(default_factory=list)  # per epoch
+    # the final network on the fixed training sample (BatchNorm on batch statistics, dropout
+    # off): what the test accuracy is checked against; None for a diverged trial
+    train_sample_accuracy: float | None = None
+    bn_stats: str = ""  # what the test normalised with: exact | running | none (no BatchNorm)
+    reason: str | None = None  # why a trial diverged or stalled
     epoch_test_accuracy: dict[int, float] = field(default_factory=dict)  # epoch (from 1): acc
     wall_time_s: float = 0.0
     epochs_run: int = 0
@@ -207,19 +215,6 @@ class TrainStep:
         self.correct.zero_()
 
 
-@torch.no_grad()
-def count_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-                  bf16: bool) -> torch.Tensor:
-    """The model's correct predictions on (x, y), as a device tensor: no host synchronisation."""
-    model.eval()
-    correct = torch.zeros((), dtype=torch.long, device=x.device)
-    for start in range(0, len(y), batch_size):
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(x[start:start + batch_size])
-        correct += (logits.argmax(1) == y[start:start + batch_size]).sum()
-    return correct
-
-
 # epoch, train loss, train accuracy, test accuracy (None: not evaluated)
 OnEpoch = Callable[[int, float, float, float | None], None]
 
@@ -260,6 +255,11 @@ def trial_steps(cfg: DictConfig, data: DeviceData, on_epoch: OnEpoch | None = No
                          device=device_name(device))
     step_fn = TrainStep(torch.compile(model) if engine == "model" else model, optimizer, bf16)
     x_test = data.x_test.to(dtype)  # no copy when the data is stored for this precision
+    sample = sample_indices(len(data.y_train), cfg.train.bn_images).to(device)
+    evaluate = Evaluation(model, data.x_train[sample].to(dtype), data.y_train[sample], x_test,
+                          data.y_test, cfg.train.eval_batch_size, bf16,
+                          exact=cfg.train.bn_stats == "exact")
+    result.bn_stats = evaluate.bn_stats
 
     n = len(data.y_train)
     batch_size = min(cfg.train.batch_size, n)
@@ -297,23 +297,32 @@ def trial_steps(cfg: DictConfig, data: DeviceData, on_epoch: OnEpoch | None = No
         tested = cfg.train.test_every_epoch or epoch == cfg.train.epochs - 1
         metrics = [step_fn.loss_sum, step_fn.correct.float()]
         if tested:
-            metrics.append(count_correct(model, x_test, data.y_test, cfg.train.eval_batch_size,
-                                         bf16).float())
-        loss_sum, correct, *test_correct = torch.stack(metrics).tolist()  # the one host sync
+            metrics += [correct.float() for correct in evaluate()]
+        loss_sum, correct, *tested_correct = torch.stack(metrics).tolist()  # the one host sync
         epoch_loss = loss_sum / seen
         result.epochs_run = epoch + 1
         if not math.isfinite(epoch_loss):
             result.outcome, result.diverged_at_step = DIVERGED, step
+            result.reason = f"its training loss was not finite by step {step}"
             result.test_accuracy = CHANCE_ACCURACY  # not an earlier epoch's accuracy
+            result.train_sample_accuracy = None
             break
         result.train_loss.append(epoch_loss)
         result.train_accuracy.append(correct / seen)
-        test_accuracy = test_correct[0] / len(data.y_test) if tested else None
-        if test_accuracy is not None:
+        test_accuracy = None
+        if tested:
+            result.train_sample_accuracy = tested_correct[0] / len(sample)
+            test_accuracy = tested_correct[1] / len(data.y_test)
             result.epoch_test_accuracy[epoch + 1] = test_accuracy
             result.test_accuracy = test_accuracy  # the last epoch's is the trial's result
         if on_epoch:
             on_epoch(epoch, epoch_loss, result.train_accuracy[-1], test_accuracy)
 
+    if result.outcome == COMPLETE and at_chance(result.train_accuracy[-1], seen) \
+            and at_chance(result.train_sample_accuracy, len(sample)):
+        result.outcome = STALLED  # its test accuracy is kept: measured, but not compared
+        result.reason = (f"it learned nothing: {result.train_accuracy[-1]:.1%} training accuracy "
+                         f"in its last epoch, {result.train_sample_accuracy:.1%} on {len(sample)} "
+                         f"fixed training images (chance: {CHANCE_ACCURACY:.0%})")
     result.wall_time_s = time.perf_counter() - start
     return result

@@ -21,9 +21,10 @@ from study.stats.fit import fit
 from study.stats.frames import design_table, trials_frame
 from study.training.data import synthetic_images
 from tests.conftest import compose, spec_of
-from tests.runs.test_sweep import CPU, SMALL
+from tests.runs.test_sweep import CPU, SMALL, finished
 
 IMAGES = synthetic_images(200, 50)
+LEARNABLE = synthetic_images(2000, 200)  # enough steps that no trial stalls
 
 
 def _open(tmp_path, *overrides: str, fingerprint: str = IMAGES.fingerprint):
@@ -88,14 +89,14 @@ def test_other_data_is_another_study(tmp_path) -> None:
 
 
 def test_more_seeds_grow_the_study_and_the_analysis_uses_them(tmp_path) -> None:
-    cfg, storage, study, spec = _open(tmp_path)
+    cfg, storage, study, spec = _open(tmp_path, fingerprint=LEARNABLE.fingerprint)
     enqueue_missing(study, spec)
-    run_worker(cfg, spec, study, storage, IMAGES, CPU)
-    cfg, storage, study, spec = _open(tmp_path, "sweep.seeds=2")
+    run_worker(cfg, spec, study, storage, LEARNABLE, CPU)
+    cfg, storage, study, spec = _open(tmp_path, "sweep.seeds=2", fingerprint=LEARNABLE.fingerprint)
     assert spec.seeds == [0, 1] and spec.history[0]["seeds"] == [1]
     assert _state(study)[1]["seeds"] == [0, 1]
     assert enqueue_missing(study, spec) == 7  # the baseline already has seed 1
-    run_worker(cfg, spec, study, storage, IMAGES, CPU)
+    run_worker(cfg, spec, study, storage, LEARNABLE, CPU)
     trials = trials_frame(study, study_spec(study))
     assert set(design_table(trials)["finished"]) == {2, 4}
     assert fit(trials, study_spec(study)).noise.baseline_converged == 4
@@ -103,7 +104,7 @@ def test_more_seeds_grow_the_study_and_the_analysis_uses_them(tmp_path) -> None:
     assert any(line.startswith("- Grown ") and line.endswith("added seeds 1")
                for line in setup.splitlines())
     # a run asking for fewer seeds continues the grown study; it shrinks nothing
-    assert _open(tmp_path, "sweep.seeds=1")[3].seeds == [0, 1]
+    assert _open(tmp_path, "sweep.seeds=1", fingerprint=LEARNABLE.fingerprint)[3].seeds == [0, 1]
 
 
 def test_the_baseline_has_its_own_seeds_and_more_of_them_grow_the_study(tmp_path) -> None:
@@ -132,7 +133,7 @@ def test_extra_levels_grow_the_study_and_train_with_optuna_s_distributions(tmp_p
     assert spec.factors["activation"].levels == ["relu", "tanh", "gelu"]
     assert spec.history[0]["levels"] == {"activation": ["gelu"], "lr": [0.2]}
     assert enqueue_missing(study, spec) == 2
-    assert run_worker(cfg, spec, study, storage, IMAGES, CPU)["complete"] == 2
+    assert finished(run_worker(cfg, spec, study, storage, IMAGES, CPU)) == 2
     ids = {t.user_attrs["design_point"] for t in study.get_trials(states=(TrialState.COMPLETE,))}
     assert {"activation=gelu", "lr=0.2"} <= ids
 
@@ -237,3 +238,38 @@ def test_a_spec_from_before_train_precision_reads_as_what_its_device_trained_in(
     for device, precision in (("cpu", "fp32"), ("NVIDIA H200", "bf16")):
         data["created"]["device"] = device
         assert StudySpec.from_dict(data).setup["train.precision"] == precision
+
+
+def before_exact_statistics(storage: str, train: bool = False, overrides: tuple = SMALL,
+                            fingerprint: str = IMAGES.fingerprint) -> optuna.Study:
+    """The study `before-bn` as the code before train.bn_stats wrote it: its spec's setup has
+    neither train.bn_stats nor train.bn_images (its tests used BatchNorm's running statistics);
+    with `train`, the small design's trials, run the running way."""
+    cfg = compose(*overrides, f"storage={storage}", "name=before-bn", "train.bn_stats=running")
+    opened = open_storage(storage)
+    study, spec = open_study(cfg, opened, spec_of(cfg, fingerprint))
+    if train:
+        enqueue_missing(study, spec)
+        run_worker(cfg, spec, study, opened, IMAGES, CPU)
+    stored = study.user_attrs[SPEC_ATTR]
+    for key in ("train.bn_stats", "train.bn_images"):
+        del stored["setup"][key]
+    study.set_user_attr(SPEC_ATTR, stored)
+    return study
+
+
+def test_a_study_from_before_exact_statistics_continues_only_the_running_way(tmp_path) -> None:
+    storage = f"sqlite:///{tmp_path}/s.db"
+    study = before_exact_statistics(storage, train=True)
+    spec = study_spec(study)
+    assert spec.setup["train.bn_stats"] == "running" and "train.bn_images" not in spec.setup
+    trials_before = len(study.trials)
+    with pytest.raises(UserError, match=r"'before-bn' was created with train\.bn_stats=running"
+                                        r".*; this run has train\.bn_stats=exact"):
+        _open(tmp_path, "name=before-bn")
+    again = _open(tmp_path, "name=before-bn", "train.bn_stats=running",
+                  "train.bn_images=100")  # no images are counted the running way
+    assert again[3].identity() == spec.identity() and len(again[2].trials) == trials_before
+    report = (write_report(study, open_storage(storage), tmp_path / "reports").folder
+              / "report.md").read_text()
+    assert "with BatchNorm's running statistics (`train.bn_stats=running`)" in report

@@ -55,7 +55,7 @@ def test_heartbeat_failures_and_interruptions_are_listed_and_never_differ(tmp_pa
     assert trials.loc[lost, "outcome"] == "failed" and trials.loc[lost, "reason"] == NO_HEARTBEAT
     assert trials.loc[stopped, "outcome"] == trials.loc[old, "outcome"] == INTERRUPTED
     report = (write_report(study, storage, tmp_path).folder / "report.md").read_text()
-    failed_table = report.split("## Diverged and failed trials")[1]
+    failed_table = report.split("## Diverged, stalled and failed trials")[1]
     assert f"| {lost} | failed | lr=0.1 | 9 | {NO_HEARTBEAT} |" in failed_table
     assert f"| {stopped} | interrupted | lr=0.01 | 9 | interrupted |" in failed_table
     assert f"| {old} | interrupted |" in failed_table

@@ -2,6 +2,7 @@ import io
 import json
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -46,6 +47,13 @@ TWO_LEVELS = ("sweep.levels.channels=[8,16]", "sweep.levels.activation=[relu,tan
 SMALL = ("data=synthetic", "model.channels=8", *TWO_LEVELS)  # 8 design points
 # the queue and worker mechanics do not need the baseline's extra seeds: one trial per point
 ONE_SEED_EACH = "sweep.baseline_seeds=1"
+
+
+def finished(outcomes: Counter) -> int:
+    """Trials that finished with a result: a network trained on a few hundred images for a step
+    or two often learns nothing (stalled), which the queue's tests do not care about."""
+    assert set(outcomes) <= {"complete", "stalled", "failed"}
+    return outcomes["complete"] + outcomes["stalled"]
 
 
 def _run_sweep(tmp_path, name: str, *overrides: str):
@@ -166,7 +174,7 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch
 
     monkeypatch.setattr(workers, "trial_steps", train_or_fail)
     outcomes = run_worker(cfg, spec, study, storage, synthetic_images(200, 50), CPU)
-    assert outcomes == Counter({"complete": 6, "failed": 1})
+    assert finished(outcomes) == 6 and outcomes["failed"] == 1
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert [t.user_attrs["design_point"] for t in failed] == ["activation=tanh"]
     assert failed[0].user_attrs["reason"] == "RuntimeError: simulated CUDA error"
@@ -180,7 +188,7 @@ def test_two_trials_at_once_give_the_results_of_one_at_a_time(tmp_path) -> None:
         (tmp_path / str(streams)).mkdir()
         cfg, storage, study, spec = _study(tmp_path / str(streams), f"sweep.streams={streams}")
         enqueue_missing(study, spec)
-        assert run_worker(cfg, spec, study, storage, images, CPU) == Counter({"complete": 8})
+        assert finished(run_worker(cfg, spec, study, storage, images, CPU)) == 8
         trials = study.get_trials()
         values[streams] = {t.user_attrs["design_point"]: t.value for t in trials}
         at_once = max(sum(t.datetime_start <= u.datetime_start < t.datetime_complete
@@ -193,8 +201,8 @@ def test_a_worker_trains_the_design_and_creates_no_other_trial(tmp_path) -> None
     """With the queue empty a worker enqueues the design's missing trials (a batch at a time),
     never a sampler-made trial, and once the design is done it ends without creating any."""
     cfg, storage, study, spec = _study(tmp_path)
-    assert run_worker(cfg, spec, study, storage, synthetic_images(100, 20), CPU) == \
-        Counter({"complete": spec.total_trials()})
+    outcomes = run_worker(cfg, spec, study, storage, synthetic_images(100, 20), CPU)
+    assert finished(outcomes) == spec.total_trials()
     assert sorted((t.user_attrs["design_point"], t.user_attrs["seed"]) for t in study.trials) \
         == sorted((p.id, s) for p in spec.points() for s in spec.point_seeds(p.id))
     assert run_worker(cfg, spec, study, storage, synthetic_images(100, 20), CPU) == Counter()
@@ -290,7 +298,7 @@ def test_four_worker_processes_finish_every_trial_exactly_once(tmp_path) -> None
     assert len({t.user_attrs["worker"] for t in trials}) >= 2  # the work was shared
     [log] = (tmp_path / "results" / "hydra" / "four").glob("*/sweep.log")
     trained = [line for line in log.read_text().splitlines() if "][worker " in line and
-               ": complete, test accuracy" in line]  # each worker's lines in the run's log
+               re.search(r": (complete|stalled), test accuracy", line)]  # each worker's lines
     assert len(trained) == 8 and run.stderr == ""
 
 

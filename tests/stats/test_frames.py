@@ -5,7 +5,13 @@ import pytest
 
 from study.outcomes import NO_HEARTBEAT
 from study.stats.fit import fit
-from study.stats.frames import ACCURACY, design_table, outcome_counts, read_study
+from study.stats.frames import (
+    ACCURACY,
+    SAMPLE_ACCURACY,
+    design_table,
+    outcome_counts,
+    read_study,
+)
 from study.stats.slices import factor_slice, level_labels
 from study.stats.synthetic import GRID, OFAT, ofat_table, study_from_table
 
@@ -71,8 +77,9 @@ def test_a_stored_study_reads_back_as_the_table_it_was_made_from() -> None:
     assert data.name == "stored" and data.spec.to_dict() == OFAT.to_dict()
     trials = data.trials
     assert list(trials.columns) == ["number", "state", "outcome", "design_point", "seed",
-                                    *OFAT.factors, ACCURACY, "wall_time_s", "epochs_run",
-                                    "started", "ended", "device", "code", "reason"]
+                                    *OFAT.factors, ACCURACY, SAMPLE_ACCURACY, "bn_stats",
+                                    "wall_time_s", "epochs_run", "started", "ended", "device",
+                                    "code", "reason"]
     made = len(table)
     assert trials["number"].tolist() == list(range(made + 2))
     assert trials["state"].tolist() == [*table["state"].tolist(), "FAIL", "RUNNING"]

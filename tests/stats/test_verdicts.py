@@ -212,14 +212,14 @@ def test_negligible_needs_every_level_shown_within_the_threshold() -> None:
     negligible = verdict(table, 0.02)
     assert (negligible["verdict"], negligible["reason"]) == (
         "negligible", "every level is within 2 points of the baseline (equivalence test) and "
-                      "diverges no more often")
+                      "diverges or stalls no more often")
     assert verdict(table, equivalence + EPSILON)["verdict"] == "negligible"
     assert verdict(table, negligible["equivalence_bound"])["verdict"] == "screened"
     near = verdict(table, equivalence - EPSILON)
     assert near["verdict"] == "screened" and re.fullmatch(
         r"looks negligible under the noise pooled over the design points \(every level is "
-        r"within [\d.]+ points of the baseline \(equivalence test\) and diverges no more "
-        r"often\), but not yet under its levels' own noise, which may differ from the rest: "
+        r"within [\d.]+ points of the baseline \(equivalence test\) and diverges or stalls no "
+        r"more often\), but not yet under its levels' own noise, which may differ from the rest: "
         r"about \d+ seeds per design point would confirm it", near["reason"])
 
 
@@ -231,15 +231,15 @@ def test_not_significant_alone_is_never_negligible() -> None:
     row = verdict(planted({}, 0.001, 6, diverged={"lr=0.1": [0]}), 0.01)
     assert row["equivalence_bound"] < 0.01 and row["divergence_p_holm"] > 0.05
     assert row["verdict"] == "undetermined" and row["reason"] == (
-        "some level diverges more often than the baseline, not yet significantly: about 33 "
-        "seeds per design point would decide it")
+        "some level diverges or stalls more often than the baseline, not yet significantly: "
+        "about 33 seeds per design point would decide it")
     # at 1/6 against 0: 6 of 33 against 0 of 33 gives Fisher's p < 0.05 / 2 tests, 5 of 32 not
     assert sps.fisher_exact([[6, 27], [0, 33]]).pvalue < 0.025 <= sps.fisher_exact(
         [[5, 27], [0, 32]]).pvalue
     # 3 of 3 diverged at one level, the other compared in accuracy: two tests, so Fisher's p
     # must be below 0.025: 5 seeds (p = 0.008), not 4 (p = 0.029)
     row = verdict(planted({}, 0.001, 3, diverged={"lr=0.1": [0, 1, 2]}), 0.01)
-    assert row["reason"] == ("some level diverges more often than the baseline, not yet "
+    assert row["reason"] == ("some level diverges or stalls more often than the baseline, not yet "
                              "significantly: about 5 seeds per design point would decide it")
 
 
@@ -250,7 +250,8 @@ def test_a_significant_divergence_difference_is_influential_and_one_seed_less_is
     table = planted({}, 0.001, 6, diverged={"lr=0.1": list(range(6))})
     row = verdict(table, 0.01)
     fisher = sps.fisher_exact([[6, 0], [0, 6]]).pvalue
-    assert row["verdict"] == "influential" and "diverges more often at 0.1 (6/6" in row["reason"]
+    assert row["verdict"] == "influential"
+    assert "diverges or stalls more often at 0.1 (6/6" in row["reason"]
     assert row["divergence_p"] == pytest.approx(2 * fisher) and row["accuracy_p"] == 1
     assert row["divergence_p_holm"] == pytest.approx(4 * fisher)
     # five of six: Fisher's p = 0.015 alone, 0.061 after both steps
@@ -511,7 +512,7 @@ def test_a_significant_divergence_needs_no_level_s_own_noise() -> None:
     row = result.ranking.set_index("factor").loc["lr"]
     assert not result.model.factors["lr"].own_variance and row["divergence_p_holm"] < 0.05
     assert (row["verdict"], row["reason"]) == (
-        "influential", "diverges more often at 0.1 (6/7 trials) than at the baseline")
+        "influential", "diverges or stalls more often at 0.1 (6/7 trials) than at the baseline")
 
 
 def test_a_factor_with_a_one_seed_level_is_never_claimed_whatever_its_holm_step() -> None:

@@ -12,11 +12,17 @@ another seed's 0.02-0.03 (measured on the CPU at this size: 2.006, 2.026, 2.033 
 0-2). The streams tests come last: the fault they guard against poisons the process's CUDA
 context."""
 
+import copy
+
 import pytest
 import torch
+from torch.optim.swa_utils import update_bn
 
+from study.training import engine
 from study.training.data import load_images, to_device
 from study.training.engine import CHANCE_ACCURACY, train_trial, trial_steps
+from study.training.evaluation import count_correct
+from study.training.model import build_model
 from study.training.streams import TrialStreams
 from tests.conftest import cifar10_archive, compose
 
@@ -96,6 +102,28 @@ def test_the_graph_engine_learns_in_bf16_as_eager_does(gpu_data) -> None:
     assert graph.test_accuracy > 3 * CHANCE_ACCURACY
     assert abs(graph.train_loss[0] - eager.train_loss[0]) < BF16_TOLERANCE
     assert graph.train_loss[-1] < graph.train_loss[0]
+
+
+def test_exact_statistics_under_the_graph_leave_training_alone(fp32_data, same_algorithms,
+                                                                monkeypatch) -> None:
+    """The captured step reads and writes BatchNorm's running statistics at fixed addresses:
+    the recomputation before each test must put training's own back in place, and test with
+    the recomputed ones (study.training.evaluation)."""
+    built = []
+    monkeypatch.setattr(engine, "build_model", lambda cfg: built.append(build_model(cfg))
+                        or built[-1])
+    few_large_steps = (*FP32_SAME_STEPS, "train.compile=graph", "train.batch_size=1024",
+                       "train.epochs=2")
+    exact = train_trial(_cfg(*few_large_steps), fp32_data)
+    running = train_trial(_cfg(*few_large_steps, "train.bn_stats=running"), fp32_data)
+    fresh = copy.deepcopy(built[0])
+    update_bn([fp32_data.x_train[i:i + 500] for i in range(0, 5000, 500)], fresh)
+    correct = count_correct(fresh.eval(), fp32_data.x_test, fp32_data.y_test, 1000, False)
+    print(f"graph, 2 epochs at batch 1024: exact {exact.test_accuracy:.4f}, running "
+          f"{running.test_accuracy:.4f}, recomputed afresh {correct.item() / 2000:.4f}")
+    assert (exact.engine, running.engine) == ("graph", "graph")
+    assert abs(exact.train_loss[-1] - running.train_loss[-1]) < FP32_TOLERANCE
+    assert abs(exact.test_accuracy - correct.item() / 2000) <= 0.01
 
 
 def test_the_same_seed_twice_gives_the_same_accuracy(gpu_data) -> None:

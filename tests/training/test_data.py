@@ -5,6 +5,7 @@ import re
 import struct
 import tarfile
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from study.errors import UserError
 from study.training import data
 from study.training.data import (
     MAX_IMAGE_BYTES,
+    PREPROCESSINGS,
     apply_zca,
     checksum,
     crop_flip,
@@ -258,6 +260,17 @@ def test_subsets_are_fixed_and_sized() -> None:
     assert len(s1.y_train) == 50 and len(s1.y_test) == 20
     assert torch.equal(s1.x_train, s2.x_train)
     assert "subset: 50 train / 20 test" in s1.source
+
+
+@pytest.mark.parametrize("preprocessing", list(PREPROCESSINGS))
+def test_each_preprocessing_is_fitted_on_the_training_images_alone(preprocessing: str) -> None:
+    """Every level of a study sees the same training images transformed the same way, and
+    each test image is transformed by the training statistics alone, whatever else is tested."""
+    images = synthetic_images(300, 100)
+    other_tests = replace(images, x_test=images.x_test.flip(0))
+    a, b = (to_device(i, preprocessing, CPU, precision="fp32") for i in (images, other_tests))
+    assert torch.equal(a.x_train, b.x_train)
+    assert torch.allclose(a.x_test.flip(0), b.x_test, atol=1e-5)
 
 
 @pytest.mark.slow
