@@ -13,7 +13,8 @@ from other accuracies of the same trials:
   epochs and gives one seed per point an interval from the replicated baseline. Without a
   replicated point there is no interval: n/a.
 The ranking counts as stable from the first epoch after which Spearman's rho with the final
-ranking stays at or above STABLE_RHO.
+ranking stays at or above STABLE_RHO; the final epoch alone is no such epoch (its rho with itself
+is 1 by definition).
 """
 
 from __future__ import annotations
@@ -76,7 +77,10 @@ class EpochRanking:
 
     effects: pd.DataFrame  # epoch, factor, effect (clipped at 0), corrected
     correlations: pd.DataFrame  # epoch, spearman(_low, _high), kendall(_low, _high)
-    stable_from: int | None  # the first epoch from which rho stays >= STABLE_RHO
+    # the first epoch before the final one from which rho stays >= STABLE_RHO; None where the
+    # ranking still changes in the final epoch (or rho is undefined)
+    stable_from: int | None
+    defined: bool  # whether the rank correlations are defined (three factors with a noise)
     trials: int  # the trials used
     epochs: int
 
@@ -113,12 +117,14 @@ def epoch_ranking(trials: pd.DataFrame, curves: pd.DataFrame, spec: StudySpec,
     correlations = pd.DataFrame(rows)
     stable = correlations["spearman"] >= STABLE_RHO
     unstable_after = [e for e, ok in zip(correlations["epoch"], stable, strict=True) if not ok]
-    stable_from = (max(unstable_after, default=0) + 1) if stable.iloc[-1] else None
+    defined = bool(stable.iloc[-1])  # the final ranking with itself: 1, unless undefined
+    first = max(unstable_after, default=0) + 1
+    stable_from = first if defined and first < epochs else None  # the final epoch: no claim
     table = pd.DataFrame([{"epoch": e + 1, "factor": f, "corrected": effects[e, j],
                            "effect": max(0.0, effects[e, j]) if np.isfinite(effects[e, j])
                            else np.nan}
                           for e in range(epochs) for j, f in enumerate(model.factors)])
-    return EpochRanking(table, correlations, stable_from, len(done), epochs)
+    return EpochRanking(table, correlations, stable_from, defined, len(done), epochs)
 
 
 @dataclass
