@@ -204,9 +204,9 @@ def gap_table(gaps: pd.DataFrame) -> pd.DataFrame:
         "training-sample accuracy": gaps["sample_accuracy"].map(fmt),
         "test accuracy": gaps["test_accuracy"].map(fmt),
         "gap": gaps["gap"].map(lambda v: fmt(v, "+.3f")),
-        "beyond the baseline's": [("" if b else fmt(e, "+.3f")) + (" **flagged**" if f else "")
-                                  for e, b, f in zip(gaps["excess"], gaps["baseline"],
-                                                     gaps["flagged"], strict=True)],
+        "beyond the baseline's": ["" if b else fmt(e, "+.3f") for e, b in zip(
+            gaps["excess"], gaps["baseline"], strict=True)],
+        "flagged": gaps["flagged"].map({True: "flagged", False: ""}),
     })
 
 

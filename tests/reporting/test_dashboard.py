@@ -42,12 +42,13 @@ def _get(url: str) -> bytes:
 def test_dashboard_serves_the_study_its_trials_and_the_report_note(tmp_path: Path) -> None:
     storage_url = f"sqlite:///{tmp_path}/study.db"
     cfg = compose("data=synthetic", "model.channels=8", f"storage={storage_url}", "name=dash",
-                  "sweep=grid", "sweep.levels.lr=[0.01,0.1]", "sweep.levels.batch_size=[64,128]",
-                  "+sweep.levels.activation=[relu,tanh]", "sweep.seeds=2")  # 2: an effect
+                  "sweep=grid", "sweep.levels.lr=[0.05,0.2]", "sweep.levels.batch_size=[64,128]",
+                  "+sweep.levels.activation=[relu,tanh]", "sweep.seeds=2",  # 2: an effect
+                  "train.epochs=2")  # with 512 images: every trial learns, none stalls
     storage = open_storage(cfg.storage)
     study, spec = open_study(cfg, storage, spec_of(cfg))
     enqueue_missing(study, spec)
-    run_worker(cfg, spec, study, storage, synthetic_images(256, 64), torch.device("cpu"))
+    run_worker(cfg, spec, study, storage, synthetic_images(512, 200), torch.device("cpu"))
     for _ in range(2):  # a rewritten report replaces what the first one put on the page
         write_report(study, storage, tmp_path / "reports", tmp_path / "artifacts")
     figures = sorted(p.stem for p in (tmp_path / "reports" / "dash").glob("*.png"))
