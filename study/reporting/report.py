@@ -40,7 +40,7 @@ from study.reporting.sections import (
 from study.stats import joint, stability
 from study.stats.advice import PLANNING_BOUND, POWER
 from study.stats.frames import StudyData, design_table, finished, read_study
-from study.stats.gaps import GAP_COLUMNS, GAP_FLAG, generalisation_gaps
+from study.stats.gaps import GAP_COLUMNS, GAP_FLAG, GAP_Z, generalisation_gaps
 from study.stats.ranking import PRACTICAL_EFFECT, Analysis, rank_trials
 
 REPORT = "report.md.j2"  # the template that says a study's report
@@ -166,7 +166,7 @@ def report_context(found: Findings, figures: Figures) -> dict[str, Any]:
         design=design.assign(mean=design["mean"].map(fmt), std=design["std"].map(fmt)),
         unusable=None if unusable.empty else unusable[
             ["number", "outcome", "design_point", "seed", "reason"]].fillna(""),
-        gaps=None if found.gaps.empty else gap_table(found.gaps), gap_flag=GAP_FLAG,
+        gaps=None if found.gaps.empty else gap_table(found.gaps), gap_flag=GAP_FLAG, gap_z=GAP_Z,
         flagged=found.gaps[found.gaps["flagged"]].to_dict("records"),
         looks=look_table(spec), looks_planned=spec.looks,
         setup=setup_facts(spec, trials), noise=analysis.noise, pooled=analysis.pooled,
