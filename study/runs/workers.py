@@ -9,6 +9,7 @@ Each trial records its result, per-epoch curves (its intermediate values) and Te
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import multiprocessing
@@ -28,7 +29,13 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from study.design.spec import StudySpec, stored_spec
-from study.errors import Interrupted, raise_on_signals
+from study.errors import (
+    Interrupted,
+    check_stop,
+    raise_on_signals,
+    request_stop,
+    signals_deferred,
+)
 from study.outcomes import FAILED, INTERRUPTED
 from study.runs.progress import SweepProgress
 from study.runs.queue import (
@@ -50,6 +57,8 @@ from study.training.streams import TrialStreams
 log = logging.getLogger("study.runs.workers")
 GPU_WORKERS = 4  # worker processes per GPU by default (study.bench measures other counts)
 PR_SET_PDEATHSIG = 1  # Linux prctl(2): the signal a process gets when its parent dies
+PARENT_POLL_S = 1  # how often a worker checks that the run's process is alive
+PARENT_GRACE_S = 8  # after the run's process died, what a worker has to record its trials
 
 
 def run_worker(cfg: DictConfig, spec: StudySpec, study: optuna.Study,
@@ -66,14 +75,18 @@ def run_worker(cfg: DictConfig, spec: StudySpec, study: optuna.Study,
     try:
         while True:
             while trials.has_room() and not queue_dry:
-                if len(failures_since(study, start)) >= cfg.sweep.max_failures or (
-                        trial := next_trial(study, storage, spec, space)) is None:
-                    queue_dry = True
-                    break
-                heartbeat.follow(trial)
-                trials.start(trial, train_one(cfg, spec, study, trial, images, device, prepared))
+                check_stop()  # never claim a trial once the run is stopping, or its process gone
+                with signals_deferred():  # claimed and registered whole: a stop records it
+                    if len(failures_since(study, start)) >= cfg.sweep.max_failures or (
+                            trial := next_trial(study, storage, spec, space)) is None:
+                        queue_dry = True
+                        break
+                    heartbeat.follow(trial)
+                    trials.start(trial, train_one(cfg, spec, study, trial, images, device,
+                                                  prepared))
             if not trials.running:
                 return outcomes
+            check_stop()
             for trial, outcome in trials.turn():
                 heartbeat.unfollow(trial)
                 outcomes[outcome] += 1
@@ -166,23 +179,29 @@ def worker_process(config: dict, index: int, count: int, quiet: bool, parent: in
 
 
 def stop_with_parent(parent: int) -> None:
-    """Have the kernel send this process SIGTERM when the process that started it dies (Linux's
-    PR_SET_PDEATHSIG; elsewhere a thread watches the parent), and stop now if it already has."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        watched = libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0
-    except AttributeError:
-        watched = False
-    if not watched:
-        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-    if os.getppid() != parent:  # it died before the line above; no trial is claimed yet
+    """Stop this process when the process that started it (`parent`) dies, even by kill -9,
+    without depending on one signal: the kernel sends SIGTERM at the parent's death (Linux's
+    PR_SET_PDEATHSIG), a thread polls the parent and requests the stop itself (study.errors:
+    the loop checks before each claim and step), and ends the process PARENT_GRACE_S later if
+    it still runs (its trials' heartbeats end with it, so the next run fails them). Stop now if
+    the parent has already died."""
+    with contextlib.suppress(AttributeError):  # no prctl: the thread alone
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch",
+                     daemon=True).start()
+    if os.getppid() != parent:  # it died before the thread started; no trial is claimed yet
         raise SystemExit(128 + signal.SIGTERM)
 
 
 def _watch_parent(parent: int) -> None:
     while os.getppid() == parent:
-        time.sleep(1)
-    os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(PARENT_POLL_S)
+    request_stop(signal.SIGTERM)
+    os.kill(os.getpid(), signal.SIGTERM)  # interrupts a long step (ignored after a first one)
+    time.sleep(PARENT_GRACE_S)
+    log.error("the run's process died and this worker did not stop within %d s: exiting",
+              PARENT_GRACE_S)
+    os._exit(128 + signal.SIGTERM)
 
 
 def run_workers(cfg: DictConfig, study: optuna.Study, storage: optuna.storages.BaseStorage,
