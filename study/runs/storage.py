@@ -23,7 +23,7 @@ import warnings
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import optuna
 import sqlalchemy
@@ -51,15 +51,27 @@ INVALID_URL = "<invalid storage URL>"
 OBJECTIVE = "test_accuracy"  # the name of every study's one objective, shown by the dashboard
 
 
+# what follows the '@' that ends a URL's user info: host[:port][/database][?key=value&...]
+# (a database name holds no '@'; a query value may)
+_AFTER_USER_INFO = re.compile(
+    r"(\[[^\]/?#@]*\]|[^:/?#@\[\]]*)(:\d*)?(/[^?#@]*)?(\?[^=&?#@]+=[^&#]*(&[^=&?#@]+=[^&#]*)*)?")
+
+
 def make_url(url: str) -> sqlalchemy.engine.URL:
-    """`url` parsed by SQLAlchemy, with a password that holds a raw '@' kept whole: SQLAlchemy
-    splits the user info at the first '@' and takes the rest of the password for the host (and
-    the mask then shows it); a password from an environment variable is rarely encoded."""
-    parsed = sqlalchemy.engine.make_url(url)
-    if parsed.password is not None and parsed.host and "@" in parsed.host:
-        tail, host = parsed.host.rsplit("@", 1)
-        parsed = parsed.set(password=f"{parsed.password}@{tail}", host=host)
-    return parsed
+    """`url` parsed with its user info split off by hand: at the first '@' that is followed by a
+    host (study.runs.storage._AFTER_USER_INFO), the user name up to the first ':' and the
+    password the rest, whatever characters it holds ('@', ':', '/', '?'; a password from an
+    environment variable is rarely encoded), percent-escapes decoded as SQLAlchemy does.
+    SQLAlchemy alone splits at the first '@' and takes the password's tail for the host (or
+    its port). ArgumentError or ValueError for what is no URL."""
+    scheme, separator, rest = url.partition("://")
+    at = [i for i, c in enumerate(rest) if c == "@"] if separator else []
+    split = next((i for i in at if _AFTER_USER_INFO.fullmatch(rest, i + 1)), None)
+    if split is None or rest.startswith("/"):  # no user info (e.g. SQLite's path)
+        return sqlalchemy.engine.make_url(url)
+    user, has_password, password = rest[:split].partition(":")
+    return sqlalchemy.engine.make_url(f"{scheme}://{rest[split + 1:]}").set(
+        username=unquote(user) or None, password=unquote(password) if has_password else None)
 
 
 def quote_password(url: str) -> str:
@@ -67,9 +79,12 @@ def quote_password(url: str) -> str:
     password percent-encoded."""
     try:
         parsed = make_url(url)
-        misread = parsed != sqlalchemy.engine.make_url(url)
-    except sqlalchemy.exc.ArgumentError:
+    except (sqlalchemy.exc.ArgumentError, ValueError):
         return url
+    try:
+        misread = parsed != sqlalchemy.engine.make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):  # e.g. the password's tail as a port
+        misread = True
     return parsed.render_as_string(hide_password=False) if misread else url
 
 
@@ -88,7 +103,7 @@ def mask_url(url: str) -> str:
     takes `?password=`) replaced by ***, for logs, reports and the files Hydra writes."""
     try:
         parsed = make_url(url)
-    except sqlalchemy.exc.ArgumentError:
+    except (sqlalchemy.exc.ArgumentError, ValueError):
         return INVALID_URL
     hidden = {key: MASK for key in parsed.query if SECRET_QUERY_KEY.search(key)}
     rendered = parsed.update_query_dict(hidden).render_as_string(hide_password=True)
@@ -100,7 +115,7 @@ def secrets_as_written(url: str) -> bool:
     holds no secret as written and must stay as written for the command to rerun."""
     try:
         secrets = _secrets(make_url(url))
-    except sqlalchemy.exc.ArgumentError:
+    except (sqlalchemy.exc.ArgumentError, ValueError):
         return False
     return all(INTERPOLATION.fullmatch(secret) for secret in secrets)
 
@@ -108,7 +123,7 @@ def secrets_as_written(url: str) -> bool:
 def parse_url(url: str) -> sqlalchemy.engine.URL:
     try:
         return make_url(url)
-    except sqlalchemy.exc.ArgumentError:
+    except (sqlalchemy.exc.ArgumentError, ValueError):
         raise UserError(f"storage={mask_url(url)} is not a SQLAlchemy URL (e.g. "
                         "sqlite:///results/optuna.db, postgresql://user@host/db)") from None
 
