@@ -69,6 +69,37 @@ def now() -> str:
 
 
 @dataclass
+class Look:
+    """One look at a study's verdicts and what it added (study.stats.replication plans it; the
+    spec's look_log records it as a plain record of these fields)."""
+
+    look: int  # 1 = the design's own trials
+    trials: int  # finished trials it saw
+    alpha: float  # the error rate its claims were tested at
+    undecided: list[str]  # factors screened or undetermined at this look
+    added: dict[str, int] = field(default_factory=dict)  # design point -> seeds added
+    skipped: dict[str, str] = field(default_factory=dict)  # undecided factor -> why no seeds
+    stop: str | None = None  # why the study stopped here; None: it goes on
+    at: str = field(default_factory=now)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Growth:
+    """One entry of a spec's history: what a run added to the study, when, by which code (the
+    keys of what was not added are absent)."""
+
+    at: str
+    code: str
+    seeds: list[int] | None = None
+    baseline_seeds: list[int] | None = None
+    levels: dict[str, list[Any]] | None = None
+    n_trials: int | None = None
+
+
+@dataclass
 class StudySpec:
     design: str
     factors: dict[str, FactorSpec]  # the varied ones first, in sweep.levels order
@@ -308,7 +339,54 @@ def read_spec(study_name: str, data: dict[str, Any]) -> StudySpec:
     kinds = {f.get("kind") for f in data["factors"].values()} - {"categorical", "int", "float"}
     if kinds:
         raise _unreadable(study_name, f"factor kind {kinds.pop()!r} is unknown")
-    return StudySpec.from_dict(data)
+    looks = [_record(study_name, Look, f"look_log[{i}]", entry)
+             for i, entry in enumerate(data.get("look_log", []))]
+    history = [{key: value for key, value in _record(study_name, Growth, f"history[{i}]",
+                                                     entry).items() if value is not None}
+               for i, entry in enumerate(data.get("history", []))]
+    spec = StudySpec.from_dict(data | {"look_log": looks, "history": history})
+    if problem := _inconsistency(spec):
+        raise _unreadable(study_name, problem)
+    return spec
+
+
+def _record(study_name: str, schema: type, where: str, entry: Any) -> dict[str, Any]:
+    """`entry` checked against the dataclass `schema` (every field with its type, no unknown
+    key) and converted to its types, as a plain record."""
+    try:
+        return asdict(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), entry)))
+    except (OmegaConfBaseException, ValueError, TypeError) as error:
+        raise _unreadable(study_name, f"{where}: {str(error).splitlines()[0]}") from None
+
+
+LEVEL_TYPES = {"int": (int,), "float": (int, float), "categorical": (str, int, float, bool)}
+
+
+def _inconsistency(spec: StudySpec) -> str | None:
+    """What in a spec of the right shape does not fit together; None when it all does."""
+    for name, factor in spec.factors.items():
+        wrong = [v for v in [*factor.levels, factor.baseline]
+                 if not isinstance(v, LEVEL_TYPES[factor.kind]) or
+                 (factor.kind != "categorical" and isinstance(v, bool))]
+        if not factor.levels:
+            return f"factor {name} has no levels"
+        if wrong:
+            return (f"factor {name}: levels {factor.levels!r} with baseline "
+                    f"{factor.baseline!r} are not {factor.kind} values")
+        if spec.plan.on_slices and factor.baseline not in factor.levels:
+            return f"factor {name}: baseline {factor.baseline!r} is not one of its levels"
+    if not spec.seeds:
+        return "no seeds"
+    if spec.looks is not None and spec.looks < 2:
+        return f"looks={spec.looks}: a study that adds seeds plans two looks or more"
+    nested = [key for key, value in spec.setup.items() if isinstance(value, dict | list)]
+    if nested:
+        return f"setup {nested[0]} is a {type(spec.setup[nested[0]]).__name__}, not a value"
+    if spec.added_seeds:
+        unknown = set(spec.added_seeds) - {point.id for point in spec.points()}
+        if unknown:
+            return f"seeds added at {sorted(unknown)[0]!r}, which is no design point"
+    return None
 
 
 def _unreadable(study_name: str, problem: str) -> UserError:

@@ -20,33 +20,15 @@ of work. Plain data: the sweep trains what a look adds and records it (study.swe
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from dataclasses import replace
 
 from study.design.cost import point_costs
-from study.design.spec import StudySpec, now
+from study.design.spec import Look, StudySpec
 from study.stats.advice import MAX_SEEDS, advised_plan
 from study.stats.ranking import Analysis
 
 UNDECIDED = ("screened", "undetermined")
 GROWTH = 4  # a look grows a factor's points to at most this many times its most seeds
-
-
-@dataclass
-class Look:
-    """One look at a study's verdicts and what it added (JSON-able: the spec's look_log)."""
-
-    look: int  # 1 = the design's own trials
-    trials: int  # finished trials it saw
-    alpha: float  # the error rate its claims were tested at
-    undecided: list[str]  # factors screened or undetermined at this look
-    added: dict[str, int] = field(default_factory=dict)  # design point -> seeds added
-    skipped: dict[str, str] = field(default_factory=dict)  # undecided factor -> why no seeds
-    stop: str | None = None  # why the study stopped here; None: it goes on
-    at: str = field(default_factory=now)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def plan_look(analysis: Analysis, spec: StudySpec, finished: int, trials_left: int,
