@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 
 from study.cli import run_app
 from study.design.config import check_batch_sizes
-from study.design.cost import point_costs
+from study.design.cost import check_memory, point_costs
 from study.design.spec import SPEC_ATTR, StudySpec, spec_for_run
 from study.errors import Interrupted, StudyStopped, one_line
 from study.paths import check_outputs
@@ -60,6 +60,7 @@ def run_sweep(cfg: DictConfig) -> None:
         "device": device_name(device), "data_source": images.source, "torch": torch.__version__,
         "optuna": optuna.__version__, "python": platform.python_version()})
     check_size(run_spec, cfg.sweep.max_trials)  # before the storage: a refusal writes nothing
+    check_memory(run_spec, cfg, device)
     storage = open_storage(cfg.storage, cfg.sweep.heartbeat_s)
     study, spec = open_study(cfg, storage, run_spec)
     workers = auto_workers(cfg, device)

@@ -21,10 +21,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from study.cli import run_app
 from study.design.config import check_batch_sizes
+from study.design.cost import check_memory
 from study.design.designs import HydraJobs
 from study.design.factors import FACTORS
 from study.design.spec import spec_for_run
-from study.errors import Interrupted
+from study.errors import Interrupted, StudyStopped, one_line
 from study.outcomes import INTERRUPTED
 from study.paths import check_outputs
 from study.runs.queue import record_job
@@ -59,9 +60,10 @@ def run_one(cfg: DictConfig) -> None:
     check_outputs(cfg, sqlite_file(cfg.storage), report=False)
     images = load_images(cfg.data)
     check_batch_sizes(cfg, len(images.y_train), levels=False)
-    storage = open_storage(cfg.storage)
     job = spec_for_run(cfg, HydraJobs.name, images.fingerprint,
                        created={"device": device_name(device), "data_source": images.source})
+    check_memory(job, cfg, device)
+    storage = open_storage(cfg.storage)
     study, spec = open_study(cfg, storage, job)
     hydra_cfg = HydraConfig.get()
     point = job_design_point(list(hydra_cfg.overrides.task))
@@ -87,9 +89,12 @@ def run_one(cfg: DictConfig) -> None:
     except Interrupted as stop:
         number = record_job(study, storage, spec, job, point, None, INTERRUPTED)
         raise Interrupted(stop.signum, f"trial {number} recorded as interrupted") from None
-    except Exception as error:  # recorded, then raised: Hydra reports the failed job
-        record_job(study, storage, spec, job, point, None, f"{type(error).__name__}: {error}")
-        raise
+    except Exception as error:  # recorded with its reason, then one line
+        reason = f"{type(error).__name__}: {error}"
+        number = record_job(study, storage, spec, job, point, None, reason)
+        log.exception("trial %d failed", number)  # the traceback goes to the job's log
+        raise StudyStopped(f"trial {number} of study {cfg.name} failed and is recorded with "
+                           f"its reason: {one_line(reason, 300)}") from None
     number = record_job(study, storage, spec, job, point, result)
     if board:
         board.finish(job.baseline, cfg.train.seed, result.test_accuracy, result.outcome)

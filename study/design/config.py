@@ -29,6 +29,7 @@ OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("onecycle", "cosine", "constant")
 SAMPLERS = ("random", "tpe", "qmc")
 BUDGETS = ("full", "quick", "smoke")
+SYNTHETIC_MAX = 100_000  # images per split of data=synthetic (CIFAR-10 has 50,000 and 10,000)
 ENGINES = ("auto", "none", "graph", "model")  # train.compile
 
 
@@ -169,8 +170,9 @@ OTHER_CHECKS: dict[str, Check] = {
     "data.zca_epsilon": number(0, low_open=True),
     "data.train_subset": optional(number(10, integer=True)),
     "data.test_subset": optional(number(1, integer=True)),
-    "data.synthetic_train": number(10, integer=True),
-    "data.synthetic_test": number(1, integer=True),
+    # at most SYNTHETIC_MAX each: the gratings are for checks, and are drawn in float32 at once
+    "data.synthetic_train": number(10, SYNTHETIC_MAX, integer=True, high_open=False),
+    "data.synthetic_test": number(1, SYNTHETIC_MAX, integer=True, high_open=False),
     "model.stages": number(1, 5, integer=True, high_open=False),
     "model.fc_width": number(1, integer=True),
     "train.optimizer": one_of(OPTIMIZERS),

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import OmegaConf
+import torch
+from omegaconf import DictConfig, OmegaConf
 
 from study.design.spec import StudySpec
+from study.errors import UserError
+from study.training.memory import available_bytes, training_bytes
 from study.training.model import ARCHITECTURES, macs_per_image
 
 
@@ -49,3 +52,24 @@ def point_costs(spec: StudySpec) -> dict[str, float]:
         work[point.id] = macs[key] * point.params.get("epochs", epochs)
     base = work.get("baseline") or next(iter(work.values()), None)
     return {point: cost / base for point, cost in work.items()} if base else {}
+
+
+def check_memory(spec: StudySpec, cfg: DictConfig, device: torch.device) -> None:
+    """UserError when a design point's network (or, for a sampled design, the run's own) needs
+    more memory to train than the device has (study.training.memory): before any trial."""
+    have = available_bytes(device)
+    if have is None:
+        return
+    points = [(p.id, p.params) for p in spec.points()] if spec.plan.fixed else []
+    for where, params in points or [("this run's network", {})]:
+        model = _model_config(spec, params) if points else None
+        model_cfg = OmegaConf.create(model) if model else cfg.model
+        batch = params.get("batch_size", spec.setting("train.batch_size") or cfg.train.batch_size)
+        need = training_bytes(model_cfg, batch)
+        if need > have:
+            raise UserError(f"{where if where != 'baseline' else 'the baseline'} needs about "
+                            f"{need / 2**30:,.1f} GiB to train (its weights, gradients and "
+                            f"optimizer state, and a batch of {batch}'s layer outputs); this "
+                            f"{device.type.upper()} has {have / 2**30:,.1f} GiB available: "
+                            "choose smaller levels")
+
