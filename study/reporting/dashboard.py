@@ -61,18 +61,29 @@ def publish(study: optuna.Study, note: str, figures: dict[str, go.Figure]) -> No
         optuna_dashboard.save_plotly_graph_object(study, figure, graph_object_id=graph_id)
 
 
+def unattached_note(report: Path, problem: str) -> str:
+    """The note that stands for a report whose figures could not be attached to the study."""
+    return (f"**This study's latest report could not be attached here** ({problem}): its "
+            f"figures could not be stored. The report itself is written: `{report}`.\n")
+
+
 def study_page_figures(trials: pd.DataFrame, analysis: Analysis, spec: StudySpec
                        ) -> dict[str, go.Figure]:
-    """The ranking and the comparison of the factors with data (in design order), by graph
-    object id; none before any trial has finished."""
+    """The ranking of the factors with an effect and the comparison of the factors with data
+    (in design order), by graph object id; each only where it has something to draw (none
+    before any trial has finished, no comparison while only the baseline has)."""
     ranking = analysis.ranking
     if finished(trials).empty or ranking.empty:
         return {}
+    figures = {}
+    if ranking["effect"].notna().any():
+        figures[RANKING_ID] = ranking_figure(ranking, analysis.noise, 1 - analysis.model.alpha)
     shown = set(ranking.loc[ranking["verdict"] != "no data", "factor"])
-    return {RANKING_ID: ranking_figure(ranking, analysis.noise, 1 - analysis.model.alpha),
-            COMPARISON_ID: comparison_figure(trials, analysis.levels, spec,
-                                             [f for f in spec.factors if f in shown],
-                                             analysis.noise)}
+    if shown:
+        figures[COMPARISON_ID] = comparison_figure(
+            trials, analysis.levels, spec, [f for f in spec.factors if f in shown],
+            analysis.noise)
+    return figures
 
 
 def ranking_figure(ranking: pd.DataFrame, noise: Noise, confidence: float) -> go.Figure:

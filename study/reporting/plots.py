@@ -28,7 +28,10 @@ from study.stats.slices import level_order, level_slice
 from study.stats.stability import STABLE_RHO, CrossStudy, EpochRanking
 
 logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its INFO lines are noise here
+# every text drawn is plain: level labels and factor names come from the study's database, and
+# one such as `$\undefinedmacro{x$` read as mathtext (or TeX) would break the report
 sns.set_theme(style="whitegrid", context="notebook")
+matplotlib.rcParams.update({"text.parse_math": False, "text.usetex": False})
 VERDICT_COLOURS = dict(zip(VERDICTS, ("#1f77b4", "#17becf", "#2ca02c", "#ff7f0e", "#a6a6a6",
                                       "#d9d9d9"), strict=True))
 
@@ -115,10 +118,15 @@ def plot_factor(trials: pd.DataFrame, levels: pd.DataFrame, factor: str, spec: S
 def plot_curves(curves: pd.DataFrame, factor: str, spec: StudySpec, out: Path) -> str:
     """Training accuracy per epoch for each level (mean over seeds, band: 95% CI)."""
     part, order = labelled_slice(curves, factor, spec)
+    part = part[np.isfinite(part["train_accuracy"].astype(float))]
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    ax.set(ylabel="training accuracy", title=f"Learning curves by {factor}")
+    if part.empty:  # every epoch of every trial diverged: say so where the curves would be
+        ax.text(0.5, 0.5, "no finite training accuracy to draw", ha="center", va="center",
+                transform=ax.transAxes)
+        return _save(fig, out, f"curves_{factor}")
     sns.lineplot(data=part, x="epoch", y="train_accuracy", hue="level", hue_order=order,
                  errorbar=("ci", 95), seed=0, marker="o", ax=ax)  # the same bootstrap each time
-    ax.set(ylabel="training accuracy", title=f"Learning curves by {factor}")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(title=factor, fontsize="small")
     return _save(fig, out, f"curves_{factor}")

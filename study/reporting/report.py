@@ -22,6 +22,7 @@ import optuna
 import pandas as pd
 
 from study.design.cost import point_costs
+from study.errors import WriteFailed, one_line
 from study.outcomes import COMPLETE, LISTED
 from study.paths import named_folder, written_whole
 from study.reporting import compare, dashboard, plots
@@ -202,8 +203,16 @@ def write_report(study: optuna.Study, storage: optuna.storages.BaseStorage, repo
         (draft / "report.html").write_text(to_html(context["title"], markdown, draft,
                                                    figures.stems()))
     if artifact_dir is not None:
-        links = dashboard.upload_figures(study, storage, figures.stems(), out, artifact_dir)
+        page = dashboard.study_page_figures(found.data.trials, found.analysis, found.data.spec)
+        try:
+            links = dashboard.upload_figures(study, storage, figures.stems(), out, artifact_dir)
+        except OSError as error:  # a full or read-only artifact_dir: the note says so, not stale
+            problem = f"artifact_dir {artifact_dir}: {error.strerror or one_line(error)}"
+            dashboard.publish(study, dashboard.unattached_note(out / "report.md", problem), page)
+            raise WriteFailed(f"the report is written to {out}, but its figures could not be "
+                              f"stored for the dashboard ({problem}); the dashboard's note says "
+                              "so; free space there and rerun: python -m study.report "
+                              f"name={study.study_name}") from None
         note = render(REPORT, links.__getitem__, dashboard=True, **context)
-        dashboard.publish(study, note, dashboard.study_page_figures(
-            found.data.trials, found.analysis, found.data.spec))
+        dashboard.publish(study, note, page)
     return Report(out, found.analysis)
