@@ -65,6 +65,11 @@ def _compose(overrides: list[str]) -> tuple[DictConfig, DictConfig]:
     """One composition (inside `initialize_config_dir`): the config with Hydra's node, and the
     study's part of it, resolved and validated."""
     register_schema()
+    for before, arg in zip(["", *overrides], overrides, strict=False):
+        if "=" not in arg and not arg.startswith(("~", "-")):
+            after = f"; if it is the rest of {before!r}, quote the whole: \"{before} {arg}\"" \
+                if "=" in before else ""
+            raise ConfigError(f"{arg!r} is not an override (key=value){after}")
     try:
         cfg = compose("config", overrides=overrides, return_hydra_config=True)
         task = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])

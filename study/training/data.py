@@ -15,12 +15,16 @@ augments a batch on the device.
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
 import io
 import logging
+import lzma
 import os
 import pickle
 import tarfile
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -285,6 +289,7 @@ def _read_image_folder(root: Path) -> dict[str, np.ndarray]:
 def _read_image_folder_archive(archive: Path) -> dict[str, np.ndarray]:
     """Read images straight from the archive: nothing is extracted, so no path can escape; the
     members' headers are checked before any member is read."""
+    _check_compressed_stream(archive)
     try:
         with tarfile.open(archive, "r:*") as tar:
             members = [member for member in tar.getmembers() if member.isfile()]
@@ -402,3 +407,26 @@ def crop_flip(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Te
 
 def pad_for_crop(x: torch.Tensor, pad: int) -> torch.Tensor:
     return F.pad(x, (pad, pad, pad, pad))
+
+
+COMPRESSED = {b"\x1f\x8b": gzip.open, b"BZh": bz2.open, b"\xfd7zXZ\x00": lzma.open}  # by magic
+
+
+def _check_compressed_stream(archive: Path) -> None:
+    """UserError when a compressed archive is damaged: decompressed to its end once (0.25 s for
+    CIFAR-10's 19 MB .tar.gz), so that its checksum is checked; tarfile alone stops at the first
+    bad header and reads the members before it as if they were all."""
+    with open(archive, "rb") as file:
+        head = file.read(6)
+    opener = next((open_ for magic, open_ in COMPRESSED.items() if head.startswith(magic)), None)
+    if opener is None:
+        return
+    try:
+        with opener(archive, "rb") as stream:
+            while stream.read(1 << 20):
+                pass
+    except (OSError, EOFError, zlib.error, lzma.LZMAError) as error:
+        raise UserError(f"cannot read archive {archive}: it is corrupt "
+                        f"({one_line(error, 200) or type(error).__name__}); copy or download it "
+                        "again") from None
+
