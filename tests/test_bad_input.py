@@ -4,6 +4,8 @@ outside reports/ and results/ (and for a refused command nothing at all), no cre
 file the run wrote, and the study unchanged or repaired. In-process tables of the same classes:
 tests/test_config.py (values and names) and tests/test_data.py (images and the cache)."""
 
+import contextlib
+import io
 import math
 import os
 import resource
@@ -16,12 +18,17 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
+from optuna_dashboard._note import get_note_from_system_attrs
+from PIL import Image
 
 from study.design.spec import SPEC_ATTR
 from study.runs.storage import open_storage, open_study
+from study.stats.frames import ACCURACY
+from study.stats.synthetic import ofat_spec, ofat_table, study_from_table
 from study.training.data import load_cifar10, synthetic_images
 from tests.conftest import compose, spec_of
 from tests.design.test_spec import _legacy_study, before_exact_statistics
@@ -57,11 +64,19 @@ def _written_outside_outputs(root: Path, before: dict[str, int]) -> list[str]:
             before.get(name) != mtime and Path(name).parts[0] not in ("reports", "results")]
 
 
-def _run(app: str, arguments: list[str], cwd: Path, timeout: int = 300
-         ) -> subprocess.CompletedProcess:
+ADDRESS_SPACE = 6_000_000_000  # bytes (ulimit -v): torch starts, a 1024-channel CNN cannot train
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
+
+
+def _run(app: str, arguments: list[str], cwd: Path, timeout: int = 300,
+         limit_memory: bool = False) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "CIFAR10_PATH"}
     return subprocess.run([sys.executable, "-m", f"study.{app}", *arguments], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, env=env)
+                          capture_output=True, text=True, timeout=timeout, env=env,
+                          preexec_fn=_limit_memory if limit_memory else None)
 
 
 def _one_line(run: subprocess.CompletedProcess, code: int) -> str:
@@ -86,7 +101,22 @@ REFUSED = [
      ["storage postgresql://ann:***@127.0.0.1:1/db: connection failed"]),
     ("secret", "sweep", [*STUDY, f"storage='postgresql://ann@127.0.0.1:1/db?password={SECRET}'"],
      ".", ["storage postgresql://ann@127.0.0.1:1/db?password=***: connection failed"]),
+    ("secret", "sweep", [*STUDY, f"storage=postgresql://ann:p@{SECRET}:99@127.0.0.1:1/db"], ".",
+     ["storage postgresql://ann:***@127.0.0.1:1/db: connection failed"]),  # '@' then ':'
+    ("secret", "sweep", [*STUDY, f"storage=postgresql://ann:p@{SECRET}/w0rd@127.0.0.1:1/db"],
+     ".", ["storage postgresql://ann:***@127.0.0.1:1/db: connection failed"]),  # '@' then '/'
+    ("config", "sweep", [*STUDY, "data.path=/tmp/my", "data/x.tar.gz"], ".",  # unquoted space
+     ["'data/x.tar.gz' is not an override (key=value); if it is the rest of "
+      "'data.path=/tmp/my', quote the whole: \"data.path=/tmp/my data/x.tar.gz\""]),
     ("non-finite", "train", [*STUDY, "train.lr=nan"], ".", ["train.lr=nan is not allowed"]),
+    ("huge", "sweep", [*STUDY, "model.channels=100000"], ".",
+     ["the baseline needs about 42,673.0 GiB to train", "choose smaller levels"]),
+    ("huge", "sweep", [*STUDY, "sweep.levels.channels=[8,100000]"], ".",
+     ["channels=100000 needs about 42,673.0 GiB to train"]),
+    ("huge", "train", [*STUDY, "model.channels=100000"], ".",
+     ["this run's network needs about 42,673.0 GiB to train"]),
+    ("huge", "sweep", [*STUDY, "data.synthetic_train=100000000"], ".",
+     ["data.synthetic_train=100000000 is not allowed: must be an integer >= 10 and <= 100000"]),
     ("size", "sweep", [*STUDY, "sweep.seeds=100000"], ".",
      ["the design has 2500000 trials (25 points x 100000 seed(s)), more than "
       "sweep.max_trials=5000", "pass sweep.max_trials=2500000 to run it"]),
@@ -112,6 +142,8 @@ REFUSED = [
      ["no storage at {tmp}/new/dir/study.db"]),
     ("images", "sweep", ["data.source=cifar10", "data.path={tmp}/corrupt.tar.gz"], ".",
      ["corrupt.tar.gz"]),
+    ("images", "sweep", ["data.source=cifar10", "data.path={tmp}/flipped.tar.gz"], ".",
+     ["cannot read archive {tmp}/flipped.tar.gz: it is corrupt", "copy or download it again"]),
     ("images", "sweep", ["data.source=cifar10", "data.path={tmp}/bomb.tar.gz"], ".",
      ["{tmp}/bomb.tar.gz: cifar/train/class3/huge.png", "DecompressionBombError"]),
     ("images", "sweep", ["data.source=cifar10", "data.path={tmp}/twelve.tar.gz"], ".",
@@ -133,6 +165,20 @@ REFUSED = [
      ["study 'keys' records a spec this code cannot read (Key 'bogus' not in 'StudySpec')"]),
     ("spec", "sweep", [*STUDY, "storage=sqlite:///{tmp}/specs.db", "name=missing"], ".",
      ["study 'missing' records a spec", "missing mandatory value: factors"]),
+    *[("spec", app, [*(STUDY if app == "sweep" else []), "storage=sqlite:///{tmp}/specs.db",
+                     f"name={name}"], ".", [f"study '{name}' records a spec this code cannot "
+                                            f"read ({problem}"])
+      for app, (name, problem) in zip(["sweep", "report"] * 4, [
+          ("look-empty", "look_log[0]: Structured config of type `Look` has missing mandatory "
+                         "value: look"),
+          ("look-alpha", "look_log[0]: Value 'often' of type 'str' could not be converted to "
+                         "Float"),
+          ("look-added", "look_log[0]: Cannot assign str to Dict[str, int]"),
+          ("history-empty", "history[0]: Structured config of type `Growth` has missing "
+                            "mandatory value: at"),
+          ("levels-none", "factor lr has no levels"),
+          ("baseline-off", "factor lr: baseline 7.0 is not one of its levels"),
+          ("added-where", "seeds added at 'lr=9.9', which is no design point")], strict=False)],
 ]
 
 
@@ -145,6 +191,8 @@ def _refusing_folder(folder: Path) -> Path:
     _tar(folder / "twelve.tar.gz", _ten_classes(png, **{f"{split}/extra{c}/0.png": png
                                                        for split in ("train", "test")
                                                        for c in (1, 2)}))
+    _tar(folder / "flipped.tar.gz", _ten_classes(_noise_png(), "cifar/"))
+    _flip_a_bit(folder / "flipped.tar.gz")
     (folder / "a_file").write_text("")
     for blocked in ("reports", "results"):
         (folder / f"{blocked}_is_a_file").mkdir()
@@ -161,10 +209,41 @@ def _refusing_folder(folder: Path) -> Path:
         database.seek(2 * 4096)
         database.write(b"\xab" * 600)
     for name, stored in (("shape", [1, 2]), ("keys", spec.to_dict() | {"bogus": 1}),
-                         ("missing", {k: v for k, v in spec.to_dict().items() if k != "factors"})):
+                         ("missing", {k: v for k, v in spec.to_dict().items() if k != "factors"}),
+                         *_nested_garbage(spec.to_dict()).items()):
         study = optuna.create_study(study_name=name, storage=f"sqlite:///{folder}/specs.db")
         study.set_user_attr(SPEC_ATTR, stored)
     return folder
+
+
+def _noise_png() -> bytes:
+    """A 32x32 PNG of random pixels: it does not compress away, so a flipped bit lands in it."""
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _flip_a_bit(path: Path) -> None:
+    """One bit flipped in the middle of the file, as a bad disk or copy does."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+LOOK = {"look": 1, "trials": 3, "alpha": 0.0125, "undecided": ["lr"], "added": {"lr=0.1": 2}}
+
+
+def _nested_garbage(spec: dict) -> dict[str, dict]:
+    """Stored specs whose top level is right and something inside is not (study name -> spec)."""
+    lr = spec["factors"]["lr"]
+    return {"look-empty": spec | {"look_log": [{}]},
+            "look-alpha": spec | {"look_log": [LOOK | {"alpha": "often"}]},
+            "look-added": spec | {"look_log": [LOOK | {"added": "lr=0.1"}]},
+            "history-empty": spec | {"history": [{}]},
+            "levels-none": spec | {"factors": spec["factors"] | {"lr": lr | {"levels": []}}},
+            "baseline-off": spec | {"factors": spec["factors"] | {"lr": lr | {"baseline": 7.0}}},
+            "added-where": spec | {"added_seeds": {"lr=9.9": [5]}}}
 
 
 @dataclass
@@ -240,8 +319,10 @@ def test_a_path_that_is_not_text_in_the_locale_is_one_line(tmp_path) -> None:
 ])
 def test_failing_trials_are_listed_and_the_error_line_says_so(tmp_path, overrides: list[str],
                                                               expected: str) -> None:
-    huge = ["model.channels=10000000", "sweep.levels.channels=[10000000]"]  # cannot allocate
-    run = _run("sweep", [*TINY, *huge, "name=fails", *overrides], tmp_path)
+    """Trials that run out of memory (the networks fit the machine, not the address space the
+    run is limited to) are failed trials with their reason."""
+    big = ["model.channels=1024", "sweep.levels.channels=[1024]"]  # about 16 GiB to train
+    run = _run("sweep", [*TINY, *big, "name=fails", *overrides], tmp_path, limit_memory=True)
     error = _one_line(run, 2)
     assert error.startswith(f"error: {expected}; most common reason: RuntimeError")
     assert "reports/fails/report.md lists every failed trial with its reason" in error
@@ -253,6 +334,98 @@ def test_failing_trials_are_listed_and_the_error_line_says_so(tmp_path, override
         assert f"| {trial.number} | failed |" in report
     assert len(failed) == (1 if overrides else 2) and "can't allocate memory" in report
     assert _written_outside_outputs(tmp_path, {}) == []
+
+
+@pytest.mark.slow
+def test_a_failing_trial_of_the_train_app_is_recorded_and_one_line(tmp_path) -> None:
+    run = _run("train", [*STUDY, "model.channels=1024", "name=one"], tmp_path,
+               limit_memory=True)
+    error = _one_line(run, 2)
+    assert error.startswith("error: trial 0 of study one failed and is recorded with its "
+                            "reason: RuntimeError: ") and "can't allocate memory" in error
+    [trial] = optuna.load_study(study_name="one",
+                                storage=f"sqlite:///{tmp_path}/results/optuna.db").trials
+    assert trial.state == TrialState.FAIL and "can't allocate" in trial.user_attrs["reason"]
+
+
+MATHTEXT = "$\\undefinedmacro{x$"  # drawn as mathtext, matplotlib cannot parse it
+REPORTED = {  # a study's shape -> the non-baseline levels of its one varied factor
+    "only the baseline finished": {"lr": [0.1]},
+    "every trial diverged": {"lr": [0.1]},
+    "a level label that is mathtext": {"activation": [MATHTEXT]},
+}
+
+
+def _mathtext_study(url: str) -> None:
+    """A study as another tool (or an older version) wrote it, without a spec: the report reads
+    its factors and levels from the trials, whatever their labels."""
+    study = optuna.create_study(study_name="t", storage=url, direction="maximize")
+    space = {"activation": optuna.distributions.CategoricalDistribution(["relu", MATHTEXT])}
+    for seed in range(2):
+        for point, level in (("baseline", "relu"), (f"activation={MATHTEXT}", MATHTEXT)):
+            study.add_trial(optuna.trial.create_trial(
+                params={"activation": level}, distributions=space, value=0.5 + 0.01 * seed,
+                user_attrs={"design_point": point, "seed": seed, "outcome": "complete"}))
+
+
+def _reported_study(folder: Path, shape: str) -> str:
+    """A study of `shape` in folder/s.db, recorded as the sweep records one; its storage URL."""
+    url = f"sqlite:///{folder}/s.db"
+    if shape == "a level label that is mathtext":
+        _mathtext_study(url)
+        return url
+    levels = REPORTED[shape]
+    table = ofat_table({}, noise=0.01, seeds=2, rng=np.random.default_rng(5), levels=levels)
+    if shape == "only the baseline finished":
+        table.loc[table["design_point"] != "baseline", ["state", "outcome", ACCURACY]] = [
+            "FAIL", "failed", None]
+    elif shape == "every trial diverged":
+        table[["outcome", ACCURACY]] = ["diverged", 0.1]
+    study_from_table(table, ofat_spec(levels), "t", storage=optuna.storages.RDBStorage(url))
+    return url
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", REPORTED)
+def test_a_report_renders_whatever_the_study_holds(tmp_path, shape: str) -> None:
+    """python -m study.report, the dashboard's figures and note included: exit 0, nothing on
+    stderr (no traceback, no warning), every figure written."""
+    run = _run("report", ["name=t", f"storage={_reported_study(tmp_path, shape)}"], tmp_path)
+    assert run.returncode == 0 and run.stderr == "", run.stderr[-3000:]
+    folder = tmp_path / "reports" / "t"
+    factor = next(iter(REPORTED[shape]))
+    report = (folder / "report.md").read_text()
+    if shape == "only the baseline finished":  # no figure: the answer says why
+        assert f"**{factor}**: all 2 of its non-baseline trials failed" in report
+    else:
+        assert (folder / f"factor_{factor}.png").stat().st_size
+
+
+@pytest.mark.slow
+def test_a_full_artifact_dir_is_one_line_and_the_dashboard_note_says_so(tmp_path) -> None:
+    full = tmp_path / "full"
+    full.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        with open(full / "filler", "wb") as filler, contextlib.suppress(OSError):
+            filler.write(b"\0" * 128 * 1024)  # no space left
+        url = _reported_study(tmp_path, "only the baseline finished")
+        run = _run("report", ["name=t", f"storage={url}", f"artifact_dir={full}"], tmp_path)
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
+    error = _one_line(run, 2)
+    assert error == (f"error: the report is written to reports/t, but its figures could not be "
+                     f"stored for the dashboard (artifact_dir {full}: No space left on device); "
+                     "the dashboard's note says so; free space there and rerun: python -m "
+                     "study.report name=t")
+    assert (tmp_path / "reports" / "t" / "report.md").stat().st_size
+    storage = optuna.storages.RDBStorage(url)
+    attrs = storage.get_study_system_attrs(storage.get_study_id_from_name("t"))
+    note = get_note_from_system_attrs(attrs, None)["body"]
+    assert note.startswith("**This study's latest report could not be attached here** "
+                           f"(artifact_dir {full}: No space left on device)")
 
 
 def _wait_for_training(database: Path, name: str, process: subprocess.Popen) -> None:

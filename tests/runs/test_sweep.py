@@ -2,12 +2,15 @@ import io
 import json
 import multiprocessing
 import os
+import random
 import re
 import signal
+import string
 import subprocess
 import sys
 import time
 from collections import Counter
+from urllib.parse import unquote
 from wsgiref.util import setup_testing_defaults
 
 import optuna
@@ -20,7 +23,7 @@ from sqlalchemy.engine import make_url
 
 from study.design.factors import FACTORS
 from study.design.spec import study_spec
-from study.errors import UserError
+from study.errors import Interrupted, UserError, raise_on_signals
 from study.outcomes import NO_HEARTBEAT
 from study.runs import queue, workers
 from study.runs.queue import (
@@ -162,6 +165,40 @@ def _study(tmp_path, *overrides):
     return cfg, storage, *open_study(cfg, storage, spec_of(cfg))
 
 
+def _stopped_while_claiming(cfg, spec) -> None:
+    """In a child process: a worker whose stop signal comes right after it claimed a trial,
+    before it has registered the trial as its own."""
+    raise_on_signals()
+    claim = queue.mark_claimed
+
+    def claim_then_stop(trial: optuna.Trial) -> optuna.Trial:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return claim(trial)
+
+    queue.mark_claimed = claim_then_stop
+    storage = open_storage(cfg.storage)
+    study = optuna.load_study(study_name=cfg.name, storage=storage)
+    try:
+        run_worker(cfg, spec, study, storage, synthetic_images(200, 50), torch.device("cpu"))
+    except Interrupted:
+        os._exit(143)
+    os._exit(0)
+
+
+def test_a_stop_while_a_trial_is_claimed_records_it_as_interrupted(tmp_path) -> None:
+    cfg, _, study, spec = _study(tmp_path)
+    enqueue_missing(study, spec)
+    child = multiprocessing.get_context("spawn").Process(target=_stopped_while_claiming,
+                                                        args=(cfg, spec))
+    child.start()
+    child.join(120)
+    assert child.exitcode == 143
+    trials = optuna.load_study(study_name="t", storage=cfg.storage).trials
+    claimed = [(t.state.name, t.user_attrs.get("reason")) for t in trials
+               if t.state != TrialState.WAITING]
+    assert claimed == [("FAIL", "interrupted")]  # not left RUNNING for a later run to fail
+
+
 def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch) -> None:
     cfg, storage, study, spec = _study(tmp_path, "sweep.levels.lr=[0.05]")
     enqueue_missing(study, spec)
@@ -276,6 +313,27 @@ def test_a_password_is_masked_whatever_characters_it_holds(password: str) -> Non
     quoted = make_url(quote_password(f"postgresql://ann:{password}@db.example/study"))
     assert (quoted.password, quoted.host) == (password.replace("%40", "@") if "%" in password
                                               else password, "db.example")
+
+
+PRINTABLE = string.ascii_letters + string.digits + string.punctuation + " "
+
+
+@pytest.mark.parametrize("form", ["host:port/db?query", "host/db"])
+def test_any_printable_password_is_parsed_whole_and_never_shown(form: str) -> None:
+    """400 random passwords of 1-16 printable characters, as a user or an environment variable
+    writes them (unencoded): the URL splits at the '@' before the host, the password reaches
+    the database whole, and the mask shows none of it."""
+    rng = random.Random(0)
+    tail, masked_tail = (("db.example:5432/study?sslmode=require", "db.example:5432/study?"
+                          "sslmode=require") if form == "host:port/db?query"
+                         else ("db.example/study", "db.example/study"))
+    for _ in range(400):
+        password = "".join(rng.choices(PRINTABLE, k=rng.randint(1, 16)))
+        url = f"postgresql://ann:{password}@{tail}"
+        assert mask_url(url) == f"postgresql://ann:***@{masked_tail}", password
+        parsed = make_url(quote_password(url))
+        assert (parsed.username, parsed.password, parsed.host) == (
+            "ann", unquote(password), "db.example"), password
 
 
 def test_storage_errors_are_one_line_and_hide_the_password() -> None:
