@@ -368,21 +368,36 @@ def _mathtext_study(url: str) -> None:
                 user_attrs={"design_point": point, "seed": seed, "outcome": "complete"}))
 
 
+def _diverged_study(url: str) -> None:
+    """Every trial diverged in its first epoch, recorded as the sweep records such a trial: no
+    training curve."""
+    spec = ofat_spec(REPORTED["every trial diverged"])
+    study = optuna.create_study(study_name="t", storage=url, direction="maximize")
+    study.set_user_attr(SPEC_ATTR, spec.to_dict())
+    for seed in range(2):
+        for point in spec.points():
+            study.add_trial(optuna.trial.create_trial(
+                params=point.params, distributions=spec.distributions(), value=0.1,
+                user_attrs={"design_point": point.id, "seed": seed, "outcome": "diverged",
+                            "reason": "its training loss was not finite by step 4",
+                            "train_loss": [], "train_accuracy": []}))
+
+
 def _reported_study(folder: Path, shape: str) -> str:
     """A study of `shape` in folder/s.db, recorded as the sweep records one; its storage URL."""
     url = f"sqlite:///{folder}/s.db"
-    if shape == "a level label that is mathtext":
-        _mathtext_study(url)
+    if shape in BUILT:
+        BUILT[shape](url)
         return url
     levels = REPORTED[shape]
     table = ofat_table({}, noise=0.01, seeds=2, rng=np.random.default_rng(5), levels=levels)
-    if shape == "only the baseline finished":
-        table.loc[table["design_point"] != "baseline", ["state", "outcome", ACCURACY]] = [
-            "FAIL", "failed", None]
-    elif shape == "every trial diverged":
-        table[["outcome", ACCURACY]] = ["diverged", 0.1]
+    table.loc[table["design_point"] != "baseline", ["state", "outcome", ACCURACY]] = [
+        "FAIL", "failed", None]  # only the baseline finished
     study_from_table(table, ofat_spec(levels), "t", storage=optuna.storages.RDBStorage(url))
     return url
+
+
+BUILT = {"every trial diverged": _diverged_study, "a level label that is mathtext": _mathtext_study}
 
 
 @pytest.mark.slow

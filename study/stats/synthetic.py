@@ -238,12 +238,10 @@ def study_from_table(table: pd.DataFrame, spec: StudySpec, name: str = "table",
         failed = row["state"] == "FAIL"
         curve = (curves or {}).get(row["number"], [])
         epochs = max(2, len(curve))
-        learned = row["outcome"] != "diverged"  # a diverged trial records no curve
         attrs = {"design_point": row["design_point"], "seed": int(row["seed"]),
                  "outcome": row["outcome"], "wall_time_s": 1.0, "device": row["device"],
-                 "code": row["code"],
-                 "train_loss": list(np.linspace(2.0, 1.5, epochs)) if learned else [],
-                 "train_accuracy": list(np.linspace(0.3, 0.5, epochs)) if learned else []}
+                 "code": row["code"], "train_loss": list(np.linspace(2.0, 1.5, epochs)),
+                 "train_accuracy": list(np.linspace(0.3, 0.5, epochs))}
         if failed:
             attrs["reason"] = "RuntimeError: planted failure"
         if pd.notna(row.get(SAMPLE_ACCURACY)):
