@@ -37,7 +37,7 @@ from study.runs.queue import (
     seconds_per_baseline,
 )
 from study.runs.storage import mask_url, open_storage, open_study, sqlite_file, study_lock
-from study.runs.workers import auto_workers, interrupted_status, train_design
+from study.runs.workers import auto_workers, check_workers, interrupted_status, train_design
 from study.training.data import Images, load_images
 from study.training.engine import device_name, pick_device, resolve_engine
 from study.training.precision import resolve_precision
@@ -61,9 +61,10 @@ def run_sweep(cfg: DictConfig) -> None:
         "optuna": optuna.__version__, "python": platform.python_version()})
     check_size(run_spec, cfg.sweep.max_trials)  # before the storage: a refusal writes nothing
     check_memory(run_spec, cfg, device)
+    workers = auto_workers(cfg, device)
+    check_workers(workers, len(images.y_train) + len(images.y_test))
     storage = open_storage(cfg.storage, cfg.sweep.heartbeat_s)
     study, spec = open_study(cfg, storage, run_spec)
-    workers = auto_workers(cfg, device)
     log.info("%s on %s, budget %s, %s: %d epochs per trial, %d worker process%s x %d trial%s "
              "at once; study %s, identity %s", images.source, device_name(device), cfg.budget,
              cfg.train.precision, cfg.train.epochs, workers, "" if workers == 1 else "es",

@@ -115,6 +115,9 @@ REFUSED = [
      ["channels=100000 needs about 42,673.0 GiB to train"]),
     ("huge", "train", [*STUDY, "model.channels=100000"], ".",
      ["this run's network needs about 42,673.0 GiB to train"]),
+    ("huge", "sweep", [*STUDY, "sweep.workers=1000"], ".",
+     ["sweep.workers=1000: each worker process holds at least 1.0 GiB (torch, the study and its "
+      "712 images); this machine has", "GiB available, enough for"]),
     ("huge", "sweep", [*STUDY, "data.synthetic_train=100000000"], ".",
      ["data.synthetic_train=100000000 is not allowed: must be an integer >= 10 and <= 100000"]),
     ("size", "sweep", [*STUDY, "sweep.seeds=100000"], ".",

@@ -31,6 +31,7 @@ from optuna.trial import TrialState
 from study.design.spec import StudySpec, stored_spec
 from study.errors import (
     Interrupted,
+    UserError,
     check_stop,
     raise_on_signals,
     request_stop,
@@ -52,6 +53,7 @@ from study.runs.storage import make_sampler, open_storage, study_lock
 from study.runs.tensorboard_log import TrialLog
 from study.training.data import DeviceData, Images, load_images, to_device
 from study.training.engine import trial_steps, worker_device
+from study.training.memory import available_bytes, worker_bytes
 from study.training.streams import TrialStreams
 
 log = logging.getLogger("study.runs.workers")
@@ -148,6 +150,17 @@ def auto_workers(cfg: DictConfig, device: torch.device) -> int:
     if cfg.sweep.workers is not None:
         return cfg.sweep.workers
     return GPU_WORKERS * torch.cuda.device_count() if device.type == "cuda" else 1
+
+
+def check_workers(count: int, images: int) -> None:
+    """UserError when `count` worker processes, each holding `images` images, cannot fit the
+    machine's available memory (study.training.memory): before any is started."""
+    have, each = available_bytes(torch.device("cpu")), worker_bytes(images)
+    if count > 1 and have is not None and count * each > have:
+        raise UserError(f"sweep.workers={count}: each worker process holds at least "
+                        f"{each / 2**30:.1f} GiB (torch, the study and its {images:,} images); "
+                        f"this machine has {have / 2**30:.1f} GiB available, enough for "
+                        f"{max(1, int(have // each))}")
 
 
 def worker_process(config: dict, index: int, count: int, quiet: bool, parent: int,

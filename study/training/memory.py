@@ -16,6 +16,10 @@ from study.training.model import build_model, count_parameters
 FLOAT_BYTES = 4
 STATE_COPIES = 4  # weights, gradients and up to two optimizer buffers (Adam), each fp32
 SAVED_COPIES = 2  # each layer's output, kept for the backward pass, and its gradient
+# a worker process with torch, Optuna and the study loaded, before its images (measured: 1.2-1.4
+# GiB each of the quick study's two workers on the 2-core CPU, CIFAR-10 loaded)
+WORKER_BYTES = 2**30
+IMAGE_BYTES = 3 * SIDE * SIDE * (1 + FLOAT_BYTES)  # uint8 as loaded, fp32 as trained on
 
 
 def training_bytes(model_cfg: DictConfig, batch_size: int) -> int:
@@ -35,6 +39,11 @@ def training_bytes(model_cfg: DictConfig, batch_size: int) -> int:
         model.eval()(torch.zeros(1, 3, SIDE, SIDE, device="meta"))
     return FLOAT_BYTES * (STATE_COPIES * count_parameters(model) +
                           SAVED_COPIES * batch_size * sum(outputs))
+
+
+def worker_bytes(images: int) -> int:
+    """About what a worker process holds at least, with `images` training and test images."""
+    return WORKER_BYTES + images * IMAGE_BYTES
 
 
 def available_bytes(device: torch.device) -> int | None:
