@@ -113,6 +113,8 @@ REFUSED = [
      ["the baseline needs about 42,673.0 GiB to train", "choose smaller levels"]),
     ("huge", "sweep", [*STUDY, "sweep.levels.channels=[8,100000]"], ".",
      ["channels=100000 needs about 42,673.0 GiB to train"]),
+    ("huge", "sweep", [*STUDY, "sweep=optuna", "sweep.levels.channels=[8,100000]"], ".",
+     ["channels=100000 needs about 42,673.0 GiB to train"]),  # the end of a sampled range
     ("huge", "train", [*STUDY, "model.channels=100000"], ".",
      ["this run's network needs about 42,673.0 GiB to train"]),
     ("huge", "sweep", [*STUDY, "sweep.workers=1000"], ".",

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from study.design.designs import DESIGNS
 from study.design.spec import StudySpec
 from study.errors import UserError
 from study.training.memory import available_bytes, training_bytes
@@ -55,21 +56,23 @@ def point_costs(spec: StudySpec) -> dict[str, float]:
 
 
 def check_memory(spec: StudySpec, cfg: DictConfig, device: torch.device) -> None:
-    """UserError when a design point's network (or, for a sampled design, the run's own) needs
-    more memory to train than the device has (study.training.memory): before any trial."""
+    """UserError when a network the study trains needs more memory to train than the device
+    has (study.training.memory): before any trial. A fixed design's points are checked; a
+    sampled design's (or a single job's) baseline and each factor's listed levels with the
+    others at the baseline, which include the ends of every range a sampler draws from."""
     have = available_bytes(device)
     if have is None:
         return
-    points = [(p.id, p.params) for p in spec.points()] if spec.plan.fixed else []
-    for where, params in points or [("this run's network", {})]:
-        model = _model_config(spec, params) if points else None
-        model_cfg = OmegaConf.create(model) if model else cfg.model
-        batch = params.get("batch_size", spec.setting("train.batch_size") or cfg.train.batch_size)
-        need = training_bytes(model_cfg, batch)
+    points = spec.points() if spec.plan.fixed else DESIGNS["ofat"].points(spec.factors)
+    for point in points:
+        model = _model_config(spec, point.params)
+        batch = point.params.get("batch_size", spec.setting("train.batch_size") or
+                                 cfg.train.batch_size)
+        need = training_bytes(OmegaConf.create(model) if model else cfg.model, batch)
         if need > have:
-            raise UserError(f"{where if where != 'baseline' else 'the baseline'} needs about "
-                            f"{need / 2**30:,.1f} GiB to train (its weights, gradients and "
-                            f"optimizer state, and a batch of {batch}'s layer outputs); this "
-                            f"{device.type.upper()} has {have / 2**30:,.1f} GiB available: "
-                            "choose smaller levels")
-
+            where = {"baseline": "the baseline"}.get(point.id, point.id) if (
+                spec.plan.fixed or len(points) > 1) else "this run's network"
+            raise UserError(f"{where} needs about {need / 2**30:,.1f} GiB to train (its "
+                            f"weights, gradients and optimizer state, and a batch of {batch}'s "
+                            f"layer outputs); this {device.type.upper()} has "
+                            f"{have / 2**30:,.1f} GiB available: choose smaller levels")

@@ -176,6 +176,11 @@ def _stopped_while_claiming(cfg, spec) -> None:
         return claim(trial)
 
     queue.mark_claimed = claim_then_stop
+    _work_then_exit(cfg, spec)
+
+
+def _work_then_exit(cfg, spec) -> None:
+    """A worker's loop in this child process, which then exits: 143 when it was stopped."""
     storage = open_storage(cfg.storage)
     study = optuna.load_study(study_name=cfg.name, storage=storage)
     try:
@@ -185,18 +190,41 @@ def _stopped_while_claiming(cfg, spec) -> None:
     os._exit(0)
 
 
-def test_a_stop_while_a_trial_is_claimed_records_it_as_interrupted(tmp_path) -> None:
+def _stopped_worker_trials(tmp_path, child_main) -> list[optuna.trial.FrozenTrial]:
+    """The trials of a one-seed study after a worker in a spawned child (`child_main(cfg,
+    spec)`) was stopped (exit status 143)."""
     cfg, _, study, spec = _study(tmp_path)
     enqueue_missing(study, spec)
-    child = multiprocessing.get_context("spawn").Process(target=_stopped_while_claiming,
-                                                        args=(cfg, spec))
+    child = multiprocessing.get_context("spawn").Process(target=child_main, args=(cfg, spec))
     child.start()
-    child.join(120)
+    child.join(300)
     assert child.exitcode == 143
-    trials = optuna.load_study(study_name="t", storage=cfg.storage).trials
+    return optuna.load_study(study_name="t", storage=cfg.storage).trials
+
+
+def test_a_stop_while_a_trial_is_claimed_records_it_as_interrupted(tmp_path) -> None:
+    trials = _stopped_worker_trials(tmp_path, _stopped_while_claiming)
     claimed = [(t.state.name, t.user_attrs.get("reason")) for t in trials
                if t.state != TrialState.WAITING]
     assert claimed == [("FAIL", "interrupted")]  # not left RUNNING for a later run to fail
+
+
+def _stop_swallowed_then_work(cfg, spec) -> None:
+    """In a child process: a stop whose Interrupted something swallowed (a finalizer, a
+    library's catch-all), then the worker's loop."""
+    raise_on_signals()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises here
+    except Interrupted:
+        pass
+    _work_then_exit(cfg, spec)
+
+
+def test_a_swallowed_stop_still_stops_the_worker_before_it_claims(tmp_path) -> None:
+    """The stop is remembered, not only raised once: the worker claims nothing after it."""
+    trials = _stopped_worker_trials(tmp_path, _stop_swallowed_then_work)
+    assert trials and all(t.state == TrialState.WAITING for t in trials)
 
 
 def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch) -> None:
