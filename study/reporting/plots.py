@@ -28,9 +28,9 @@ from study.stats.slices import level_order, level_slice
 from study.stats.stability import STABLE_RHO, CrossStudy, EpochRanking
 
 logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its INFO lines are noise here
+sns.set_theme(style="whitegrid", context="notebook")
 # every text drawn is plain: level labels and factor names come from the study's database, and
 # one such as `$\undefinedmacro{x$` read as mathtext (or TeX) would break the report
-sns.set_theme(style="whitegrid", context="notebook")
 matplotlib.rcParams.update({"text.parse_math": False, "text.usetex": False})
 VERDICT_COLOURS = dict(zip(VERDICTS, ("#1f77b4", "#17becf", "#2ca02c", "#ff7f0e", "#a6a6a6",
                                       "#d9d9d9"), strict=True))

@@ -51,6 +51,8 @@ INVALID_URL = "<invalid storage URL>"
 OBJECTIVE = "test_accuracy"  # the name of every study's one objective, shown by the dashboard
 
 
+URL_ERRORS = (sqlalchemy.exc.ArgumentError, ValueError)  # what make_url raises for no URL (a
+# ValueError: SQLAlchemy read a password's tail as the port)
 # what follows the '@' that ends a URL's user info: host[:port][/database][?key=value&...]
 # (a database name holds no '@'; a query value may)
 _AFTER_USER_INFO = re.compile(
@@ -79,11 +81,11 @@ def quote_password(url: str) -> str:
     password percent-encoded."""
     try:
         parsed = make_url(url)
-    except (sqlalchemy.exc.ArgumentError, ValueError):
+    except URL_ERRORS:
         return url
     try:
         misread = parsed != sqlalchemy.engine.make_url(url)
-    except (sqlalchemy.exc.ArgumentError, ValueError):  # e.g. the password's tail as a port
+    except URL_ERRORS:  # e.g. the password's tail as a port
         misread = True
     return parsed.render_as_string(hide_password=False) if misread else url
 
@@ -103,7 +105,7 @@ def mask_url(url: str) -> str:
     takes `?password=`) replaced by ***, for logs, reports and the files Hydra writes."""
     try:
         parsed = make_url(url)
-    except (sqlalchemy.exc.ArgumentError, ValueError):
+    except URL_ERRORS:
         return INVALID_URL
     hidden = {key: MASK for key in parsed.query if SECRET_QUERY_KEY.search(key)}
     rendered = parsed.update_query_dict(hidden).render_as_string(hide_password=True)
@@ -115,7 +117,7 @@ def secrets_as_written(url: str) -> bool:
     holds no secret as written and must stay as written for the command to rerun."""
     try:
         secrets = _secrets(make_url(url))
-    except (sqlalchemy.exc.ArgumentError, ValueError):
+    except URL_ERRORS:
         return False
     return all(INTERPOLATION.fullmatch(secret) for secret in secrets)
 
@@ -123,7 +125,7 @@ def secrets_as_written(url: str) -> bool:
 def parse_url(url: str) -> sqlalchemy.engine.URL:
     try:
         return make_url(url)
-    except (sqlalchemy.exc.ArgumentError, ValueError):
+    except URL_ERRORS:
         raise UserError(f"storage={mask_url(url)} is not a SQLAlchemy URL (e.g. "
                         "sqlite:///results/optuna.db, postgresql://user@host/db)") from None
 
