@@ -76,7 +76,7 @@ class Look:
     look: int  # 1 = the design's own trials
     trials: int  # finished trials it saw
     alpha: float  # the error rate its claims were tested at
-    undecided: list[str]  # factors screened or undetermined at this look
+    undecided: list[str]  # factors likely or undetermined at this look
     added: dict[str, int] = field(default_factory=dict)  # design point -> seeds added
     skipped: dict[str, str] = field(default_factory=dict)  # undecided factor -> why no seeds
     stop: str | None = None  # why the study stopped here; None: it goes on

@@ -32,8 +32,9 @@ sns.set_theme(style="whitegrid", context="notebook")
 # every text drawn is plain: level labels and factor names come from the study's database, and
 # one such as `$\undefinedmacro{x$` read as mathtext (or TeX) would break the report
 matplotlib.rcParams.update({"text.parse_math": False, "text.usetex": False})
-VERDICT_COLOURS = dict(zip(VERDICTS, ("#1f77b4", "#17becf", "#2ca02c", "#ff7f0e", "#a6a6a6",
-                                      "#d9d9d9"), strict=True))
+# a likely verdict in the light tint of its claim's colour
+VERDICT_COLOURS = dict(zip(VERDICTS, ("#1f77b4", "#17becf", "#2ca02c", "#aec7e8", "#9edae5",
+                                      "#98df8a", "#a6a6a6", "#d9d9d9"), strict=True))
 
 
 def labelled_slice(trials: pd.DataFrame, factor: str, spec: StudySpec

@@ -43,6 +43,7 @@ from study.stats.advice import PLANNING_BOUND, POWER
 from study.stats.frames import StudyData, design_table, finished, read_study
 from study.stats.gaps import GAP_COLUMNS, GAP_FLAG, GAP_Z, generalisation_gaps
 from study.stats.ranking import PRACTICAL_EFFECT, Analysis, rank_trials
+from study.stats.variance import PRIOR_DF_CAP
 
 REPORT = "report.md.j2"  # the template that says a study's report
 
@@ -174,7 +175,7 @@ def report_context(found: Findings, figures: Figures) -> dict[str, Any]:
         alpha=percent(analysis.model.alpha),
         effect_confidence=percent(1 - analysis.model.alpha),
         equivalence_confidence=percent(1 - 2 * analysis.model.alpha), power=POWER,
-        planning_bound=PLANNING_BOUND)
+        planning_bound=PLANNING_BOUND, prior_df_cap=PRIOR_DF_CAP)
 
 
 def report_markdown(found: Findings, figures: Figures,

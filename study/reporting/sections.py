@@ -17,7 +17,7 @@ from study.reporting.compare import correlation_columns
 from study.reporting.document import fmt, percent
 from study.stats import stability
 from study.stats.frames import finished, outcome_counts
-from study.stats.ranking import VERDICTS, Analysis, rank_text
+from study.stats.ranking import CLAIMS, LIKELY, VERDICTS, Analysis, rank_text
 
 CLAIMED_MOST = ("channels", "activation", "preprocessing")  # the textbook: these matter most,
 CLAIMED_LESS = ("dropout", "pooling", "batch_size", "lr")  # these less; it ranks no others
@@ -87,7 +87,7 @@ def claim_table(ranking: pd.DataFrame) -> pd.DataFrame:
             continue
         inside = pd.notna(r["rank_high"]) and r["rank_high"] <= top
         outside = pd.notna(r["rank_low"]) and r["rank_low"] > top
-        decided = verdict in ("influential", "small", "negligible")
+        decided = verdict in CLAIMS
         if inside and verdict == "influential":
             shown_most = True
         elif outside and decided:
@@ -107,9 +107,10 @@ def claim_table(ranking: pd.DataFrame) -> pd.DataFrame:
 
 
 def verdict_groups(ranking: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
-    """The ranking's rows (as records, in rank order) by verdict: what the answer and the
-    advice say of each factor."""
-    return {v: ranking[ranking["verdict"] == v].to_dict("records") for v in VERDICTS}
+    """The ranking's rows (as records, in rank order) by verdict, and the `likely` ones (any
+    LIKELY verdict) together: what the answer and the advice say of each factor."""
+    return ({v: ranking[ranking["verdict"] == v].to_dict("records") for v in VERDICTS}
+            | {"likely": ranking[ranking["verdict"].isin(LIKELY.values())].to_dict("records")})
 
 
 def claim_groups(claims: pd.DataFrame) -> dict[str, list[str]]:

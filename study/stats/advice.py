@@ -59,10 +59,11 @@ def _seeds_to_decide(fit: FactorFit, confidence: float, gap: float, focus: int |
     """Seeds per cell (a cell that has more keeps them) at which, with the chance POWER, the
     simultaneous interval from the cells' own noise would clear the practical threshold that now
     lies `gap` from the planned difference: (q + z) * se below the gap, q from the df those
-    seeds bring, z the normal's POWER quantile where one interval must clear, the POWER
-    quantile of the largest standardized error where every level's must (all of them at once,
-    not each with the chance POWER), each cell's variance its upper PLANNING_BOUND
-    confidence bound, at least the pooled variance's (a cell of one seed: that). focus None:
+    seeds bring (and the df the study's noise lends each cell), z the normal's POWER quantile
+    where one interval must clear, the POWER quantile of the largest standardized error where
+    every level's must (all of them at once, not each with the chance POWER), each cell's
+    variance its upper PLANNING_BOUND confidence bound, at least the pooled variance's (a cell
+    of one seed: that). focus None:
     every cell gets the seeds and every level's interval must clear; else only the cells of
     contrast `focus` get them and only its interval must clear, every other cell having at
     least `others`. None when more than MAX_SEEDS would be needed. The half-width falls as
@@ -79,7 +80,7 @@ def _seeds_to_decide(fit: FactorFit, confidence: float, gap: float, focus: int |
     def half_width(seeds: int) -> float:
         n = np.where(growing, np.maximum(fit.n, seeds), rest)
         scaled = fiducial_se(fit.contrasts, n, variance)
-        draws = fiducial_max(scaled, n - 1, PLANNING_DRAWS)
+        draws = fiducial_max(scaled, n - 1 + fit.prior_df, PLANNING_DRAWS)
         q = fiducial_quantile(draws, confidence)
         se = np.sqrt((scaled ** 2).sum(axis=1))
         if focus is not None:  # one interval clears one side: the normal's quantile

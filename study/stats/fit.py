@@ -8,12 +8,13 @@ Cells are design points in a fixed design (ofat, grid: `accuracy ~ C(design_poin
 converged trials, the error pooled over every replicated point) and a factor's level bins in a
 sampled one (optuna, hydra: a one-way model per factor, its own error). A level's mean is its
 cell's mean (OFAT) or the average over the cells at that level (grid). Each factor's levels are
-contrasts of cell means (`FactorFit`): differences from the reference level. Where every cell
-has two converged trials, their standard errors, simultaneous critical values and adjusted
-p-values come from each cell's own seed variance (the Behrens-Fisher law, study.stats.critical:
-levels may differ in noise); `screen` holds the same under the pooled error (an F-test and
-Dunnett-type critical values), which is all a factor with a one-seed level gets. Both beside the
-mean of the largest |difference| when nothing differs.
+contrasts of cell means (`FactorFit`): differences from the reference level. Where the
+reference's cells and some level's have two converged trials, their standard errors,
+simultaneous critical values and adjusted p-values come from each cell's own seed variance,
+moderated toward the study's (study.stats.variance), in the Behrens-Fisher law
+(study.stats.critical: levels may differ in noise); `screen` holds the same under the pooled
+error (an F-test and Dunnett-type critical values), which is all a factor gets whose levels have
+one seed each. Both beside the mean of the largest |difference| when nothing differs.
 
 The same model turns any accuracies of its trials (trials x columns: the test accuracy after
 each epoch, or bootstrap redraws) into effects (`effects`), so every effect the report shows is
@@ -46,6 +47,7 @@ from study.stats.critical import (
 )
 from study.stats.frames import ACCURACY, converged, finished
 from study.stats.slices import factor_slices, level_order, reference_level
+from study.stats.variance import Prior, variance_prior
 
 ALPHA = 0.05  # family-wise error rate of a study's claims: over its factors and its looks
 CONFIDENCE = 0.95  # of the level intervals and divergence-rate intervals (descriptive)
@@ -63,6 +65,8 @@ class Noise:
     baseline_converged: int  # converged trials at the baseline point
     pooled_std: float  # pooled over every replicated design point
     pooled_df: int
+    prior_std: float  # the study-wide std each point's variance is moderated toward
+    prior_df: float  # and the df it lends (NaN both: too few replicated points)
 
     def band(self) -> tuple[float, float] | None:
         """The baseline's mean +- 2 seed std (what seed noise alone moves a level by); None
@@ -86,6 +90,15 @@ class CellTable:
 
     def rows(self, cells: list[Any]) -> list[int]:
         return [self.cells.index(cell) for cell in cells]
+
+    def own_variance(self) -> np.ndarray:
+        """(cells,) each cell's seed variance of the first column; NaN below two trials."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.n >= 2, self.ss[:, 0] / (self.n - 1), np.nan)
+
+    def prior(self) -> Prior | None:
+        """The law of the cells' variances that moderates each one (study.stats.variance)."""
+        return variance_prior(self.own_variance(), np.clip(self.n - 1, 0, None))
 
 
 def cell_table(labels: np.ndarray, cells: list[Any], accuracy: np.ndarray) -> CellTable:
@@ -142,13 +155,18 @@ class FactorFit:
     ss_between: float  # sums of squares of the factor's slice: between its levels
     ss_total: float  # and in all
     differences: np.ndarray  # each other level minus the reference
-    own_variance: bool  # every cell has two converged trials: the contrasts use their own
-    # cells' variances (Behrens-Fisher), else the pooled error (a screening: one variance)
+    own_variance: bool  # every cell has two converged trials: every level shows its own noise
+    claimable: np.ndarray  # per other level: it and the reference show their own noise, so an
+    # effect there can be claimed; none where the contrasts use the pooled error (a screening)
+    moderated: np.ndarray  # each cell's moderated variance (study.stats.variance; NaN: none)
+    moderated_df: np.ndarray  # and its df
+    prior_df: float  # the df the study's noise lends each cell (0: none)
     se: np.ndarray  # their standard errors (NaN without a noise estimate)
     p_each: np.ndarray  # simultaneous (single-step adjusted) p per level
     q_effect: float  # simultaneous critical values of max |t| over the levels at 1 - alpha
     q_equivalence: float  # and at 1 - 2 alpha (the equivalence test)
-    p: float  # the factor's test of all differences = 0 (the max-t test, or the pooled F-test)
+    p: float  # the factor's test: the smallest p of a claimable level (the max-t test), or the
+    # pooled F-test in a screening
     screen: dict[str, Any]  # se, p_each, q_effect, q_equivalence, p under the pooled error
     null_z: float  # mean max |difference| under no effect, in units of s
 
@@ -175,11 +193,17 @@ class FactorFit:
                 if (short & (row != 0)).any()]
 
     def level_rows(self) -> list[dict]:
-        """Each level's mean accuracy with a 95% t-interval from the fit's error."""
+        """Each level's mean accuracy with a 95% t-interval from its own cells' seeds (Welch-
+        Satterthwaite df where a level averages several): a level three times as noisy as the
+        rest is covered as often as the rest, where the pooled or moderated noise would not
+        (one interval holds no multiplicity to spare); NaN where a cell has one seed."""
         means = self.weights @ self.mean
-        se = self.s * np.sqrt((self.weights ** 2 / self.n).sum(axis=1))
-        half = (sps.t.ppf(0.5 + CONFIDENCE / 2, self.df) * se if self.df
-                else np.full(len(se), np.nan))
+        parts = self.weights ** 2 * self.variance / self.n  # (levels, cells); NaN: one seed
+        parts = np.where(self.weights != 0, parts, 0.0)
+        se = np.sqrt(parts.sum(axis=1))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            df = parts.sum(axis=1) ** 2 / (parts ** 2 / np.maximum(self.n - 1, 1)).sum(axis=1)
+            half = np.where(se == 0, 0.0, sps.t.ppf(0.5 + CONFIDENCE / 2, df) * se)
         counts = self.weights.astype(bool) @ self.n
         return [{"factor": self.factor, "level": level, "n": int(n), "mean": m, "ci_low": m - h,
                  "ci_high": m + h}
@@ -198,10 +222,11 @@ LEVEL_COLUMNS = ["factor", "level", "n", "mean", "ci_low", "ci_high"]
 
 
 def _factor_fit(factor: str, part: pd.DataFrame, levels: list[Any], reference: Any,
-                points: dict[Any, list[Any]], table: CellTable, error_id: str, alpha: float
-                ) -> FactorFit:
-    """The fit of one factor from its converged slice `part`, `points` (level -> its cells)
-    and the cell table of its error group, its critical values at error rate `alpha`."""
+                points: dict[Any, list[Any]], table: CellTable, prior: Prior | None,
+                error_id: str, alpha: float) -> FactorFit:
+    """The fit of one factor from its converged slice `part`, `points` (level -> its cells),
+    the cell table of its error group and the prior of its cells' variances, its critical
+    values at error rate `alpha`."""
     cells = sorted({c for cs in points.values() for c in cs})
     rows = table.rows(cells)
     weights = np.array([[1 / len(points[level]) if c in points[level] else 0.0 for c in cells]
@@ -214,14 +239,28 @@ def _factor_fit(factor: str, part: pd.DataFrame, levels: list[Any], reference: A
     contrasts = np.delete(weights, ref, axis=0) - weights[ref]
     d = contrasts @ mean
     cov_unit = (contrasts / n) @ contrasts.T
-    with np.errstate(divide="ignore", invalid="ignore"):
-        variance = np.where(n >= 2, table.ss[rows, 0] / (n - 1), np.nan)
-    own = bool((n >= 2).all())
+    variance, df = table.own_variance()[rows], np.clip(n - 1, 0, None)
+    replicated = n >= 2
+    if prior is not None:
+        moderated, moderated_df = prior.moderate(variance, df)
+    else:  # no law of the variances to moderate by: each cell's own, where it has one
+        moderated, moderated_df = variance, df.astype(float)
+    prior_df = prior.df if prior is not None else 0.0
+    claimable = np.array([replicated[(row != 0) | (weights[ref] != 0)].all()
+                          for row in np.delete(weights, ref, axis=0)])
     screen = _pooled_dunnett(cov_unit, s, table.df, d, alpha)
-    estimates = behrens_fisher(contrasts, n, variance, d, alpha) if own else screen
-    return FactorFit(factor, levels, reference, cells, weights, n, mean, variance, s, table.df,
-                     error_id, between, float(((values - values.mean()) ** 2).sum()), d, own,
-                     **estimates, screen=screen, null_z=null_max_z(cov_unit))
+    if claimable.any() and (prior is not None or replicated.all()):
+        estimates = behrens_fisher(contrasts, n, moderated, moderated_df, d, alpha, claimable)
+    else:
+        estimates, claimable = screen, np.zeros(len(d), bool)
+        moderated = np.full(len(n), np.nan)
+    return FactorFit(
+        factor=factor, levels=levels, reference=reference, cells=cells, weights=weights, n=n,
+        mean=mean, variance=variance, s=s, df=table.df, error_id=error_id, ss_between=between,
+        ss_total=float(((values - values.mean()) ** 2).sum()), differences=d,
+        own_variance=bool(replicated.all() and claimable.any()), claimable=claimable,
+        moderated=moderated, moderated_df=moderated_df, prior_df=prior_df, **estimates,
+        screen=screen, null_z=null_max_z(cov_unit))
 
 
 def fiducial_se(contrasts: np.ndarray, n: np.ndarray, variance: np.ndarray) -> np.ndarray:
@@ -230,23 +269,26 @@ def fiducial_se(contrasts: np.ndarray, n: np.ndarray, variance: np.ndarray) -> n
     return contrasts * np.sqrt(variance / n)
 
 
-def behrens_fisher(contrasts: np.ndarray, n: np.ndarray, variance: np.ndarray, d: np.ndarray,
-                   alpha: float = ALPHA) -> dict[str, Any]:
-    """The contrasts from each cell's own seed variance (cells of `n` >= 2 trials): standard
+def behrens_fisher(contrasts: np.ndarray, n: np.ndarray, variance: np.ndarray, df: np.ndarray,
+                   d: np.ndarray, alpha: float = ALPHA, claimable: np.ndarray | None = None
+                   ) -> dict[str, Any]:
+    """The contrasts from each cell's variance on its df (its own, or moderated): standard
     errors, and simultaneous critical values and adjusted p-values from the Behrens-Fisher law
     of the largest standardized contrast (study.stats.critical): what holds when levels differ
     in noise (a sigmoid or a high learning rate is noisier than the baseline), even with few
-    seeds."""
+    seeds. The factor's p is the smallest of the `claimable` contrasts' (default: all): every
+    contrast counts in the law, so the multiplicity of the levels not yet claimable is kept."""
     scaled = fiducial_se(contrasts, n, variance)
     se = np.sqrt((scaled ** 2).sum(axis=1))
-    draws = fiducial_max(scaled, n - 1)
+    draws = fiducial_max(scaled, df)
     with np.errstate(divide="ignore", invalid="ignore"):  # no noise at all: t is inf or NaN
         t = np.abs(d) / se
     p_each = fiducial_p(draws, t)
+    tested = p_each[np.ones(len(d), bool) if claimable is None else claimable]
     return {"se": se, "p_each": p_each,
             "q_effect": fiducial_quantile(draws, 1 - alpha),
             "q_equivalence": fiducial_quantile(draws, 1 - 2 * alpha),
-            "p": float(np.nanmin(p_each)) if not np.isnan(p_each).all() else np.nan}
+            "p": float(np.nanmin(tested)) if not np.isnan(tested).all() else np.nan}
 
 
 def _pooled_dunnett(cov_unit: np.ndarray, s: float, df: int, d: np.ndarray, alpha: float
@@ -268,15 +310,18 @@ def _pooled_dunnett(cov_unit: np.ndarray, s: float, df: int, d: np.ndarray, alph
             "p": float(sps.f.sf(wald, k, df))}
 
 
-def _noise(points: CellTable) -> Noise:
-    """The baseline point's noise and the noise pooled over all design points."""
+def _noise(points: CellTable, prior: Prior | None) -> Noise:
+    """The baseline point's noise, the noise pooled over all design points, and the law their
+    variances are moderated by."""
     at = points.rows(["baseline"]) if "baseline" in points.cells else []
     count = int(points.n[at[0]]) if at else 0
     return Noise(baseline_mean=float(points.means[at[0], 0]) if count else np.nan,
                  baseline_std=float(np.sqrt(points.ss[at[0], 0] / (count - 1)))
                  if count > 1 else np.nan,
                  baseline_converged=count, pooled_std=float(points.s[0]),
-                 pooled_df=points.df)
+                 pooled_df=points.df,
+                 prior_std=np.sqrt(prior.variance) if prior else np.nan,
+                 prior_df=prior.df if prior else np.nan)
 
 
 def divergence(spec: StudySpec, slices: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -376,11 +421,23 @@ class FittedModel:
         return self.effects(columns).reshape(count, accuracy.shape[1], len(self.factors))
 
 
+def first_look_claims(spec: StudySpec) -> bool:
+    """Whether a study's design trials can support a claim: not an OFAT design of one seed per
+    point (a claim about accuracy needs two converged seeds at the level, and one trial cannot
+    diverge significantly more often than the baseline's: Fisher's p is at least
+    1 / (baseline seeds + 1))."""
+    one_trial_p = 1 / (len(spec.baseline_seeds or spec.seeds) + 1)
+    return not (spec.design == "ofat" and len(spec.seeds) < 2 and one_trial_p >= ALPHA)
+
+
 def study_alpha(spec: StudySpec) -> float:
-    """The error rate a study's claims are tested at: ALPHA, split evenly over the looks of a
-    study that adds seeds until its factors are decided (spec.looks; Bonferroni over the looks:
-    whichever look it stops at, a wrong claim has at most ALPHA chance)."""
-    return ALPHA / (spec.looks or 1)
+    """The error rate a study's claims are tested at: ALPHA, split evenly over the looks that
+    can claim of a study that adds seeds until its factors are decided (spec.looks; Bonferroni
+    over the looks: whichever look it stops at, a wrong claim has at most ALPHA chance). A first
+    look that cannot claim (first_look_claims) spends nothing."""
+    if not spec.looks:
+        return ALPHA
+    return ALPHA / (spec.looks - (not first_look_claims(spec)))
 
 
 def fit(trials: pd.DataFrame, spec: StudySpec) -> FittedModel:
@@ -392,6 +449,7 @@ def fit(trials: pd.DataFrame, spec: StudySpec) -> FittedModel:
     points = ErrorGroup(done["design_point"].to_numpy(object),
                         sorted(done["design_point"].dropna().unique()))
     point_table = points.table(observed)
+    point_prior = point_table.prior()
     pooled, alpha = spec.plan.fixed, study_alpha(spec)
     errors = {POOLED: points} if pooled else {}
     fits = {}
@@ -404,7 +462,7 @@ def fit(trials: pd.DataFrame, spec: StudySpec) -> FittedModel:
         if pooled:
             cells_of = {level: sorted(part.loc[part["level"] == level, "design_point"].unique())
                         for level in levels}
-            table, error_id = point_table, POOLED
+            table, prior, error_id = point_table, point_prior, POOLED
         else:  # a sampled design: the factor's levels are its cells and its error groups
             cells_of = {level: [f"{factor}={level}"] for level in levels}
             labels = pd.Series(None, index=done.index, dtype=object)
@@ -412,7 +470,8 @@ def fit(trials: pd.DataFrame, spec: StudySpec) -> FittedModel:
             errors[factor] = ErrorGroup(labels.to_numpy(object),
                                         [c for cs in cells_of.values() for c in cs])
             table, error_id = errors[factor].table(observed), factor
-        fits[factor] = _factor_fit(factor, part, levels, reference, cells_of, table, error_id,
-                                   alpha)
-    return FittedModel(spec, done, slices, fits, divergence(spec, slices), _noise(point_table),
-                       pooled, alpha, errors, points)
+            prior = table.prior()
+        fits[factor] = _factor_fit(factor, part, levels, reference, cells_of, table, prior,
+                                   error_id, alpha)
+    return FittedModel(spec, done, slices, fits, divergence(spec, slices),
+                       _noise(point_table, point_prior), pooled, alpha, errors, points)

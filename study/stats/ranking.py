@@ -38,7 +38,10 @@ from study.stats.slices import level_order, reference_level
 
 PRACTICAL_EFFECT = 0.01  # accuracy: one point; the default of analysis.practical_effect
 RANK_DECIMALS = 12  # effects equal to this many decimals share a rank (float noise is no effect)
-VERDICTS = ("influential", "small", "negligible", "screened", "undetermined", "no data")
+CLAIMS = ("influential", "small", "negligible")  # verdicts that claim something of accuracy
+# what only the noise pooled over the design points supports: the claim, not yet made
+LIKELY = {claim: f"likely {claim}" for claim in CLAIMS}
+VERDICTS = (*CLAIMS, *LIKELY.values(), "undetermined", "no data")
 
 
 @dataclass
@@ -136,42 +139,47 @@ def _verdict(row: dict, fit: FactorFit | None, div: pd.DataFrame, threshold: flo
                             + advice_text(advice(), per))
 
 
-CLAIMS = ("influential", "small", "negligible")  # verdicts that claim something of accuracy
-
-
 def _judge(row: dict, screen_row: dict, fit: FactorFit | None, div: pd.DataFrame,
-           threshold: float, tests: int, missing: str, alpha: float) -> tuple[str, str]:
-    """The verdict: a claim about accuracy needs each level's own noise (two converged seeds
-    at each of its cells, the Behrens-Fisher intervals); what only the noise pooled over the
-    design points supports (`screen_row`: its intervals and Holm-adjusted p) is *screened*."""
+           threshold: float, tests: int, missing: str, alpha: float, advise: bool
+           ) -> tuple[str, str]:
+    """The verdict: a claim about accuracy needs the levels' own noise (their moderated
+    variances, study.stats.variance): *influential* needs two converged seeds at the level that
+    shows it and at the baseline, *small* and *negligible* at every cell; what only the noise
+    pooled over the design points supports (`screen_row`: its intervals and Holm-adjusted p) is
+    *likely* that (LIKELY). advise: say the seeds that would decide or confirm it."""
     # the seeds that would decide it under its levels' own noise, planned once: they are also
-    # those that would confirm a screened verdict
-    advice = functools.cache(functools.partial(advised_plan, fit, threshold, alpha))
+    # those that would confirm a likely verdict
+    advice = (functools.cache(functools.partial(advised_plan, fit, threshold, alpha)) if advise
+              else None)
     primary = _verdict(row, fit, div, threshold, tests, missing, advice, alpha)
-    if fit is None or (fit.own_variance and primary[0] in CLAIMS) or (
+    if fit is None or (primary[0] in CLAIMS and fit.own_variance) or (
+            primary[0] == "influential" and fit.claimable.any()) or (
             primary[0] == "influential" and row["divergence_p_holm"] < alpha):
         return primary  # decided (divergence's test needs no variance), or no fit
     verdict, reason = (_verdict(screen_row, fit, div, threshold, tests, missing, None, alpha)
-                       if fit.own_variance else primary)
+                       if fit.claimable.any() else primary)
     if verdict not in CLAIMS:
         return primary
-    confirm = advice_text(advice(), "seeds per design point", "confirm")
-    looks = f"looks {verdict} under the noise pooled over the design points ({reason}), but "
-    if fit.own_variance:
-        return "screened", (looks + "not yet under its levels' own noise, which may differ "
-                            "from the rest: " + confirm)
+    confirm = advice_text(advice(), "seeds per design point", "confirm") if advice else "n/a"
+    looks = f"{verdict} under the noise pooled over the design points ({reason}), but "
     short = fit.unreplicated_levels()
+    if not short:
+        return LIKELY[verdict], (looks + "not yet under its levels' own noise, which may differ "
+                                 "from the rest: " + confirm)
     plural = len(short) > 1
-    return "screened", (looks + f"its level{'s' if plural else ''} "
-                        f"{', '.join(map(str, short))} {'have' if plural else 'has'} fewer than "
-                        f"two converged seeds, so {'their' if plural else 'its'} own noise is "
-                        "unknown: " + confirm)
+    return LIKELY[verdict], (looks + f"its level{'s' if plural else ''} "
+                             f"{', '.join(map(str, short))} {'have' if plural else 'has'} fewer "
+                             f"than two converged seeds, so {'their' if plural else 'its'} own "
+                             "noise is unknown: " + confirm)
 
 
-def _intervals(d: np.ndarray, se: np.ndarray, q_effect: float, q_equivalence: float) -> dict:
+def _intervals(d: np.ndarray, se: np.ndarray, q_effect: float, q_equivalence: float,
+               claimable: np.ndarray | None = None) -> dict:
     """The effect's simultaneous 1 - alpha interval and the equivalence bound (1 - 2 alpha) of
-    differences `d` with standard errors `se` and those critical values."""
-    return {"effect_ci_low": float(np.max(np.clip(np.abs(d) - q_effect * se, 0, None))),
+    differences `d` with standard errors `se` and those critical values; the interval's lower
+    end from the `claimable` levels (default: all)."""
+    low = np.clip(np.abs(d) - q_effect * se, 0, None)
+    return {"effect_ci_low": float(np.max(low if claimable is None else low[claimable])),
             "effect_ci_high": float(np.max(np.abs(d) + q_effect * se)),
             "equivalence_bound": float(np.max(np.abs(d) + q_equivalence * se))}
 
@@ -199,7 +207,8 @@ def _factor_row(fit: FactorFit) -> dict:
     return {
         "factor": fit.factor,
         "effect": corrected if np.isnan(corrected) else max(0.0, corrected),
-        **_intervals(d, se, fit.q_effect, fit.q_equivalence),
+        **_intervals(d, se, fit.q_effect, fit.q_equivalence,
+                     fit.claimable if fit.claimable.any() else None),
         "largest_level": fit.others[largest], "largest_difference": float(d[largest]),
         "raw_range": float(max(means.values()) - min(means.values())),
         "best_level": max(means, key=means.get), "worst_level": min(means, key=means.get),
@@ -231,8 +240,11 @@ def _rank_intervals(model: FittedModel) -> pd.DataFrame:
                          "rank_high": ranks.quantile(0.975, interpolation="higher")}).astype(int)
 
 
-def analyse(model: FittedModel, practical_effect: float = PRACTICAL_EFFECT) -> Analysis:
-    """The study's influence analysis (see the module's docstring)."""
+def analyse(model: FittedModel, practical_effect: float = PRACTICAL_EFFECT, advise: bool = True
+            ) -> Analysis:
+    """The study's influence analysis (see the module's docstring); advise: plan the seeds that
+    would decide each undecided factor for its reason (a power calculation: the simulations,
+    which read only the verdicts, leave it out)."""
     divs = {factor: model.divergence[model.divergence["factor"] == factor]
             for factor in model.slices}
     rows, per_level, diff_rows = [], [], []
@@ -267,7 +279,8 @@ def analyse(model: FittedModel, practical_effect: float = PRACTICAL_EFFECT) -> A
     decided = [(row["verdict"], row["reason"]) if row["verdict"] == "no data" else _judge(
         row.to_dict(), screen, model.factors.get(row["factor"]), divs[row["factor"]],
         practical_effect, tests, "" if row["factor"] in model.factors else  # only without a fit
-        _accuracy_missing(model.slices[row["factor"]], model.spec, row["factor"]), model.alpha)
+        _accuracy_missing(model.slices[row["factor"]], model.spec, row["factor"]), model.alpha,
+        advise)
         for (_, row), screen in zip(ranking.iterrows(), screens, strict=True)]
     ranking["verdict"] = [verdict for verdict, _ in decided]
     ranking["reason"] = [reason for _, reason in decided]
@@ -293,9 +306,9 @@ def analyse(model: FittedModel, practical_effect: float = PRACTICAL_EFFECT) -> A
 
 
 def rank_trials(trials: pd.DataFrame, spec: StudySpec,
-                practical_effect: float = PRACTICAL_EFFECT) -> Analysis:
-    """A study's trials (every state) fitted, ranked and judged."""
-    return analyse(fit(trials, spec), practical_effect)
+                practical_effect: float = PRACTICAL_EFFECT, advise: bool = True) -> Analysis:
+    """A study's trials (every state) fitted, ranked and judged (advise: as `analyse`)."""
+    return analyse(fit(trials, spec), practical_effect, advise)
 
 
 def _merge_levels(levels: pd.DataFrame, div: pd.DataFrame) -> pd.DataFrame:

@@ -1,11 +1,12 @@
 """Adaptive replication, planned (`python -m study.sweep sweep.until=decided` runs it): after
 the design's trials, look at the verdicts, add seeds at the design points of the factors still
-*screened* or *undetermined*, train them and look again, until every factor is decided, the
+*likely* something or *undetermined*, train them and look again, until every factor is decided, the
 planned looks (`sweep.looks`) are taken, or the budget is spent (`sweep.max_trials` trials in
 the study, `sweep.max_minutes` of this run).
 
-Each look tests at ALPHA / looks (study.stats.fit.study_alpha): Bonferroni over the planned
-looks, so whichever look the study stops at, a wrong claim has at most ALPHA chance; the spec
+Each look tests at ALPHA over the planned looks that can claim (study.stats.fit.study_alpha: a
+first look of one seed per point cannot, so spends nothing): Bonferroni over the looks, so
+whichever look the study stops at, a wrong claim has at most ALPHA chance; the spec
 records the looks (part of the study's identity) and every look taken (`look_log`), so a rerun
 continues the same sequence. Where the seeds go: each undecided factor needs the seeds per
 design point that the report advises (study.stats.advice.advised_plan, a power calculation:
@@ -25,9 +26,9 @@ from dataclasses import replace
 from study.design.cost import point_costs
 from study.design.spec import Look, StudySpec
 from study.stats.advice import MAX_SEEDS, advised_plan
-from study.stats.ranking import Analysis
+from study.stats.ranking import LIKELY, Analysis
 
-UNDECIDED = ("screened", "undetermined")
+UNDECIDED = (*LIKELY.values(), "undetermined")
 GROWTH = 4  # a look grows a factor's points to at most this many times its most seeds
 
 

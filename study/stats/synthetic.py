@@ -6,6 +6,7 @@ and the report without training anything."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -86,13 +87,15 @@ def ofat_table(shifts: dict[str, float], noise: float, seeds: int = 5,
 
 
 NOISE_CASES = ("gaussian", "unequal", "t3", "lost")  # seed noise of `seed_noise`
-NOISY_POINTS = ("lr=0.1", "activation=tanh")  # "unequal": 3x the seed std (a high lr, tanh)
+# "unequal": 3x the seed std at the shipped design's noisiest levels (the highest lr, sigmoid)
+NOISY_POINTS = ("lr=0.5", "activation=sigmoid")
+LOST_SHARE, LOST_POINTS = 0.1, 0.05  # "lost": the share of seeds that lose that much accuracy
 
 
-def seed_noise(table: pd.DataFrame, case: str, sigma: float, rng: np.random.Generator
-               ) -> pd.DataFrame:
+def seed_noise(table: pd.DataFrame, case: str, sigma: float, rng: np.random.Generator,
+               noisy: tuple[str, ...] = NOISY_POINTS) -> pd.DataFrame:
     """The table with seed noise of std sigma added to its converged accuracies, shaped like
-    real seed noise: "gaussian"; "unequal": 3 sigma at NOISY_POINTS; "t3": Student's t with
+    real seed noise: "gaussian"; "unequal": 3 sigma at the `noisy` points; "t3": Student's t with
     3 df scaled to std sigma (heavy tails); "lost": Gaussian, and one seed in ten loses 5 points
     (a run that went wrong without diverging)."""
     table = table.copy()
@@ -101,9 +104,9 @@ def seed_noise(table: pd.DataFrame, case: str, sigma: float, rng: np.random.Gene
     noise = (sigma * rng.standard_t(3, n) / np.sqrt(3) if case == "t3"
              else rng.normal(0, sigma, n))
     if case == "unequal":
-        noise *= np.where(table.loc[done, "design_point"].isin(NOISY_POINTS), 3.0, 1.0)
+        noise *= np.where(table.loc[done, "design_point"].isin(noisy), 3.0, 1.0)
     if case == "lost":
-        noise -= 0.05 * (rng.uniform(size=n) < 0.1)
+        noise -= LOST_POINTS * (rng.uniform(size=n) < LOST_SHARE)
     table.loc[done, ACCURACY] = table.loc[done, ACCURACY].astype(float) + noise
     return table
 
@@ -111,12 +114,14 @@ def seed_noise(table: pd.DataFrame, case: str, sigma: float, rng: np.random.Gene
 def replicated_until_decided(shifts: dict[str, float], levels: dict[str, list], seeds: int,
                              baseline_seeds: int, looks: int, case: str, sigma: float,
                              rng: np.random.Generator, max_trials: int = 5000,
-                             practical_effect: float = PRACTICAL_EFFECT
+                             practical_effect: float = PRACTICAL_EFFECT,
+                             on_look: Callable[[Analysis], None] | None = None
                              ) -> tuple[Analysis, StudySpec]:
     """An OFAT study (shifts as in ofat_table, seed noise as in seed_noise) that adds seeds
     until its factors are decided, as `sweep.until=decided` does (study.stats.replication), at
     most `looks` looks and `max_trials` trials: the analysis of its last look, and its spec
-    (the looks in look_log). Every trial's noise is drawn once, when its seed is added."""
+    (the looks in look_log); `on_look` sees every look's analysis. Every trial's noise is drawn
+    once, when its seed is added."""
     spec = replace(ofat_spec(levels), seeds=list(range(seeds)),
                    baseline_seeds=list(range(max(seeds, baseline_seeds))), looks=looks)
     truth = {point: (params, 0.0 if point == "baseline" else shifts.get(point,
@@ -131,7 +136,9 @@ def replicated_until_decided(shifts: dict[str, float], levels: dict[str, list], 
         table = pd.concat([table, seed_noise(_like_trials_frame(rows), case, sigma, rng)],
                           ignore_index=True)
         trained |= set(new)
-        analysis = rank_trials(table, spec, practical_effect)
+        analysis = rank_trials(table, spec, practical_effect, advise=False)
+        if on_look is not None:
+            on_look(analysis)
         look = plan_look(analysis, spec, len(table), max_trials - spec.total_trials(), None,
                          None)
         spec = with_added_seeds(spec, look)

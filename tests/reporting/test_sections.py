@@ -67,22 +67,23 @@ def test_one_seed_study_makes_no_claims() -> None:
     assert answer.count("noise cannot be measured") == len(ranking)
 
 
-def test_screened_factors_are_candidates_to_confirm_in_the_answer_and_the_advice() -> None:
+def test_likely_factors_are_candidates_to_confirm_in_the_answer_and_the_advice() -> None:
     # one seed per point and six at the baseline: the lr effect shows only under the pooled
     # noise, so the report lists it apart, never among the factors that matter
     ranking = rank_trials(ofat_table({"lr": -0.05}, noise=0.005, seeds=1, baseline_seeds=6),
                           OFAT).ranking
-    assert ranking.set_index("factor").loc["lr", "verdict"] == "screened"
+    assert ranking.set_index("factor").loc["lr", "verdict"] == "likely influential"
     answer = _answer(ranking)
     assert "- **Matter**: no factor is shown to matter yet." in answer
-    assert re.search(r"^- \*\*Candidates to confirm\*\* \(\*screened\*:", answer, re.MULTILINE)
-    assert re.search(r"^  - \*\*lr\*\*: looks influential under the noise pooled", answer,
-                     re.MULTILINE)
+    assert re.search(r"^- \*\*Candidates to confirm\*\* \(\*likely\* influential, small or "
+                     r"negligible:", answer, re.MULTILINE)
+    assert re.search(r"^  - \*\*lr\*\* \(\*likely influential\*\): influential under the noise "
+                     r"pooled", answer, re.MULTILINE)
     advice = render("_advice.md.j2", groups=verdict_groups(ranking))
-    assert re.search(r"^- Confirm, \*\*lr\*\*: looks influential .* would confirm it\.$", advice,
-                     re.MULTILINE)
+    assert re.search(r"^- Confirm, \*\*lr\*\* \(\*likely influential\*\): influential .* would "
+                     r"confirm it\.$", advice, re.MULTILINE)
     assert claim_table(ranking).set_index("factor").loc["lr", "agreement"] == (
-        "cannot tell yet (verdict screened)")
+        "cannot tell yet (verdict likely influential)")
 
 
 def test_the_report_answers_first_and_explains_its_method_last() -> None:

@@ -87,7 +87,7 @@ def test_the_bootstrap_needs_a_replicated_point_and_redraws_vary_with_noise() ->
     assert np.isfinite(boot).all() and boot[:, 0].std(axis=0).min() > 0
 
 
-def test_level_means_and_their_intervals_are_the_cells_averaged_with_the_fit_s_error() -> None:
+def test_level_means_and_their_intervals_are_the_cells_averaged_with_their_own_noise() -> None:
     for table, spec in ((ofat_table({"lr": -0.03}, noise=0.01, seeds=3,
                                     rng=np.random.default_rng(1)), OFAT),
                         (grid_table(0.02, noise=0.01, seeds=2), GRID)):
@@ -96,14 +96,18 @@ def test_level_means_and_their_intervals_are_the_cells_averaged_with_the_fit_s_e
             part = model.slices[name]
             part = part[part["outcome"] == "complete"]
             # a level's mean: its cells' means averaged alike (OFAT: one cell per level)
-            cells = part.groupby(["level", "design_point"])[ACCURACY].agg(["mean", "count"])
-            t = sps.t.ppf(0.975, factor_fit.df)
+            cells = part.groupby(["level", "design_point"])[ACCURACY].agg(
+                ["mean", "count", "var"])
             for row in factor_fit.level_rows():
                 mine = cells.loc[row["level"]]
                 k = len(mine)
                 assert row["n"] == mine["count"].sum()
                 assert row["mean"] == pytest.approx(mine["mean"].mean())
-                half = t * factor_fit.s * np.sqrt((1 / k ** 2 / mine["count"]).sum())
+                # the cells' own variances, Welch-Satterthwaite's df: not the pooled error,
+                # which would cover a noisier level too rarely
+                parts = mine["var"] / mine["count"] / k ** 2
+                df = parts.sum() ** 2 / (parts ** 2 / (mine["count"] - 1)).sum()
+                half = sps.t.ppf(0.975, df) * np.sqrt(parts.sum())
                 assert (row["ci_low"], row["ci_high"]) == pytest.approx(
                     (row["mean"] - half, row["mean"] + half))
     single = fit(ofat_table({}, noise=0.01, seeds=1), OFAT).factors["lr"].level_rows()

@@ -110,7 +110,7 @@ def test_a_preview_that_reverses_the_full_ranking_is_found_with_its_verdict_chan
     assert (row["study"], row["factors"]) == ("ofat-quick", 7)
     assert row["spearman"] == -1 and row["kendall"] == -1 and row["spearman_high"] < 0
     assert set(cross.effects["study"]) == {"ofat-quick", "ofat-full"}
-    assert cross.changed.empty  # every planted effect is screened (one seed) in both studies
+    assert cross.changed.empty  # every planted effect is likely (one seed) in both studies
 
 
 def test_a_verdict_that_changes_across_budgets_is_listed_and_nothing_else() -> None:
@@ -122,7 +122,7 @@ def test_a_verdict_that_changes_across_budgets_is_listed_and_nothing_else() -> N
         rankings.append(study_ranking(name, rank_trials(trials, _spec(len(shifts), budget))))
     cross = compare_rankings(rankings, "ofat-full")
     assert cross.changed.to_dict("records") == [
-        {"factor": "lr", "reference verdict": "screened", "study": "ofat-quick",
+        {"factor": "lr", "reference verdict": "likely influential", "study": "ofat-quick",
          "verdict": "undetermined"}]
 
 

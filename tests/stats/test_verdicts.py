@@ -36,6 +36,7 @@ from study.stats.fit import ALPHA, FactorFit
 from study.stats.frames import ACCURACY
 from study.stats.ranking import rank_trials
 from study.stats.synthetic import ofat_spec, ofat_table, sampled_table, table_spec
+from study.stats.variance import PRIOR_DF_CAP
 
 LEVELS = {"lr": [0.01, 0.1]}
 SPEC = ofat_spec(LEVELS)
@@ -76,9 +77,12 @@ CONTRASTS = np.array([[-1.0, 1.0, 0.0], [-1.0, 0.0, 1.0]])  # cells: baseline, l
 
 def critical(sigma: float, seeds: int, level: float, draws: int = FIDUCIAL_DRAWS) -> float:
     """The simultaneous critical value of both levels' differences when every point has
-    `seeds` seeds of sample std sigma: the Behrens-Fisher law, each cell on seeds - 1 df."""
+    `seeds` seeds of sample std sigma: the Behrens-Fisher law, each cell on its seeds - 1 df
+    and the PRIOR_DF_CAP df the study's noise lends it (three points of one variance: the
+    moderated variance is theirs)."""
     scaled = CONTRASTS * sigma / np.sqrt(seeds)
-    return fiducial_quantile(fiducial_max(scaled, np.full(3, seeds - 1.0), draws), level)
+    return fiducial_quantile(fiducial_max(scaled, np.full(3, seeds - 1.0 + PRIOR_DF_CAP), draws),
+                             level)
 
 
 def by_hand(shifts: dict[str, float], sigma: float, seeds: int, level: float) -> tuple:
@@ -92,19 +96,20 @@ def by_hand(shifts: dict[str, float], sigma: float, seeds: int, level: float) ->
 
 def planned_half_width(variance: np.ndarray, df: np.ndarray, n: np.ndarray, seeds: int,
                        level: float = 0.95, focus: int | None = None, others: int = 0,
-                       floor: float = 0.0) -> float:
+                       floor: float = 0.0, prior_df: float = PRIOR_DF_CAP) -> float:
     """The advice's planning rule written out: at `seeds` seeds per point (a point with more
     keeps them), the larger of the two differences' (q + z) * se, q the Behrens-Fisher law's
     simultaneous critical value on the df those seeds bring, z the POWER point of the same law
     (both errors small at once), each point's variance raised to its upper PLANNING_BOUND
-    confidence bound on its df, at least `floor`. With a `focus` difference: only its points
-    get the seeds, the other at least `others`, and only its (q + z) * se counts, z the
+    confidence bound on its df, at least `floor`, the law's df those seeds' and the `prior_df`
+    the study's noise lends each point (none without a prior). With a `focus` difference: only
+    its points get the seeds, the other at least `others`, and only its (q + z) * se counts, z the
     normal's POWER point (one error, one side)."""
     growing = np.ones(3, bool) if focus is None else CONTRASTS[focus] != 0
     n = np.where(growing, np.maximum(n, seeds), np.maximum(n, others))
     bound = np.maximum(variance * df / sps.chi2.ppf(1 - PLANNING_BOUND, df), floor)
     scaled = CONTRASTS * np.sqrt(bound / n)
-    draws = fiducial_max(scaled, n - 1.0, PLANNING_DRAWS)
+    draws = fiducial_max(scaled, n - 1.0 + prior_df, PLANNING_DRAWS)
     q = fiducial_quantile(draws, level)
     se = np.sqrt((scaled ** 2).sum(axis=1))
     if focus is None:
@@ -112,8 +117,8 @@ def planned_half_width(variance: np.ndarray, df: np.ndarray, n: np.ndarray, seed
     return (q + sps.norm.ppf(POWER)) * se[focus]
 
 
-def assert_focused_plan(fit: FactorFit, variance: np.ndarray, df: np.ndarray, gap: float
-                        ) -> Plan:
+def assert_focused_plan(fit: FactorFit, variance: np.ndarray, df: np.ndarray, gap: float,
+                        prior_df: float = PRIOR_DF_CAP) -> Plan:
     """The advice above the threshold by its defining property, as for an effect for sure
     (its test rejects no effect; `advised` adds what an uncertain one gets): the level of the
     largest difference and the baseline get the fewest seeds whose difference clears the gap
@@ -127,7 +132,7 @@ def assert_focused_plan(fit: FactorFit, variance: np.ndarray, df: np.ndarray, ga
     assert plan.cells == {"baseline": max(plan.seeds, fit.n[0]), top: max(plan.seeds, 1),
                           other: max(plan.others, fit.n[2 - focus])}
     half = functools.partial(planned_half_width, variance, df, fit.n, focus=focus,
-                             others=plan.others)
+                             others=plan.others, prior_df=prior_df)
     assert half(plan.seeds) < gap and (plan.seeds == 2 or gap <= half(plan.seeds - 1))
     uniform = _seeds_to_decide(fit, 0.95, gap)
     assert uniform is None or sum(plan.cells.values()) <= 3 * max(uniform, *fit.n)
@@ -196,11 +201,14 @@ def test_small_needs_every_level_within_the_threshold_by_the_90_percent_interval
     assert (small["verdict"], small["reason"]) == (
         "small", "it differs from the baseline, but every level by less than 1 point")
     assert verdict(table, equivalence + EPSILON)["verdict"] == "small"
-    # inside the bound from the levels' own noise, what the pooled noise shows is screened
-    assert verdict(table, small["equivalence_bound"])["verdict"] == "screened"  # less than
-    near = verdict(table, equivalence - EPSILON)
-    assert near["verdict"] == "screened" and near["reason"].startswith(
-        "looks small under the noise pooled over the design points (it differs from the "
+    # inside the bound from the levels' own noise, what the pooled noise shows is likely
+    assert verdict(table, small["equivalence_bound"])["verdict"] == "likely small"  # less than
+    fit = rank_trials(table, SPEC, 0.01).model.factors["lr"]
+    pooled = np.max(np.abs(fit.differences) + fit.screen["q_equivalence"] * fit.screen["se"])
+    assert pooled < equivalence  # the pooled noise's 9 df against the cells' 3 + the prior's
+    near = verdict(table, (pooled + equivalence) / 2)
+    assert near["verdict"] == "likely small" and near["reason"].startswith(
+        "small under the noise pooled over the design points (it differs from the "
         "baseline, but every level by less than")
 
 
@@ -214,10 +222,10 @@ def test_negligible_needs_every_level_shown_within_the_threshold() -> None:
         "negligible", "every level is within 2 points of the baseline (equivalence test) and "
                       "diverges or stalls no more often")
     assert verdict(table, equivalence + EPSILON)["verdict"] == "negligible"
-    assert verdict(table, negligible["equivalence_bound"])["verdict"] == "screened"
+    assert verdict(table, negligible["equivalence_bound"])["verdict"] == "likely negligible"
     near = verdict(table, equivalence - EPSILON)
-    assert near["verdict"] == "screened" and re.fullmatch(
-        r"looks negligible under the noise pooled over the design points \(every level is "
+    assert near["verdict"] == "likely negligible" and re.fullmatch(
+        r"negligible under the noise pooled over the design points \(every level is "
         r"within [\d.]+ points of the baseline \(equivalence test\) and diverges or stalls no "
         r"more often\), but not yet under its levels' own noise, which may differ from the rest: "
         r"about \d+ seeds per design point would confirm it", near["reason"])
@@ -271,17 +279,17 @@ def test_levels_report_wilson_intervals_fisher_and_adjusted_p_exactly() -> None:
     assert levels.loc[("lr", 0.01), "fisher_p"] == pytest.approx(
         sps.fisher_exact([[2, 4], [0, 6]]).pvalue)
     # the per-level adjusted p: P(max |T| >= its |t|), T the differences standardized under
-    # the Behrens-Fisher law (each point's mean off by its standard error times a Student t on
-    # its df), here by an independent Monte Carlo of 400,000 draws
+    # the Behrens-Fisher law (each point's mean off by its standard error, from its moderated
+    # variance, times a Student t on its moderated df), here by an independent Monte Carlo of
+    # 400,000 draws
     diffs = result.differences.set_index("level")
     t = (diffs["difference"].abs() / diffs["se"]).to_numpy()
     assert 2 < t.max() < 4  # p near 0.05
-    rng, seeds = np.random.default_rng(99), {}
+    rng, seeds, fit = np.random.default_rng(99), {}, result.model.factors["lr"]
     for point in ("baseline", "lr=0.01", "lr=0.1"):
-        acc = table.loc[(table["design_point"] == point) & (table["outcome"] == "complete"),
-                        ACCURACY]
-        seeds[point] = acc.std(ddof=1) / np.sqrt(len(acc)) * rng.standard_t(len(acc) - 1,
-                                                                             400_000)
+        at = fit.cells.index(point)
+        seeds[point] = np.sqrt(fit.moderated[at] / fit.n[at]) * rng.standard_t(
+            fit.moderated_df[at], 400_000)
     base = seeds.pop("baseline")
     biggest = np.max([np.abs(draws - base) / se
                       for draws, se in zip(seeds.values(), diffs["se"], strict=True)], axis=0)
@@ -297,7 +305,7 @@ def test_the_seeds_that_would_decide_it_decide_it_and_one_fewer_does_not() -> No
     # overstates it), each point's variance its upper confidence bound; at the advised seeds
     # the effect's interval clears the threshold with the chance POWER, at one fewer it does
     # not (planned_half_width: the rule written out)
-    shifts, sigma = {"lr=0.1": -0.04}, 0.01
+    shifts, sigma = {"lr=0.1": -0.04}, 0.015
     table = planted(shifts, sigma, 2)
     row = verdict(table, 0.01)
     fit = rank_trials(table, SPEC, 0.01).model.factors["lr"]
@@ -433,11 +441,11 @@ def _only_seeds(table: pd.DataFrame, point: str, seeds: list[int]) -> pd.DataFra
     return table[(table["design_point"] != point) | table["seed"].isin(seeds)]
 
 
-def test_a_level_without_two_converged_seeds_is_named_and_its_factor_only_screened() -> None:
+def test_a_level_without_two_converged_seeds_is_named_and_its_factor_only_likely() -> None:
     table = planted({"lr": -0.08}, 0.002, 3)
     confirm = ("about {} seeds per design point at its levels {}, at least {} at the others, "
                "would confirm it")
-    looks = ("looks influential under the noise pooled over the design points (its largest "
+    looks = ("influential under the noise pooled over the design points (its largest "
              "difference from the baseline is at least 1 point), but ")
     for kept, text in (({"lr=0.1": [0]}, "its level 0.1 has fewer than two converged seeds, so "
                                          "its own noise is unknown: "),
@@ -455,11 +463,12 @@ def test_a_level_without_two_converged_seeds_is_named_and_its_factor_only_screen
         # pooled one at a one-seed point (its own is unknown)
         variance = np.where(fit.n >= 2, fit.variance, fit.s ** 2)
         df = np.where(fit.n >= 2, fit.n - 1, fit.df)
-        plan = assert_focused_plan(fit, variance, df, row["effect"] - 0.01)
-        half = functools.partial(planned_half_width, variance, df, fit.n)
+        plan = assert_focused_plan(fit, variance, df, row["effect"] - 0.01, prior_df=0.0)
+        half = functools.partial(planned_half_width, variance, df, fit.n, prior_df=0.0)
         assert _seeds_to_decide(fit, 0.95, half(6) * 1.0001) == 6
-        assert (row["verdict"], row["reason"]) == ("screened", looks + text + confirm.format(
-            plan.seeds, " and ".join(map(str, plan.focus)), plan.others))
+        assert (row["verdict"], row["reason"]) == (
+            "likely influential", looks + text + confirm.format(
+                plan.seeds, " and ".join(map(str, plan.focus)), plan.others))
     two = rank_trials(_only_seeds(table, "lr=0.1", [0, 1]), SPEC, 0.01).model.factors["lr"]
     assert two.own_variance and two.unreplicated_levels() == []  # two seeds show their noise
 
@@ -467,8 +476,9 @@ def test_a_level_without_two_converged_seeds_is_named_and_its_factor_only_screen
 def test_a_level_noisier_than_the_rest_is_judged_by_its_own_noise() -> None:
     # lr=0.1 five points down, at a sample std of 2 points over 2 seeds; the baseline (6 seeds)
     # and lr=0.01 (3 seeds) at 0.1 point: the noise pooled over the points (8 df) shows an
-    # influential loss, lr=0.1's own noise (1 df) does not yet: screened, and the seeds per
-    # point that would confirm it planned on each point's own variance
+    # influential loss, lr=0.1's own noise (1 df) does not yet, moderated or not: likely
+    # influential, and the seeds per point that would confirm it planned on each point's own
+    # variance
     points = {"baseline": (6, 0.001), "lr=0.01": (3, 0.001), "lr=0.1": (2, 0.02)}
     table = planted_points({"lr=0.1": -0.05}, points)
     result = rank_trials(table, SPEC, 0.01)
@@ -476,12 +486,18 @@ def test_a_level_noisier_than_the_rest_is_judged_by_its_own_noise() -> None:
     variance = np.array([sigma ** 2 for _, sigma in points.values()])
     n = np.array([seeds for seeds, _ in points.values()])
     assert fit.own_variance and fit.variance == pytest.approx(variance, rel=1e-9)
+    # its moderated variance: the prior's df (estimated: the points' variances differ far
+    # more than sampling explains, so fewer than the cap) toward the study's noise
+    prior = result.model.noise.prior_std ** 2
+    moderated = (fit.prior_df * prior + variance * (n - 1)) / (fit.prior_df + n - 1)
+    assert 0 < fit.prior_df < PRIOR_DF_CAP and fit.moderated == pytest.approx(moderated, rel=1e-9)
     assert result.differences.set_index("level").loc[0.1, "se"] == pytest.approx(
-        np.sqrt(0.02 ** 2 / 2 + 0.001 ** 2 / 6), rel=1e-9)
+        np.sqrt(fit.moderated[2] / 2 + fit.moderated[0] / 6), rel=1e-9)
     assert fit.screen["p"] < 0.01 < fit.p  # the pooled F-test, the levels' own law
-    plan = advised(fit, assert_focused_plan(fit, variance, n - 1.0, row["effect"] - 0.01))
-    assert row["verdict"] == "screened" and row["reason"] == (
-        "looks influential under the noise pooled over the design points (its largest "
+    plan = advised(fit, assert_focused_plan(fit, variance, n - 1.0, row["effect"] - 0.01,
+                                            fit.prior_df))
+    assert row["verdict"] == "likely influential" and row["reason"] == (
+        "influential under the noise pooled over the design points (its largest "
         "difference from the baseline is at least 1 point), but not yet under its levels' own "
         "noise, which may differ from the rest: "
         + advice_text(plan, "seeds per design point", "confirm"))
@@ -506,7 +522,7 @@ def test_a_factor_with_a_one_seed_level_gets_dunnett_s_p_values_on_the_pooled_no
 
 def test_a_significant_divergence_needs_no_level_s_own_noise() -> None:
     # 6 of 7 seeds diverge at lr=0.1, whose one converged seed cannot show its own noise: the
-    # divergence test (Fisher) needs no variance, so the factor is influential, not screened
+    # divergence test (Fisher) needs no variance, so the factor is influential, not likely
     table = planted({}, 0.001, 7, diverged={"lr=0.1": list(range(6))})
     result = rank_trials(table, SPEC, 0.01)
     row = result.ranking.set_index("factor").loc["lr"]
@@ -520,7 +536,7 @@ def test_a_factor_with_a_one_seed_level_is_never_claimed_whatever_its_holm_step(
     # activation=tanh has one seed; lr=0.01's 3-point seed std inflates the pooled noise. The
     # claims' Holm step (lr's own p beside activation's pooled p) lets activation's pooled test
     # through, the pooled family's step (lr's pooled p) does not: either way a factor with a
-    # one-seed level is a candidate, screened, never a claim
+    # one-seed level is a candidate, likely, never a claim
     levels = {"lr": [0.01, 0.1], "activation": ["tanh"]}
     table = planted_points({"lr=0.1": -0.03, "activation": -0.039},
                            {"baseline": (6, 0.001), "lr=0.01": (3, 0.03), "lr=0.1": (3, 0.001),
@@ -531,4 +547,5 @@ def test_a_factor_with_a_one_seed_level_is_never_claimed_whatever_its_holm_step(
     p = activation.p
     assert max(2 * lr.p, p) < 0.05 <= min(2 * p, 2 * lr.screen["p"])  # the two Holm steps
     row = result.ranking.set_index("factor").loc["activation"]
-    assert row["verdict"] == "screened" and row["reason"].startswith("looks influential")
+    assert row["verdict"] == "likely influential" and row["reason"].startswith(
+        "influential under")
