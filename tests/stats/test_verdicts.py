@@ -549,3 +549,23 @@ def test_a_factor_with_a_one_seed_level_is_never_claimed_whatever_its_holm_step(
     row = result.ranking.set_index("factor").loc["activation"]
     assert row["verdict"] == "likely influential" and row["reason"].startswith(
         "influential under")
+
+
+def test_influential_needs_its_own_noise_only_at_the_level_that_shows_it() -> None:
+    # lr=0.1 eight points down over 3 seeds, the baseline's 6 seeds and activation=tanh's 3 give
+    # the moderation its three replicated points; lr=0.01 has one seed. The loss is claimed from
+    # lr=0.1's and the baseline's own (moderated) noise, lr=0.01 still counting in the law's
+    # multiplicity; where lr=0.1 also has one seed, only the pooled noise shows it: likely
+    levels = {"lr": [0.01, 0.1], "activation": ["tanh"]}
+    points = {"baseline": (6, 0.004), "lr=0.01": (1, 0.0), "lr=0.1": (3, 0.004),
+              "activation=tanh": (3, 0.004)}
+    result = rank_trials(planted_points({"lr=0.1": -0.08}, points, levels), ofat_spec(levels),
+                         0.01)
+    fit, row = result.model.factors["lr"], result.ranking.set_index("factor").loc["lr"]
+    assert not fit.own_variance and fit.claimable.tolist() == [False, True]
+    assert fit.p == fit.p_each[1] and len(fit.p_each) == 2  # both levels in the law
+    assert (row["verdict"], row["reason"]) == (
+        "influential", "its largest difference from the baseline is at least 1 point")
+    short = rank_trials(planted_points({"lr=0.1": -0.08}, points | {"lr=0.1": (1, 0.0)}, levels),
+                        ofat_spec(levels), 0.01).ranking.set_index("factor").loc["lr"]
+    assert short["verdict"] == "likely influential"
