@@ -30,7 +30,7 @@ from omegaconf import OmegaConf
 from statsmodels.stats.proportion import proportion_confint
 
 from study import api
-from study.cli import CONF_DIR
+from study.cli import compose_config
 from study.design.config import SweepConfig
 from study.reporting.document import markdown_table
 from study.stats import variance
@@ -50,8 +50,9 @@ from study.stats.synthetic import (
     study_from_table,
 )
 
+# the shipped design's non-baseline levels, as the apps compose its config
 SHIPPED = {factor: [v for v in values if v != BASE[factor]] for factor, values in
-           OmegaConf.to_container(OmegaConf.load(CONF_DIR / "sweep" / "ofat.yaml").levels).items()}
+           OmegaConf.to_container(compose_config(["sweep=ofat"]).sweep.levels).items()}
 SPEC = ofat_spec(SHIPPED)
 # the planted truth (accuracy): two learning rates, sigmoid, few kernels, a large batch
 PLANTED = {"lr=0.5": -0.03, "lr=0.001": -0.02, "activation=sigmoid": -0.05,
@@ -119,6 +120,7 @@ def error_row(scenario: tuple[str, str, float, int]) -> dict:
         trials.append(count)
         levels = analysis.levels.dropna(subset=["ci_low"]).drop_duplicates(
             ["factor", "level"])
+        # every factor's slice holds the baseline point: counted once, from one of them
         for row in levels[~levels["baseline"] | (levels["factor"] == "lr")].itertuples():
             covered.setdefault(_point(row.factor, row.level, row.baseline), []).append(
                 row.ci_low <= mean <= row.ci_high)
