@@ -7,6 +7,7 @@ import subprocess
 
 import optuna
 import pytest
+from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from study.design.spec import SPEC_ATTR, StudySpec, code_version, spec_for_run, study_spec
@@ -273,3 +274,42 @@ def test_a_study_from_before_exact_statistics_continues_only_the_running_way(tmp
     report = (write_report(study, open_storage(storage), tmp_path / "reports").folder
               / "report.md").read_text()
     assert "with BatchNorm's running statistics (`train.bn_stats=running`)" in report
+
+
+# Written out here, not imported: a key moved into or out of the identity must fail this test.
+BOOKKEEPING = {"data.path", "data.cache_dir", "train.seed", "train.compile",
+               "train.eval_batch_size", "train.test_every_epoch"}
+
+
+OTHER_CHOICE = {"data.source": "cifar10", "data.preprocessing": "zca", "model.arch": "alexnet",
+                "model.activation": "gelu", "model.pooling": "avg", "model.normalization": "none",
+                "train.optimizer": "adam", "train.schedule": "cosine", "train.compile": "none",
+                "train.precision": "bf16", "train.bn_stats": "running"}
+
+
+def _another(key: str, value):
+    """A different value of the same kind."""
+    if key in OTHER_CHOICE:
+        return OTHER_CHOICE[key]
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value + 1
+    if isinstance(value, list):
+        return [*value, 1]
+    return 1 if value is None else f"{value}-other"
+
+
+@pytest.mark.parametrize("group", ["data", "model", "train"])
+def test_every_key_is_the_study_s_identity_except_where_a_trial_runs(group: str) -> None:
+    """Each key of the data, model and train groups changes the identity (so a run with it
+    changed is refused), except the bookkeeping ones; train.precision among the first."""
+    cfg = compose(*SMALL, "train.precision=fp32")
+    before = spec_for_run(cfg, cfg.sweep.design, "synthetic:test").identity()
+    keys = [f"{group}.{key}" for key in cfg[group]]
+    assert group != "train" or "train.precision" in keys
+    for key in keys:
+        changed = cfg.copy()
+        OmegaConf.update(changed, key, _another(key, OmegaConf.select(cfg, key)))
+        after = spec_for_run(changed, changed.sweep.design, "synthetic:test").identity()
+        assert (after == before) == (key in BOOKKEEPING), key

@@ -153,6 +153,17 @@ def test_divergence_rates_wilson_intervals_and_fisher_p_against_the_baseline() -
     assert list(fit(nothing, OFAT).divergence.columns) == list(table.columns)
 
 
+def test_a_factor_with_no_finished_trial_yet_leaves_the_others_divergence_rows() -> None:
+    """A running study: the baseline and channels' levels still training (the first factor),
+    the other factors' levels finished."""
+    trials = ofat_table({}, noise=0.01, seeds=2, diverged={"lr=0.1": [0]})
+    running = trials["design_point"].map(lambda p: p.split("=")[0] in ("baseline", "channels"))
+    trials.loc[running, ["state", "outcome", ACCURACY]] = ["RUNNING", None, None]
+    table = fit(trials, OFAT).divergence
+    assert list(table["factor"].unique()) == [f for f in OFAT.factors if f != "channels"]
+    assert table.set_index(["factor", "level"]).loc[("lr", 0.1), "diverged"] == 1
+
+
 def test_the_noise_needs_two_converged_baseline_seeds_and_empty_points_add_no_df() -> None:
     two = fit(ofat_table({}, noise=0.01, seeds=1, baseline_seeds=2), OFAT).noise
     assert np.isfinite(two.baseline_std) and two.pooled_df == 1

@@ -315,6 +315,8 @@ def test_the_analysis_tables_carry_every_factor_s_fitted_numbers() -> None:
 def test_factors_with_equal_effects_share_the_best_rank() -> None:
     ranking = rank_trials(ofat_table({}, noise=0.0, seeds=2), OFAT).ranking
     assert ranking["rank"].tolist() == [1] * len(LEVELS)
+    # and so do their rank intervals: every redraw ties them all at rank 1 (not 4, the mean)
+    assert (ranking["rank_low"] == 1).all() and (ranking["rank_high"] == 1).all()
 
 
 def test_rank_intervals_are_the_parametric_redraws_ranks_and_say_themselves() -> None:

@@ -28,7 +28,14 @@ from study.stats.stability import (
     rank_correlations,
     study_ranking,
 )
-from study.stats.synthetic import LEVELS, OFAT, curves_table, ofat_epochs, study_from_table
+from study.stats.synthetic import (
+    LEVELS,
+    OFAT,
+    curves_table,
+    ofat_epochs,
+    ofat_spec,
+    study_from_table,
+)
 from tests.conftest import compose, spec_of
 
 FACTORS = list(LEVELS)  # seven factors
@@ -282,3 +289,19 @@ def test_a_study_s_ranking_draws_are_seeded_and_absent_without_a_ranked_factor()
     only_baseline = trials[trials["design_point"] == "baseline"]
     bare = study_ranking("b", rank_trials(only_baseline, _spec(1)))
     assert bare.factors == [] and bare.draws is None and len(bare.effects) == 0
+
+
+def test_a_ranking_whose_rho_is_exactly_the_threshold_counts_as_stable() -> None:
+    """Five factors, one adjacent pair swapped before the last epoch: Spearman's rho is
+    1 - 6 * 2 / (5 * 24) = 0.9 exactly, which is stable (rho >= STABLE_RHO)."""
+    five = FACTORS[:5]
+    final = {f: -0.02 * (i + 1) for i, f in enumerate(five)}
+    swapped = final | {five[0]: final[five[1]], five[1]: final[five[0]]}
+    trials, curves = ofat_epochs([swapped, final], noise=0.0005, seeds=1, baseline_seeds=6,
+                                 rng=np.random.default_rng(0))
+    trials = trials[trials["design_point"].map(lambda p: p.split("=")[0] in {"baseline", *five})]
+    spec = replace(ofat_spec({f: LEVELS[f] for f in five}),
+                   setup={"budget": "full", "train.epochs": 2})
+    result = epoch_ranking(trials, curves_table(trials, curves), spec)
+    assert result.correlations.set_index("epoch").loc[1, "spearman"] == STABLE_RHO
+    assert result.stable_from == 1
