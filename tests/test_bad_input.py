@@ -517,6 +517,7 @@ def test_workers_stop_and_record_their_trials_when_the_run_is_killed(tmp_path) -
     database = tmp_path / "results" / "optuna.db"
     command = [sys.executable, "-m", "study.sweep", *TINY, "train.epochs=100", "name=orphans",
                "sweep.workers=2"]
+    workers: list[int] = []  # read by `finally` even when no trial started training
     with subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL) as process:
         try:
