@@ -72,12 +72,20 @@ def pick_device(worker: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
+def usable_cores() -> int:
+    """The cores this process may use: its CPU affinity (a container's or taskset's share),
+    or OMP_NUM_THREADS where that asks for fewer (a test runner splitting the machine)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    asked = os.environ.get("OMP_NUM_THREADS", "")
+    return min(cores or 1, int(asked)) if asked.isdigit() and int(asked) > 0 else cores or 1
+
+
 def worker_device(index: int, count: int) -> torch.device:
     """The device of worker `index` of `count` processes on this machine; on the CPU the
-    workers share the cores instead of each using all of them."""
+    workers share the usable cores instead of each using all of them."""
     device = pick_device(index)
     if device.type == "cpu":
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // count))
+        torch.set_num_threads(max(1, usable_cores() // count))
     return device
 
 
