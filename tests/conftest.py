@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from study.cli import compose_config
 from study.design.spec import StudySpec, spec_for_run
 from study.training.data import Images, load_cifar10
-from study.training.engine import usable_cores
+from study.training.engine import TrialResult, usable_cores
 from study.training.precision import resolve_precision
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,6 +43,22 @@ def spec_of(cfg: DictConfig, fingerprint: str = "synthetic:test") -> StudySpec:
     commands, it first resolves train.precision in cfg."""
     cfg.train.precision = resolve_precision(cfg.train.precision, torch.device("cpu"))
     return spec_for_run(cfg, cfg.sweep.design, fingerprint)
+
+
+def untrained_steps(cfg: DictConfig, data, on_epoch=None):
+    """In place of study.runs.workers.trial_steps where a test's subject is the bookkeeping
+    around trials (specs, queues, workers): a complete trial after one step per epoch, its
+    accuracy set by its seed and learning rate, nothing trained."""
+    epochs = cfg.train.epochs
+    accuracy = 0.5 + 0.01 * cfg.train.seed + cfg.train.lr
+    for epoch in range(epochs):
+        yield
+        if on_epoch is not None:
+            on_epoch(epoch, 1.0, 0.5, accuracy)
+    return TrialResult(test_accuracy=accuracy, outcome="complete", train_loss=[1.0] * epochs,
+                       train_accuracy=[0.5] * epochs, epoch_test_accuracy={epochs: accuracy},
+                       epochs_run=epochs, device="cpu", engine="none",
+                       precision=cfg.train.precision)
 
 
 def cifar10_archive() -> Path:

@@ -15,17 +15,17 @@ from study.errors import UserError
 from study.reporting.document import render
 from study.reporting.report import write_report
 from study.reporting.sections import setup_facts
+from study.runs import workers
 from study.runs.queue import enqueue_missing
 from study.runs.storage import open_storage, open_study
 from study.runs.workers import run_worker
 from study.stats.fit import fit
 from study.stats.frames import design_table, trials_frame
 from study.training.data import synthetic_images
-from tests.conftest import compose, spec_of
+from tests.conftest import compose, spec_of, untrained_steps
 from tests.runs.test_sweep import CPU, SMALL, finished
 
 IMAGES = synthetic_images(200, 50)
-LEARNABLE = synthetic_images(2000, 200)  # enough steps that no trial stalls
 
 
 def _open(tmp_path, *overrides: str, fingerprint: str = IMAGES.fingerprint):
@@ -55,6 +55,7 @@ def test_the_spec_is_written_once_and_a_rerun_continues_the_study(tmp_path) -> N
     assert again[3] == spec and _state(again[2]) == (11, stored)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("overrides", "named"), [
     (["model.activation=gelu"], ["model.activation=relu", "model.activation=gelu"]),
     (["train.epochs=2"], ["train.epochs=1", "train.epochs=2"]),
@@ -89,15 +90,16 @@ def test_other_data_is_another_study(tmp_path) -> None:
         _open(tmp_path, fingerprint="images:60000:0123456789ab")
 
 
-def test_more_seeds_grow_the_study_and_the_analysis_uses_them(tmp_path) -> None:
-    cfg, storage, study, spec = _open(tmp_path, fingerprint=LEARNABLE.fingerprint)
+def test_more_seeds_grow_the_study_and_the_analysis_uses_them(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(workers, "trial_steps", untrained_steps)  # the subject: bookkeeping
+    cfg, storage, study, spec = _open(tmp_path)
     enqueue_missing(study, spec)
-    run_worker(cfg, spec, study, storage, LEARNABLE, CPU)
-    cfg, storage, study, spec = _open(tmp_path, "sweep.seeds=2", fingerprint=LEARNABLE.fingerprint)
+    run_worker(cfg, spec, study, storage, IMAGES, CPU)
+    cfg, storage, study, spec = _open(tmp_path, "sweep.seeds=2")
     assert spec.seeds == [0, 1] and spec.history[0]["seeds"] == [1]
     assert _state(study)[1]["seeds"] == [0, 1]
     assert enqueue_missing(study, spec) == 7  # the baseline already has seed 1
-    run_worker(cfg, spec, study, storage, LEARNABLE, CPU)
+    run_worker(cfg, spec, study, storage, IMAGES, CPU)
     trials = trials_frame(study, study_spec(study))
     assert set(design_table(trials)["finished"]) == {2, 4}
     assert fit(trials, study_spec(study)).noise.baseline_converged == 4
@@ -105,9 +107,10 @@ def test_more_seeds_grow_the_study_and_the_analysis_uses_them(tmp_path) -> None:
     assert any(line.startswith("- Grown ") and line.endswith("added seeds 1")
                for line in setup.splitlines())
     # a run asking for fewer seeds continues the grown study; it shrinks nothing
-    assert _open(tmp_path, "sweep.seeds=1", fingerprint=LEARNABLE.fingerprint)[3].seeds == [0, 1]
+    assert _open(tmp_path, "sweep.seeds=1")[3].seeds == [0, 1]
 
 
+@pytest.mark.slow
 def test_the_baseline_has_its_own_seeds_and_more_of_them_grow_the_study(tmp_path) -> None:
     study, spec = _open(tmp_path)[2:]
     assert spec.seeds == [0] and spec.baseline_seeds == [0, 1, 2, 3]
@@ -125,7 +128,9 @@ def test_the_baseline_has_its_own_seeds_and_more_of_them_grow_the_study(tmp_path
     assert "the baseline's seeds" not in setup
 
 
-def test_extra_levels_grow_the_study_and_train_with_optuna_s_distributions(tmp_path) -> None:
+def test_extra_levels_grow_the_study_and_train_with_optuna_s_distributions(tmp_path, monkeypatch
+                                                                           ) -> None:
+    monkeypatch.setattr(workers, "trial_steps", untrained_steps)  # the subject: bookkeeping
     cfg, storage, study, spec = _open(tmp_path)
     enqueue_missing(study, spec)
     run_worker(cfg, spec, study, storage, IMAGES, CPU)
@@ -259,6 +264,7 @@ def before_exact_statistics(storage: str, train: bool = False, overrides: tuple 
     return study
 
 
+@pytest.mark.slow
 def test_a_study_from_before_exact_statistics_continues_only_the_running_way(tmp_path) -> None:
     storage = f"sqlite:///{tmp_path}/s.db"
     study = before_exact_statistics(storage, train=True)
