@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Mutation testing of the statistics package: mutmut mutates study/stats/ (its [tool.mutmut]
-# section in pyproject.toml) and runs the fast statistics tests against every mutant (seeded
-# simulations and slow tests left out: a mutant must be caught by a deterministic test).
+# section in pyproject.toml) and runs the statistics tests against every mutant (the seeded
+# simulations and the heavy tier left out: a mutant must be caught by a deterministic test).
 # Writes results/mutation.txt (every mutant and its status) and prints the killed rate; survivors
 # are read with `mutmut show <name>`. Not in CI (tens of minutes on 2 cores; docs/tests.md).
 #

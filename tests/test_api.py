@@ -19,6 +19,7 @@ def _docs_example() -> str:
     return re.search(r"```python\n(.*?)```", section, re.DOTALL)[1]
 
 
+@pytest.mark.slow
 def test_the_docs_three_lines_rank_a_study_and_write_its_report(tmp_path, monkeypatch
                                                                     ) -> None:
     monkeypatch.chdir(tmp_path)
@@ -39,6 +40,7 @@ def test_the_docs_three_lines_rank_a_study_and_write_its_report(tmp_path, monkey
     assert "| 1 (1-1) | lr | influential |" in report  # the same ranking, written
 
 
+@pytest.mark.slow
 def test_loading_names_what_is_there_and_creates_nothing(tmp_path) -> None:
     url = f"sqlite:///{tmp_path}/s.db"
     study_from_table(ofat_table({}, noise=0.01, seeds=2), OFAT, "one", storage=url)

@@ -303,6 +303,7 @@ def test_a_memory_limit_too_low_for_torch_is_one_line(tmp_path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_path_that_is_not_text_in_the_locale_is_one_line(tmp_path) -> None:
     """A non-ASCII storage path under the C locale without Python's UTF-8 mode."""
     env = {k: v for k, v in os.environ.items() if k != "CIFAR10_PATH"} | {
@@ -320,7 +321,8 @@ def test_a_path_that_is_not_text_in_the_locale_is_one_line(tmp_path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize(("overrides", "expected"), [
     ([], "all 2 trials failed"),
-    (["sweep.max_failures=1"], "stopped after 1 failed trial (sweep.max_failures=1)"),
+    pytest.param(["sweep.max_failures=1"], "stopped after 1 failed trial (sweep.max_failures=1)",
+                 marks=pytest.mark.heavy),
 ])
 def test_failing_trials_are_listed_and_the_error_line_says_so(tmp_path, overrides: list[str],
                                                               expected: str) -> None:
@@ -341,6 +343,7 @@ def test_failing_trials_are_listed_and_the_error_line_says_so(tmp_path, override
     assert _written_outside_outputs(tmp_path, {}) == []
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_a_failing_trial_of_the_train_app_is_recorded_and_one_line(tmp_path) -> None:
     run = _run("train", [*STUDY, "model.channels=1024", "name=one"], tmp_path,
@@ -462,8 +465,9 @@ def _wait_for_training(database: Path, name: str, process: subprocess.Popen) -> 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143),
-                                              (signal.SIGHUP, 129)])
+@pytest.mark.parametrize(("signum", "code"), [  # the heavy tier: the same path, other signals
+    (signal.SIGINT, 130), pytest.param(signal.SIGTERM, 143, marks=pytest.mark.heavy),
+    pytest.param(signal.SIGHUP, 129, marks=pytest.mark.heavy)])
 def test_ctrl_c_and_sigterm_record_the_running_trial_and_exit_with_one_line(
         tmp_path, signum: int, code: int) -> None:
     (tmp_path / "results").mkdir()
@@ -509,6 +513,7 @@ def _alive(pid: int) -> bool:
     return bool(stat) and stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_workers_stop_and_record_their_trials_when_the_run_is_killed(tmp_path) -> None:
     """sweep.workers=2 and kill -9 of the run's process: within 15 s no worker is alive, and
@@ -540,6 +545,7 @@ def test_workers_stop_and_record_their_trials_when_the_run_is_killed(tmp_path) -
         [("FAIL", "interrupted")] * 2
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_a_study_poisoned_by_an_older_version_is_repaired_by_the_rerun(tmp_path) -> None:
     storage = f"sqlite:///{tmp_path}/results/optuna.db"
@@ -561,6 +567,7 @@ def test_a_study_poisoned_by_an_older_version_is_repaired_by_the_rerun(tmp_path)
     assert complete == ["baseline", "lr=0.1"]  # repaired: every point trained, once
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_a_bad_cache_is_one_warning_and_rebuilt_by_the_sweep(tmp_path) -> None:
     _write_image_folder(tmp_path / "tree", synthetic_images(200, 50))
@@ -581,7 +588,8 @@ def test_a_bad_cache_is_one_warning_and_rebuilt_by_the_sweep(tmp_path) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(POSTGRES is None, reason="no PostgreSQL: export STUDY_POSTGRES_URL "
                                              "(.ci/postgres starts one)")
-@pytest.mark.parametrize("form", ["user:password", "query parameter"])
+@pytest.mark.parametrize("form", ["user:password",
+                                  pytest.param("query parameter", marks=pytest.mark.heavy)])
 def test_no_file_a_run_writes_holds_the_storage_password(tmp_path, form: str) -> None:
     url = optuna.storages.RDBStorage(POSTGRES).engine.url  # checks that it is reachable
     password = url.password

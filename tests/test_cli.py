@@ -4,9 +4,12 @@ one runs as a Hydra job through Hydra's public entry points."""
 import subprocess
 import sys
 
+import pytest
+
 from study.cli import _hide_storage_secret, list_overrides
 
 
+@pytest.mark.slow
 def test_cli_prints_one_line_and_writes_nothing(tmp_path) -> None:
     run = subprocess.run([sys.executable, "-m", "study.sweep", "model.activation=swish"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
@@ -27,6 +30,7 @@ run_app(lambda cfg: logging.getLogger("study.probe").info("task saw %s %s %s", c
 """
 
 
+@pytest.mark.slow
 def test_a_checked_run_is_a_hydra_job_with_the_given_overrides(tmp_path) -> None:
     run = subprocess.run([sys.executable, "-c", PROBE, "name=once", "model.activation=tanh",
                           "compare=a,b"], cwd=tmp_path, capture_output=True, text=True,

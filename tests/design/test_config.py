@@ -22,6 +22,7 @@ def test_default_config_is_the_textbook_baseline() -> None:
     assert list(article.sweep.levels.epochs) == [5, 10, 15, 30]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("override", "expected"), [
     ("model.activation=swish", ["model.activation", *ACTIVATION_LAYERS]),
     ("model.pooling=median", ["model.pooling", "max, avg, stride"]),

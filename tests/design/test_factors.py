@@ -23,6 +23,7 @@ def _layers(*overrides: str, kind: type[nn.Module]) -> list[nn.Module]:
     return [m for m in build_model(compose(*overrides).model) if isinstance(m, kind)]
 
 
+@pytest.mark.slow
 def test_kernel_size_and_conv_layers_change_the_convolutions() -> None:
     assert {c.kernel_size for c in _layers("model.kernel_size=5", kind=nn.Conv2d)} == {(5, 5)}
     assert {c.padding for c in _layers("model.kernel_size=7", kind=nn.Conv2d)} == {(3, 3)}
@@ -38,6 +39,7 @@ def test_kernel_size_and_conv_layers_change_the_convolutions() -> None:
         assert len(convs) == 3 * per_stage  # three stages, max pooling between them
 
 
+@pytest.mark.slow
 def test_fc_layers_sets_the_hidden_layers_before_the_logits() -> None:
     for hidden in (0, 1, 2):
         linears = _layers(f"model.fc_layers={hidden}", kind=nn.Linear)
@@ -46,6 +48,7 @@ def test_fc_layers_sets_the_hidden_layers_before_the_logits() -> None:
     assert _layers("model.fc_layers=0", kind=nn.Linear)[0].in_features == 128 * 4 * 4
 
 
+@pytest.mark.slow
 def test_normalization_chooses_the_layer_after_each_convolution() -> None:
     assert len(_layers(kind=nn.BatchNorm2d)) == 6 and not _layers(kind=nn.GroupNorm)
     assert not _layers("model.normalization=none", kind=nn.BatchNorm2d)
@@ -64,6 +67,7 @@ def test_epochs_sets_the_length_of_a_trial() -> None:
         assert result.epochs_run == epochs and len(result.train_loss) == epochs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("override", "expected"), [
     ("sweep=article sweep.levels.kernel_size=[3,4]", "kernel_size level 4 is not allowed: must "
                                                      "be odd"),
@@ -89,6 +93,7 @@ def test_a_spec_with_the_article_factors_round_trips() -> None:
     assert StudySpec.from_dict(spec.to_dict()) == spec
 
 
+@pytest.mark.slow
 def test_costs_follow_the_arithmetic_and_the_queue_starts_with_the_dearest(tmp_path) -> None:
     spec = spec_of(compose("sweep=article", "budget=smoke", "data=synthetic"))
     costs = point_costs(spec)
@@ -102,6 +107,7 @@ def test_costs_follow_the_arithmetic_and_the_queue_starts_with_the_dearest(tmp_p
         costs.values(), reverse=True)
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_the_article_design_trains_every_level_and_reports_twelve_factors(tmp_path) -> None:
     command = [sys.executable, "-m", "study.sweep", "sweep=article", "data=synthetic",

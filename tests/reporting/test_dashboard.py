@@ -38,6 +38,7 @@ def _get(url: str) -> bytes:
         return response.read()
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_dashboard_serves_the_study_its_trials_and_the_report_note(tmp_path: Path) -> None:
     storage_url = f"sqlite:///{tmp_path}/study.db"

@@ -4,6 +4,7 @@ report's text, and whole reports of extreme studies through write_report."""
 
 import optuna
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +15,7 @@ from study.stats.slices import studied
 from study.stats.synthetic import OFAT, SHAPES, random_table, study_from_table
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(shape=st.sampled_from(list(SHAPES)), seeds=st.integers(1, 3),
@@ -43,6 +45,7 @@ def test_any_study_table_gets_an_analysis_and_a_report_text(shape, seeds, noise,
     assert all(f"| {n} | failed |" in markdown for n in failed["number"])  # all listed
 
 
+@pytest.mark.slow
 def test_reports_of_extreme_studies_are_written_in_full(tmp_path) -> None:
     everything_failed = random_table("ofat", 2, 0.005, 0.0, 0.0, 1.0, 0)
     mixed = random_table("ofat", 2, 0.005, 0.03, 0.2, 0.2, 1)

@@ -45,6 +45,7 @@ def _add(study, table, point: str, attrs: dict, state=TrialState.FAIL) -> int:
     return study.trials[-1].number
 
 
+@pytest.mark.slow
 def test_heartbeat_failures_and_interruptions_are_listed_and_never_differ(tmp_path) -> None:
     table = ofat_table({"lr": 0.03}, noise=0.01, seeds=2, rng=np.random.default_rng(0))
     study, storage = _study(table)
@@ -63,6 +64,7 @@ def test_heartbeat_failures_and_interruptions_are_listed_and_never_differ(tmp_pa
     assert devices == f"- Devices: table ({len(table)} trials)"  # no "unrecorded", no "differs"
 
 
+@pytest.mark.slow
 def test_without_a_converged_baseline_no_difference_is_taken_from_another_level(tmp_path) -> None:
     table = ofat_table({"lr": 0.05}, noise=0.01, seeds=3, rng=np.random.default_rng(1))
     table.loc[table["design_point"] == "baseline", ["outcome", ACCURACY]] = ["diverged", 0.1]
@@ -100,6 +102,7 @@ def test_a_study_whose_every_trial_diverged_gets_a_whole_report(tmp_path) -> Non
     assert "no level but the baseline" not in report
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("fault", "raised"), [
     (OSError(28, "No space left on device"), WriteFailed),
     (Interrupted(signal.SIGTERM), Interrupted)], ids=["disk full", "SIGTERM"])
@@ -154,6 +157,7 @@ def test_a_report_that_cannot_be_written_is_one_line_and_leaves_the_old_one(tmp_
 PLANTED = "![leak](/etc/hostname) <img src=x> [a](http://e.x) *zem* `zcode`"
 
 
+@pytest.mark.slow
 def test_markup_planted_in_the_study_database_reaches_no_report_as_markup(tmp_path,
                                                                            monkeypatch) -> None:
     """Every string a shared study database holds (spec, its history, design point names,

@@ -8,6 +8,7 @@ from study.runs.benchmark import bench_images
 from tests.conftest import compose
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_bench_measures_every_part_and_writes_json(tmp_path) -> None:
     output = tmp_path / "bench.json"

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.skipif(URL is None, reason="no PostgreSQL: export STUDY
                                                     "(.ci/postgres starts one)")
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_two_sweeps_started_at_once_share_the_study_without_repeats(tmp_path) -> None:
     name = f"pg-{uuid.uuid4().hex[:8]}"

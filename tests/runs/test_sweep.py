@@ -73,12 +73,19 @@ def _run_sweep(tmp_path, name: str, *overrides: str):
 @pytest.mark.slow
 def test_sweep_app_records_every_trial_and_writes_the_report(tmp_path) -> None:
     db = tmp_path / "study.db"
-    run, study = _run_sweep(tmp_path, "smoke", "sweep.seeds=2")
+    run, study = _run_sweep(tmp_path, "smoke", "sweep.seeds=2", "sweep.workers=2")
     assert len(study.trials) == 7 * 2 + 4  # the baseline: budget smoke's 4 seeds
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    # two worker processes shared the work and trained every trial exactly once
+    assert "2 worker processes" in run.stdout + run.stderr and run.stderr == ""
     assert Counter((t.user_attrs["design_point"], t.user_attrs["seed"]) for t in study.trials) == \
         {(p, s): 1 for p in {t.user_attrs["design_point"] for t in study.trials}
          for s in ((0, 1, 2, 3) if p == "baseline" else (0, 1))}
+    assert len({t.user_attrs["worker"] for t in study.trials}) == 2
+    [log] = (tmp_path / "results" / "hydra" / "smoke").glob("*/sweep.log")
+    trained = [line for line in log.read_text().splitlines() if "][worker " in line and
+               re.search(r": (complete|stalled), test accuracy", line)]  # each worker's lines
+    assert len(trained) == 18
     # the test accuracy after each epoch, as the dashboard reads it; the last is the value
     assert all(t.intermediate_values == {1: t.value} for t in study.trials)
     trial = study.trials[0]
@@ -202,6 +209,7 @@ def _stopped_worker_trials(tmp_path, child_main) -> list[optuna.trial.FrozenTria
     return optuna.load_study(study_name="t", storage=cfg.storage).trials
 
 
+@pytest.mark.slow
 def test_a_stop_while_a_trial_is_claimed_records_it_as_interrupted(tmp_path) -> None:
     trials = _stopped_worker_trials(tmp_path, _stopped_while_claiming)
     claimed = [(t.state.name, t.user_attrs.get("reason")) for t in trials
@@ -221,12 +229,14 @@ def _stop_swallowed_then_work(cfg, spec) -> None:
     _work_then_exit(cfg, spec)
 
 
+@pytest.mark.slow
 def test_a_swallowed_stop_still_stops_the_worker_before_it_claims(tmp_path) -> None:
     """The stop is remembered, not only raised once: the worker claims nothing after it."""
     trials = _stopped_worker_trials(tmp_path, _stop_swallowed_then_work)
     assert trials and all(t.state == TrialState.WAITING for t in trials)
 
 
+@pytest.mark.slow
 def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch) -> None:
     cfg, storage, study, spec = _study(tmp_path, "sweep.levels.lr=[0.05]")
     enqueue_missing(study, spec)
@@ -247,6 +257,7 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch
     assert enqueue_missing(study, spec) == 1
 
 
+@pytest.mark.slow
 def test_two_trials_at_once_give_the_results_of_one_at_a_time(tmp_path) -> None:
     images, values = synthetic_images(200, 50), {}
     for streams in (1, 2):
@@ -262,6 +273,7 @@ def test_two_trials_at_once_give_the_results_of_one_at_a_time(tmp_path) -> None:
     assert values[2] == values[1]
 
 
+@pytest.mark.slow
 def test_a_worker_trains_the_design_and_creates_no_other_trial(tmp_path) -> None:
     """With the queue empty a worker enqueues the design's missing trials (a batch at a time),
     never a sampler-made trial, and once the design is done it ends without creating any."""
@@ -274,6 +286,7 @@ def test_a_worker_trains_the_design_and_creates_no_other_trial(tmp_path) -> None
     assert len(study.trials) == spec.total_trials()
 
 
+@pytest.mark.slow
 def test_optuna_design_runs_n_trials_from_the_sampler(tmp_path) -> None:
     cfg, storage, study, spec = _study(tmp_path, "sweep=optuna", "sweep.n_trials=3",
                                  "sweep.sampler=random")
@@ -284,6 +297,7 @@ def test_optuna_design_runs_n_trials_from_the_sampler(tmp_path) -> None:
     assert [t.user_attrs["seed"] for t in study.trials] == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_the_queue_is_filled_a_batch_at_a_time_and_a_failure_is_retried_by_the_next_run(
         tmp_path, monkeypatch) -> None:
     _, storage, study, spec = _study(tmp_path, "sweep.seeds=2")
@@ -373,21 +387,6 @@ def test_storage_errors_are_one_line_and_hide_the_password() -> None:
         assert "s3cret" not in str(error.value) and "\n" not in str(error.value)
 
 
-@pytest.mark.slow
-def test_four_worker_processes_finish_every_trial_exactly_once(tmp_path) -> None:
-    run, study = _run_sweep(tmp_path, "four", "sweep.workers=4", ONE_SEED_EACH)
-    assert "4 worker processes" in run.stdout + run.stderr
-    trials = study.trials
-    assert all(t.state == TrialState.COMPLETE for t in trials)
-    done = Counter((t.user_attrs["design_point"], t.user_attrs["seed"]) for t in trials)
-    assert len(done) == 8 and set(done.values()) == {1}
-    assert len({t.user_attrs["worker"] for t in trials}) >= 2  # the work was shared
-    [log] = (tmp_path / "results" / "hydra" / "four").glob("*/sweep.log")
-    trained = [line for line in log.read_text().splitlines() if "][worker " in line and
-               re.search(r": (complete|stalled), test accuracy", line)]  # each worker's lines
-    assert len(trained) == 8 and run.stderr == ""
-
-
 def _claim_all(url: str, claimed: multiprocessing.Queue) -> None:
     storage = open_storage(url)
     study = optuna.load_study(study_name="race", storage=storage)
@@ -397,6 +396,7 @@ def _claim_all(url: str, claimed: multiprocessing.Queue) -> None:
     claimed.put(numbers)
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_concurrent_claims_on_sqlite_never_take_a_trial_twice(tmp_path) -> None:
     """Optuna's claim reads the trial's state, then writes it; on SQLite without BEGIN IMMEDIATE
@@ -416,6 +416,7 @@ def test_concurrent_claims_on_sqlite_never_take_a_trial_twice(tmp_path) -> None:
     assert sorted(numbers) == list(range(60))
 
 
+@pytest.mark.slow
 def test_trials_of_a_dead_worker_are_failed_and_enqueued_again(tmp_path) -> None:
     _, storage, study, spec = _study(tmp_path)
     enqueue_missing(study, spec)
@@ -430,6 +431,7 @@ def test_trials_of_a_dead_worker_are_failed_and_enqueued_again(tmp_path) -> None
     assert enqueue_missing(study, spec) == 1
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_hydra_multirun_of_the_train_app_records_one_study(tmp_path) -> None:
     db = f"sqlite:///{tmp_path}/study.db"
@@ -466,6 +468,7 @@ def test_hydra_multirun_of_the_train_app_records_one_study(tmp_path) -> None:
     assert "| lr |" in ranking and "| activation |" in ranking and "| dropout |" not in ranking
 
 
+@pytest.mark.slow
 def test_tensorboard_logger_writes_epochs_and_hparams_per_trial(tmp_path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -499,6 +502,7 @@ def _wait_for(db: str, complete: int, process: subprocess.Popen) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(tmp_path) -> None:
     db = f"sqlite:///{tmp_path}/study.db"
@@ -536,6 +540,7 @@ def test_a_killed_sweep_resumes_without_losing_or_repeating_trials(tmp_path) -> 
     assert "differs" not in report
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_until_decided_looks_adds_seeds_records_every_look_and_a_rerun_continues(tmp_path
                                                                                   ) -> None:

@@ -165,6 +165,7 @@ def _behrens_fisher_cdf(q: float, u: tuple[float, float], df: tuple[int, int]) -
     return integrate.quad(inside, -np.inf, np.inf, epsabs=1e-10)[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("u", "df"), [((1.0, 1.0), (2, 5)), ((3.0, 0.4), (2, 5)),
                                        ((0.5, 2.0), (9, 1))])
 def test_the_behrens_fisher_law_of_one_difference_is_the_exact_one(u, df) -> None:

@@ -79,6 +79,7 @@ def _report(table: pd.DataFrame) -> str:
     return report_markdown(found, Figures())
 
 
+@pytest.mark.slow
 def test_the_report_warns_at_the_top_and_names_the_flagged_level() -> None:
     report = _report(measured({}, artefact=0.2))
     warning = report.index("> **Check the measurement**: batch_size=256")

@@ -54,6 +54,7 @@ SPACE = table_spec("optuna", {"lr": [0.001, 0.5], "activation": ["relu", "tanh"]
                               "dropout": [0.0, 0.5]})
 
 
+@pytest.mark.slow
 def test_importances_stand_out_from_their_shuffled_reference() -> None:
     scores = optuna_importances(_sampled_study(60), SPACE, repeats=3)
     assert set(scores["evaluator"]) == {"fANOVA", "PED-ANOVA"}  # 6 trials in the top 10%
@@ -108,6 +109,7 @@ def test_each_crossed_pair_gets_statsmodels_two_way_anova_and_its_table_of_means
     assert once["interaction_p"].isna().all() and once["interaction_eta_squared"].isna().all()
 
 
+@pytest.mark.slow
 def test_importances_are_seeded_shares_in_order_and_their_gates_are_where_they_say() -> None:
     scores = optuna_importances(_sampled_study(50), SPACE, repeats=2)  # 5 in the top 10%
     pd.testing.assert_frame_equal(scores, optuna_importances(_sampled_study(50), SPACE, 2))
@@ -144,6 +146,7 @@ def test_a_resample_whose_accuracies_are_all_equal_is_skipped_not_fatal() -> Non
     assert scores["mean"].notna().all()
 
 
+@pytest.mark.slow
 def test_each_evaluator_s_shares_are_optuna_s_own_on_the_same_resample() -> None:
     study = _sampled_study(50)
     scores = optuna_importances(study, SPACE, repeats=1).set_index(["evaluator", "factor"])

@@ -48,6 +48,8 @@ def test_planted_three_point_effect_ranks_first_and_is_influential() -> None:
     assert not result.ranking.iloc[1:]["verdict"].isin(CLAIMS).any()
 
 
+@pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.simulation
 def test_null_studies_make_no_claims_and_their_intervals_cover() -> None:
     levels = LEVELS | {"channels": [8, 16, 64, 128, 256]}
@@ -80,6 +82,8 @@ def test_more_levels_get_no_head_start_in_the_ranking() -> None:
     assert len(first) == 7 and first.between(0.10, 0.19).all()
 
 
+@pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.simulation
 def test_one_seed_per_point_screens_at_the_nominal_rate_and_claims_nothing() -> None:
     # the quick budget's design: one seed per point, six at the baseline (5 df of pooled noise);
@@ -107,6 +111,8 @@ def test_one_seed_per_point_screens_at_the_nominal_rate_and_claims_nothing() -> 
     assert 0 < np.mean(screened) < 1  # null factors likely negligible in some studies
 
 
+@pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.simulation
 def test_a_three_point_effect_is_likely_in_three_of_four_studies_at_the_quick_design() -> None:
     # one seed per point and six at the baseline, sigma = 0.5 point, both other lr levels 3
@@ -119,6 +125,8 @@ def test_a_three_point_effect_is_likely_in_three_of_four_studies_at_the_quick_de
     assert np.mean(found) >= 0.75
 
 
+@pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.simulation
 def test_levels_three_times_as_noisy_as_the_rest_make_no_more_claims_than_the_rate() -> None:
     # the audit's case: lr=0.1 and tanh at 3x the seed std, 3 seeds per point and 6 at the
@@ -170,6 +178,7 @@ def test_divergence_is_its_own_outcome_and_can_make_a_factor_influential() -> No
     assert few["verdict"] == "undetermined" and "seeds per design point" in few["reason"]
 
 
+@pytest.mark.slow
 def test_a_null_factor_with_ten_seeds_is_negligible() -> None:
     rng = np.random.default_rng(3)
     verdicts = [_row(_analyse(ofat_table({}, noise=0.005, seeds=10, rng=rng)), "lr")["verdict"]

@@ -135,6 +135,8 @@ def test_every_look_tests_at_its_share_of_the_error_rate() -> None:
     assert analysis.ranking.set_index("factor").loc["lr", "verdict"] == "influential"
 
 
+@pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.simulation
 def test_adding_seeds_until_decided_claims_no_more_than_the_rate_under_unequal_noise() -> None:
     # null studies of one factor whose level lr=0.5 is three times as noisy as the baseline,

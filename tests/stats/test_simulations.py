@@ -12,6 +12,7 @@ from study.stats.fit import ALPHA, fit, study_alpha
 from study.stats.synthetic import ofat_spec, ofat_table, seed_noise
 
 
+@pytest.mark.slow
 @pytest.mark.simulation
 def test_a_first_look_that_cannot_claim_spends_nothing() -> None:
     # the quick budget's design, one seed per point: its first look never claims, even where
@@ -30,6 +31,7 @@ def test_a_first_look_that_cannot_claim_spends_nothing() -> None:
     assert study_alpha(replace(quick, baseline_seeds=list(range(20)))) == pytest.approx(ALPHA / 4)
 
 
+@pytest.mark.slow
 @pytest.mark.simulation
 def test_level_means_cover_a_level_three_times_as_noisy_as_the_rest() -> None:
     # lr=0.5 three times as noisy, 3 seeds per point and 6 at the baseline: its 95% level-mean
@@ -46,6 +48,7 @@ def test_level_means_cover_a_level_three_times_as_noisy_as_the_rest() -> None:
     assert np.mean(covered[0.5]) >= 0.93 and np.mean(covered[0.01]) >= 0.93
 
 
+@pytest.mark.slow
 @pytest.mark.simulation
 def test_the_full_budget_s_design_finds_a_five_point_loss() -> None:
     # the planted truth at sigma 1 point, Gaussian, 3 seeds per point and 6 at the baseline:

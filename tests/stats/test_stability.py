@@ -133,6 +133,8 @@ def test_a_verdict_that_changes_across_budgets_is_listed_and_nothing_else() -> N
          "verdict": "undetermined"}]
 
 
+@pytest.mark.heavy
+@pytest.mark.slow
 def test_compare_command_and_the_report_s_own_section(tmp_path) -> None:
     url = f"sqlite:///{tmp_path}/s.db"
     storage = optuna.storages.RDBStorage(url)

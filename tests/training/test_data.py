@@ -36,6 +36,7 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 CPU = torch.device("cpu")
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_archive_loader_yields_all_images_with_folder_labels(cifar10) -> None:
     assert cifar10.x_train.shape == (50_000, 3, 32, 32) and cifar10.x_train.dtype == torch.uint8
@@ -58,6 +59,7 @@ def test_archive_loader_yields_all_images_with_folder_labels(cifar10) -> None:
             assert set(split_y[matches].tolist()) == {expected}
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_the_second_load_comes_from_the_cache_without_decoding(cifar10, tmp_path,
                                                              monkeypatch) -> None:
@@ -262,6 +264,7 @@ def test_subsets_are_fixed_and_sized() -> None:
     assert "subset: 50 train / 20 test" in s1.source
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preprocessing", list(PREPROCESSINGS))
 def test_each_preprocessing_is_fitted_on_the_training_images_alone(preprocessing: str) -> None:
     """Every level of a study sees the same training images transformed the same way, and
@@ -273,6 +276,7 @@ def test_each_preprocessing_is_fitted_on_the_training_images_alone(preprocessing
     assert torch.allclose(a.x_test.flip(0), b.x_test, atol=1e-5)
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_standardize_gives_zero_mean_unit_std_per_channel_on_train(cifar10) -> None:
     data = to_device(take_subsets(cifar10, 10_000, 1000), "standardize", CPU, precision="fp32")
@@ -281,6 +285,7 @@ def test_standardize_gives_zero_mean_unit_std_per_channel_on_train(cifar10) -> N
     assert data.x_test.mean(dim=(0, 2, 3)).abs().max() < 0.1  # test uses train statistics
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_zca_whitens_to_identity_covariance(cifar10) -> None:
     # 8x8 patches of real images: a well-conditioned covariance, so a tiny epsilon whitens fully.
@@ -291,6 +296,7 @@ def test_zca_whitens_to_identity_covariance(cifar10) -> None:
     assert (cov - torch.eye(len(cov), dtype=cov.dtype)).abs().max() < 0.02
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_zca_on_full_images_whitens_components_above_epsilon(cifar10) -> None:
     x = cifar10.x_train[:5000].float() / 255

@@ -37,6 +37,17 @@ def stored():
     return {p: to_device(images, "standardize", CPU, precision=p) for p in PRECISIONS}
 
 
+@pytest.fixture(scope="module")
+def few():
+    """Fewer images as each precision stores them, for the tests that compare two trainings
+    and need no learning: a bf16 convolution runs about 6x slower on a CPU without bf16."""
+    images = synthetic_images(400, 200)
+    return {p: to_device(images, "standardize", CPU, precision=p) for p in PRECISIONS}
+
+
+SLOW_BF16 = ["fp32", pytest.param("bf16", marks=pytest.mark.slow)]
+
+
 def test_auto_is_bf16_where_the_cpu_has_bf16_instructions() -> None:
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     native = "avx512_bf16" in flags or "amx_bf16" in flags
@@ -46,7 +57,8 @@ def test_auto_is_bf16_where_the_cpu_has_bf16_instructions() -> None:
     assert resolve_precision("auto", torch.device("cuda")) == "bf16"
 
 
-@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("precision", ["fp32", pytest.param(  # bf16 without hardware: minutes
+    "bf16", marks=[pytest.mark.heavy, pytest.mark.slow])])
 def test_a_trial_trains_and_records_its_precision(stored, precision: str) -> None:
     cfg = compose("data=synthetic", "train.epochs=3", "model.channels=8",
                   f"train.precision={precision}")
@@ -57,6 +69,7 @@ def test_a_trial_trains_and_records_its_precision(stored, precision: str) -> Non
     assert stored[precision].x_train.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.slow
 def test_short_run_on_synthetic_data_learns_far_above_chance(synthetic) -> None:
     cfg = compose("data=synthetic", "train.epochs=3", "model.channels=8")
     result = train_trial(cfg, synthetic)
@@ -67,13 +80,14 @@ def test_short_run_on_synthetic_data_learns_far_above_chance(synthetic) -> None:
     assert result.wall_time_s > 0 and result.device == "cpu"
 
 
-@pytest.mark.parametrize("precision", PRECISIONS)
-def test_testing_after_every_epoch_records_the_curve_and_changes_no_result(stored, precision
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", SLOW_BF16)
+def test_testing_after_every_epoch_records_the_curve_and_changes_no_result(few, precision
                                                                           ) -> None:
     cfg = compose("data=synthetic", "train.epochs=3", "model.channels=8", "train.seed=3",
                   f"train.precision={precision}")
     seen: list[tuple[int, float | None]] = []
-    data = stored[precision]
+    data = few[precision]
     every = train_trial(cfg, data, on_epoch=lambda e, loss, acc, test: seen.append((e, test)))
     cfg.train.test_every_epoch = False
     last = train_trial(cfg, data)
@@ -86,14 +100,16 @@ def test_testing_after_every_epoch_records_the_curve_and_changes_no_result(store
     assert len(set(every.epoch_test_accuracy.values())) > 1
 
 
-@pytest.mark.parametrize("precision", PRECISIONS)
-def test_same_seed_gives_identical_results_on_cpu(stored, precision: str) -> None:
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", SLOW_BF16)
+def test_same_seed_gives_identical_results_on_cpu(few, precision: str) -> None:
     cfg = compose("data=synthetic", "model.channels=8", "train.seed=7",
                   f"train.precision={precision}")
-    a, b = train_trial(cfg, stored[precision]), train_trial(cfg, stored[precision])
+    a, b = train_trial(cfg, few[precision]), train_trial(cfg, few[precision])
     assert a.test_accuracy == b.test_accuracy and a.train_loss == b.train_loss
 
 
+@pytest.mark.slow
 def test_diverging_trial_stops_and_is_a_result(synthetic) -> None:
     cfg = compose("data=synthetic", "train.epochs=5", "model.channels=8", "train.lr=1e4",
                   "train.schedule=constant", "model.normalization=none")

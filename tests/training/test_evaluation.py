@@ -40,6 +40,7 @@ def accuracy(model: torch.nn.Module, data) -> float:
         data.y_test)
 
 
+@pytest.mark.slow
 def test_the_test_accuracy_uses_statistics_recomputed_from_the_final_weights(
         monkeypatch, synthetic) -> None:
     result, model = trained(monkeypatch, synthetic, *FEW_LARGE_STEPS)
@@ -58,6 +59,7 @@ def test_the_test_accuracy_uses_statistics_recomputed_from_the_final_weights(
     assert running.train_sample_accuracy == result.train_sample_accuracy
 
 
+@pytest.mark.slow
 def test_training_is_bit_identical_however_it_is_measured(monkeypatch, synthetic) -> None:
     exact, exact_model = trained(monkeypatch, synthetic, *FEW_LARGE_STEPS, "train.epochs=3")
     running, running_model = trained(monkeypatch, synthetic, *FEW_LARGE_STEPS, "train.epochs=3",
@@ -69,6 +71,7 @@ def test_training_is_bit_identical_however_it_is_measured(monkeypatch, synthetic
         assert torch.equal(a, b), name  # weights and the running statistics training kept
 
 
+@pytest.mark.slow
 def test_a_network_without_batch_norm_is_measured_as_it_is(monkeypatch, synthetic) -> None:
     exact, _ = trained(monkeypatch, synthetic, *FEW_LARGE_STEPS, "model.normalization=group")
     running, _ = trained(monkeypatch, synthetic, *FEW_LARGE_STEPS, "model.normalization=group",
@@ -89,6 +92,7 @@ def test_dropout_is_off_and_nothing_is_random_at_test_time(synthetic) -> None:
                                                                         strict=True))
 
 
+@pytest.mark.slow
 def test_a_trial_that_learned_nothing_is_stalled_with_its_reason(monkeypatch, synthetic) -> None:
     result, _ = trained(monkeypatch, synthetic, "data=synthetic", "model.channels=8",
                         "train.precision=fp32", "train.lr=1e-8", "train.schedule=constant")
@@ -103,6 +107,7 @@ def test_chance_is_three_standard_errors() -> None:
     assert at_chance(0.10, 100) and not at_chance(0.20, 100)
 
 
+@pytest.mark.slow
 def test_how_many_images_the_test_takes_at_a_time_changes_no_measurement(monkeypatch,
                                                                         synthetic) -> None:
     one, _ = trained(monkeypatch, synthetic, *FEW_LARGE_STEPS, "train.eval_batch_size=1000")

@@ -15,6 +15,7 @@ ALL_LEVELS = [(f, v) for f, vs in levels(compose("budget=full", "sweep=article")
               for v in vs if f in MODEL_FACTORS]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("factor", "level"), ALL_LEVELS)
 def test_every_model_factor_level_builds_a_ten_way_classifier(factor: str, level) -> None:
     cfg = compose(f"{FACTORS[factor].key}={level}")
@@ -23,6 +24,7 @@ def test_every_model_factor_level_builds_a_ten_way_classifier(factor: str, level
     assert logits.shape == (2, 10) and torch.isfinite(logits).all()
 
 
+@pytest.mark.slow
 def test_factor_levels_change_the_network() -> None:
     def layer_types(*overrides: str) -> list[str]:
         return [type(m).__name__ for m in build_model(compose(*overrides).model)]
@@ -39,6 +41,7 @@ def test_factor_levels_change_the_network() -> None:
     assert [d.p for d in dropout] == [0.25]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["lenet5", "alexnet"])
 def test_textbook_networks_build_for_every_factor_level_they_have(arch: str) -> None:
     chosen = [f"model={arch}", *(["~sweep.levels.dropout"] if arch == "lenet5" else [])]

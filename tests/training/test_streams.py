@@ -22,7 +22,9 @@ def _configs(precision: str = "auto"):
             for s, b in ((0, 64), (1, 128), (2, 32))]
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", pytest.param(  # bf16 without hardware: minutes
+    "bf16", marks=pytest.mark.heavy)])
 def test_interleaved_trials_train_exactly_as_they_do_alone(synthetic, precision: str) -> None:
     alone = [train_trial(cfg, synthetic) for cfg in _configs(precision)]
     streams = TrialStreams(2, CPU)
@@ -42,6 +44,7 @@ def test_interleaved_trials_train_exactly_as_they_do_alone(synthetic, precision:
     assert turns < sum(steps) + 3  # the trials did run side by side
 
 
+@pytest.mark.slow
 def test_a_trial_that_raises_is_dropped_and_the_others_go_on(synthetic) -> None:
     def broken():
         yield
