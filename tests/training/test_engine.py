@@ -3,6 +3,7 @@ learns, a diverged trial is a result, a seed gives the same trial twice within e
 and testing after every epoch changes nothing."""
 
 import itertools
+import os
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from study.training.engine import (
     learning_rate,
     make_optimizer,
     train_trial,
+    usable_cores,
+    worker_device,
 )
 from study.training.model import build_model
 from study.training.precision import cpu_has_bf16, resolve_precision
@@ -158,3 +161,19 @@ def test_graph_engine_on_the_cpu_is_a_user_error(synthetic) -> None:
     cfg = compose("data=synthetic", "train.compile=graph")
     with pytest.raises(UserError, match=r"train\.compile=graph needs a CUDA GPU"):
         train_trial(cfg, synthetic)
+
+
+def test_cpu_workers_share_the_cores_this_process_may_use(monkeypatch) -> None:
+    """The affinity's cores, or fewer where OMP_NUM_THREADS asks (a value that is no positive
+    count is ignored); each of `count` workers takes its share, at least one."""
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    try:
+        for asked, cores in (("", 4), ("2", 2), ("16", 4), ("0", 4), ("two", 4)):
+            monkeypatch.setenv("OMP_NUM_THREADS", asked)
+            assert usable_cores() == cores, asked
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        for count, share in ((1, 4), (2, 2), (3, 1), (8, 1)):
+            assert worker_device(0, count) == CPU and torch.get_num_threads() == share
+    finally:
+        torch.set_num_threads(threads)
