@@ -264,7 +264,6 @@ def test_subsets_are_fixed_and_sized() -> None:
     assert "subset: 50 train / 20 test" in s1.source
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("preprocessing", list(PREPROCESSINGS))
 def test_each_preprocessing_is_fitted_on_the_training_images_alone(preprocessing: str) -> None:
     """Every level of a study sees the same training images transformed the same way, and
