@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_CIFAR10 = REPO.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
 
 
-def _share_the_cores() -> None:
+def pytest_configure(config: pytest.Config) -> None:
     """Each pytest-xdist worker, and every command it starts, trains on its share of the cores:
     two workers each running torch on every core made the training tests 3-6x slower than
     alone on the 2-core CPU."""
@@ -28,9 +28,6 @@ def _share_the_cores() -> None:
         threads = max(1, usable_cores() // workers)
         os.environ["OMP_NUM_THREADS"] = str(threads)
         torch.set_num_threads(threads)
-
-
-_share_the_cores()
 
 
 def compose(*overrides: str) -> DictConfig:

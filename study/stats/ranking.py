@@ -153,8 +153,8 @@ def _judge(row: dict, screen_row: dict, fit: FactorFit | None, div: pd.DataFrame
               else None)
     primary = _verdict(row, fit, div, threshold, tests, missing, advice, alpha)
     if fit is None or (primary[0] in CLAIMS and fit.own_variance) or (
-            primary[0] == "influential" and fit.claimable.any()) or (
-            primary[0] == "influential" and row["divergence_p_holm"] < alpha):
+            primary[0] == "influential" and (fit.claimable.any()
+                                             or row["divergence_p_holm"] < alpha)):
         return primary  # decided (divergence's test needs no variance), or no fit
     verdict, reason = (_verdict(screen_row, fit, div, threshold, tests, missing, None, alpha)
                        if fit.claimable.any() else primary)

@@ -75,9 +75,10 @@ def pick_device(worker: int = 0) -> torch.device:
 def usable_cores() -> int:
     """The cores this process may use: its CPU affinity (a container's or taskset's share),
     or OMP_NUM_THREADS where that asks for fewer (a test runner splitting the machine)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+             else os.cpu_count()) or 1
     asked = os.environ.get("OMP_NUM_THREADS", "")
-    return min(cores or 1, int(asked)) if asked.isdigit() and int(asked) > 0 else cores or 1
+    return min(cores, int(asked)) if asked.isdigit() and int(asked) > 0 else cores
 
 
 def worker_device(index: int, count: int) -> torch.device:

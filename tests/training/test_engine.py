@@ -33,19 +33,23 @@ def synthetic():
     return to_device(synthetic_images(2000, 500), "standardize", CPU)
 
 
+def _each_precision(train: int, test: int) -> dict:
+    """That many synthetic images as each precision stores them."""
+    images = synthetic_images(train, test)
+    return {p: to_device(images, "standardize", CPU, precision=p) for p in PRECISIONS}
+
+
 @pytest.fixture(scope="module")
 def stored():
     """The synthetic set as each precision stores it."""
-    images = synthetic_images(2000, 500)
-    return {p: to_device(images, "standardize", CPU, precision=p) for p in PRECISIONS}
+    return _each_precision(2000, 500)
 
 
 @pytest.fixture(scope="module")
 def few():
     """Fewer images as each precision stores them, for the tests that compare two trainings
     and need no learning: a bf16 convolution runs about 6x slower on a CPU without bf16."""
-    images = synthetic_images(400, 200)
-    return {p: to_device(images, "standardize", CPU, precision=p) for p in PRECISIONS}
+    return _each_precision(400, 200)
 
 
 SLOW_BF16 = ["fp32", pytest.param("bf16", marks=pytest.mark.slow)]
