@@ -4,10 +4,12 @@ stdout and stderr, nothing shared with the test), without the seconds a fresh in
 importing torch, optuna and Hydra (about 4 s each on the 2-core CPU, most of a refused command's
 time).
 
-The forking process imports what `python -m study.<app>` imports and nothing else (the app
-module itself is left out of sys.modules, so that it runs as `__main__` alone); anything it
-prints while doing so (a warning at import, which its forks would then not print again) fails
-`run_forked`, so a command's stderr is still checked as a fresh process would write it.
+The forking process imports what `python -m study.<app>` imports (the app module itself is left
+out of sys.modules, so that it runs as `__main__` alone), and what torch imports at its first
+meta-device kernels, which every sweep's memory check runs (torch._dynamo and sympy: about 3 s
+of each command on the 2-core CPU); anything it prints while doing so (a warning at import, which
+its forks would then not print again) fails `run_forked`, so a command's stderr is still checked
+as a fresh process would write it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from pathlib import Path
 SERVER = r"""
 import json, os, runpy, signal, sys, traceback
 import study.report, study.sweep, study.train
+from omegaconf import OmegaConf
+from study.training.memory import training_bytes
+
+training_bytes(OmegaConf.load("conf/model/cnn.yaml"), 1)  # torch's lazy imports, as a sweep's
 
 for app in ("report", "sweep", "train"):  # run as __main__, as `python -m` does: not imported
     del sys.modules[f"study.{app}"]
