@@ -26,7 +26,6 @@ from omegaconf import DictConfig, OmegaConf
 from study.cli import run_app
 from study.runs.benchmark import (
     LAST_ONLY,
-    MATMUL_SIZE,
     Throughput,
     bench_images,
     concurrent_throughput,
@@ -54,10 +53,10 @@ def table(report: dict) -> str:
                      f"{row['images_per_s'] / tutorial:>10.1f} {row['gflop_per_s']:>8.1f} "
                      f"{row['of_matmul']:>9.0%} {accuracy:>8.3f}"
                      + (f"  FAILED: {row['error']}" if row["error"] else ""))
-    rates = report["matmul_gflop_per_s"]
-    lines.append(f"roofline: a {MATMUL_SIZE}x{MATMUL_SIZE} matmul on this device reaches "
-                 f"{rates['fp32']:.0f} GFLOP/s in fp32 and {rates['bf16']:.0f} in bf16; a "
-                 f"training image costs {report['train_flop_per_image'] / 1e6:.0f} MFLOP "
+    rates, sizes = report["matmul_gflop_per_s"], report["matmul_size"]
+    lines.append("roofline: this device's matmul reaches " + " and ".join(
+                 f"{rates[p]:.3g} GFLOP/s in {p} ({sizes[p]}x{sizes[p]})" for p in rates)
+                 + f"; a training image costs {report['train_flop_per_image'] / 1e6:.0f} MFLOP "
                  "(3 x the forward pass's 2 x multiply-accumulates)")
     study = report.get("study")
     if study:
@@ -84,12 +83,15 @@ def run_bench(cfg: DictConfig) -> None:
     images = bench_images(cfg)
     output = Path(cfg.bench.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    rates = matmul_rates(device, MATMUL_SIZE)
+    roofline = matmul_rates(device)
+    rates = {precision: rate for precision, (_, rate) in roofline.items()}
     flop = 6 * macs_per_image(cfg.model)  # forward 2 x MACs, backward twice the forward
     report = {"device": device_name(device), "torch": torch.__version__,
               "cpu_count": os.cpu_count(), "data": images.source,
               "train_images": len(images.y_train), "bench": OmegaConf.to_container(cfg.bench),
-              "matmul_gflop_per_s": rates, "train_flop_per_image": flop, "throughput": []}
+              "matmul_gflop_per_s": rates,
+              "matmul_size": {precision: size for precision, (size, _) in roofline.items()},
+              "train_flop_per_image": flop, "throughput": []}
 
     def record(result: Throughput) -> Throughput:
         row = asdict(result)

@@ -38,7 +38,8 @@ TUTORIAL_BATCH = 128
 TUTORIAL_LOADER_WORKERS = 2
 SLICE_STORAGE = Path("results/bench/study.db")  # the timed slice's own study, remade each run
 LAST_ONLY = ", tested after the last epoch only"  # (f)
-MATMUL_SIZE = 2048  # the roofline's square matmul
+MATMUL_SIZE = 2048  # the roofline's square matmul, at most
+SMALLEST_MATMUL = 256  # and its first size
 
 
 @dataclass
@@ -286,22 +287,33 @@ def measure(label: str, run: Callable[[], Throughput]) -> Throughput:
     return result
 
 
-def matmul_rates(device: torch.device, size: int = MATMUL_SIZE, seconds: float = 1.0
-                 ) -> dict[str, float]:
-    """The roofline: GFLOP/s of a size x size matmul on the device, in fp32 and in bf16, each
-    repeated for about `seconds` after a warm-up: what this device's arithmetic reaches at best."""
+def matmul_rates(device: torch.device, largest: int = MATMUL_SIZE, seconds: float = 1.0
+                 ) -> dict[str, tuple[int, float]]:
+    """The roofline: (size, GFLOP/s) of a square matmul on the device, in fp32 and in bf16, each
+    repeated for about `seconds` after a warm-up: what this device's arithmetic reaches at best.
+    The size doubles from SMALLEST_MATMUL up to `largest` while one product takes under a tenth
+    of `seconds`, so that a precision the device only emulates is measured at a size that fits
+    the time (bf16 on the 2-core AVX2 CPU: one 2048² product took about 45 s, at 0.4 GFLOP/s)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     rates = {}
     for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
-        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-        a @ b
-        sync()
+        size = SMALLEST_MATMUL
+        while True:
+            a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
+            a @ b  # the warm-up
+            sync()
+            start = time.perf_counter()
+            a @ b
+            sync()
+            if size >= largest or time.perf_counter() - start > seconds / 10:
+                break
+            size *= 2
         runs, start = 0, time.perf_counter()
         while runs == 0 or time.perf_counter() - start < seconds:
             a @ b
             runs += 1
             sync()
-        rates[precision] = 2 * size ** 3 * runs / (time.perf_counter() - start) / 1e9
+        rates[precision] = (size, 2 * size ** 3 * runs / (time.perf_counter() - start) / 1e9)
     return rates
 
 

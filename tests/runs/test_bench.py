@@ -3,8 +3,9 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
-from study.runs.benchmark import bench_images
+from study.runs.benchmark import bench_images, matmul_rates
 from tests.conftest import compose
 
 
@@ -55,7 +56,19 @@ def test_bench_measures_every_part_and_writes_json(tmp_path) -> None:
     assert "(a) tutorial loop" in run.stdout and "(d) study" in run.stdout
     assert f"(e) compile=none, {best}, seed 0 trained 3 times in (b) and (c)" in run.stdout
     assert f"(f) testing after each of 2 epochs (compile=none, {best})" in run.stdout
-    assert "roofline: a 2048x2048 matmul on this device reaches" in run.stdout
+    sizes = report["matmul_size"]
+    assert (f"roofline: this device's matmul reaches {report['matmul_gflop_per_s']['fp32']:.3g} "
+            f"GFLOP/s in fp32 ({sizes['fp32']}x{sizes['fp32']})") in run.stdout
+
+
+def test_the_roofline_stops_growing_its_matmul_when_one_product_is_slow() -> None:
+    # a tenth of 0.05 s: a 512x512 product (0.27 GFLOP) is slower than that on any CPU under
+    # 50 GFLOP/s, and a 2048x2048 one on any under 3,400 GFLOP/s
+    rates = matmul_rates(torch.device("cpu"), largest=4096, seconds=0.05)
+    assert set(rates) == {"fp32", "bf16"}
+    for size, gflop_per_s in rates.values():
+        assert size in (256, 512, 1024, 2048) and gflop_per_s > 0
+    assert matmul_rates(torch.device("cpu"), largest=256, seconds=0.01)["fp32"][0] == 256
 
 
 def test_bench_images_above_the_data_s_size_take_all_of_it_and_keep_the_test_subset() -> None:
