@@ -11,7 +11,7 @@ CPU = torch.device("cpu")
 
 @pytest.fixture(scope="module")
 def synthetic():
-    return to_device(synthetic_images(600, 200), "standardize", CPU)
+    return to_device(synthetic_images(300, 100), "standardize", CPU)
 
 
 def _configs(precision: str = "auto"):
@@ -40,7 +40,7 @@ def test_interleaved_trials_train_exactly_as_they_do_alone(synthetic, precision:
     for index, result in enumerate(alone):
         assert together[index].train_loss == result.train_loss
         assert together[index].test_accuracy == result.test_accuracy
-    steps = [2 * (600 // cfg.train.batch_size) for cfg in _configs()]
+    steps = [2 * (300 // cfg.train.batch_size) for cfg in _configs()]
     assert turns < sum(steps) + 3  # the trials did run side by side
 
 
