@@ -100,6 +100,9 @@ def test_a_study_whose_every_trial_diverged_gets_a_whole_report(tmp_path) -> Non
     # said in the answer, the ranking table and the advice
     assert report.count("none of its trials converged") == len(OFAT.varied) * 3
     assert "no level but the baseline" not in report
+    printed = run.stdout.split("Ranking of study diverged:\n")[1].splitlines()
+    assert printed[0].split()[:5] == ["factor", "rank", "(95%", "interval)", "verdict"]
+    assert sorted(line.split()[0] for line in printed[1:]) == sorted(OFAT.varied)
 
 
 @pytest.mark.slow
