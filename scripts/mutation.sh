@@ -21,6 +21,9 @@ identity=('study.design.spec.xǁStudySpecǁidentity*' 'study.design.spec.xǁStud
           'study.design.spec.xǁStudySpecǁfrom_dict*' 'study.design.spec.x_spec_for_run*')
 if [ $# -eq 0 ]; then set -- 'study.stats.*' "${identity[@]}"; whole=1; else whole=0; fi
 commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- study tests || echo ' with changes')"
+# mutmut forks each mutant's tests from one process: an OpenMP thread pool started before a fork
+# deadlocks the child (it waits for its timeout, and counts as killed)
+export OMP_NUM_THREADS=1
 [ $whole -eq 1 ] && rm -rf mutants  # a whole run starts from nothing: no status kept from before
 mutmut run --max-children "$(nproc)" "$@" > /dev/null
 mkdir -p results
