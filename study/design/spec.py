@@ -274,12 +274,10 @@ def spec_for_run(cfg: DictConfig, design: str, data_fingerprint: str,
             factor.kind, plan.levels([factor.value(v) for v in listed[name]], base)))
         factors[name] = FactorSpec(factor.key, factor.kind, factor.log, base, levels,
                                    varied=name in listed or plan.varies_every_factor)
-    seeds = ([cfg.train.seed + r for r in range(cfg.sweep.seeds)] if plan.fixed
-             else [cfg.train.seed])
-    has_baseline_point = plan.fixed and plan.on_slices
-    baseline_seeds = ([cfg.train.seed + r for r in range(max(cfg.sweep.seeds,
-                                                             cfg.sweep.baseline_seeds))]
-                      if has_baseline_point else [])
+    first = cfg.train.seed  # read once: a config node read costs as much as a 100-seed list
+    seeds = list(range(first, first + cfg.sweep.seeds)) if plan.fixed else [first]
+    baseline_seeds = (list(range(first, first + max(cfg.sweep.seeds, cfg.sweep.baseline_seeds)))
+                      if plan.fixed and plan.on_slices else [])
     factor_keys = {f.key for f in FACTORS.values()}
     setup = {"budget": cfg.budget, "data.fingerprint": data_fingerprint}
     for group in SETUP_GROUPS:
