@@ -2,6 +2,8 @@
 has them, exact where the data are, and one selection-corrected effect for every use: the
 ranking, any column of accuracies, and both redraws."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,7 +11,7 @@ import statsmodels.formula.api as smf
 from scipy import stats as sps
 from statsmodels.stats.proportion import proportion_confint
 
-from study.stats.fit import cell_table, corrected_effect, fit
+from study.stats.fit import cell_table, corrected_effect, first_look_claims, fit
 from study.stats.frames import ACCURACY
 from study.stats.ranking import rank_trials
 from study.stats.synthetic import (
@@ -214,3 +216,17 @@ def test_parametric_redraws_draw_cell_means_and_the_error_from_their_laws() -> N
         means = f.mean[:, None] + np.stack([z[c] for c in f.cells]) / np.sqrt(f.n)[:, None] * scale
         expected = np.abs(f.contrasts @ means).max(axis=0) - f.s * f.null_z
         np.testing.assert_allclose(redrawn[name], expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize(("design", "seeds", "baseline_seeds", "claims"), [
+    ("ofat", 1, 6, False),  # one trial per level: Fisher's p >= 1/7
+    ("ofat", 2, 6, True),  # two seeds per level: an accuracy claim can be made
+    ("ofat", 1, 19, False),  # p >= 1/20, exactly the 5% rate: still no claim
+    ("ofat", 1, 20, True),  # p >= 1/21: a level whose one trial diverged can be claimed
+    ("grid", 1, 0, True),  # a grid pools every level's trials
+])
+def test_a_first_look_claims_only_where_one_trial_per_level_can_support_a_claim(
+        design: str, seeds: int, baseline_seeds: int, claims: bool) -> None:
+    spec = replace(OFAT if design == "ofat" else GRID, seeds=list(range(seeds)),
+                   baseline_seeds=list(range(baseline_seeds)))
+    assert first_look_claims(spec) == claims
