@@ -40,8 +40,31 @@ def test_a_level_tested_with_stale_statistics_is_flagged_and_no_other() -> None:
     assert stale["excess"] == pytest.approx(0.2, abs=0.03) and stale["n"] == 3
     assert gaps.loc[("batch_size", 128), "baseline"] and np.isnan(
         gaps.loc[("batch_size", 128), "excess"])
-    # the excess's standard error: the gaps' pooled seed std (1 point) over 3 and 3 seeds
-    assert stale["excess_se"] == pytest.approx(0.01 * np.sqrt(2 / 3), rel=0.5)
+    # each level's mean gap and sample accuracy, and the excess's standard error: the gaps' seed
+    # std pooled over the design points, over the level's and the baseline's seeds
+    table = measured({}, artefact=0.2)
+    gap = table[SAMPLE_ACCURACY] - table[ACCURACY]
+    at_stale = table["design_point"] == STALE
+    assert stale["gap"] == pytest.approx(gap[at_stale].mean())
+    assert stale["sample_accuracy"] == pytest.approx(table.loc[at_stale, SAMPLE_ACCURACY].mean())
+    cells = gap.groupby(table["design_point"])
+    pooled = np.sqrt(((cells.count() - 1) * cells.var()).sum() / (cells.count() - 1).sum())
+    at_baseline = (table["design_point"] == "baseline").sum()
+    assert stale["excess_se"] == pytest.approx(pooled * np.sqrt(1 / 3 + 1 / at_baseline))
+    assert np.isnan(gaps.loc[("batch_size", 128), "excess_se"])  # the reference: no difference
+
+
+def test_a_factor_without_a_measured_trial_leaves_the_others_gaps() -> None:
+    # neither the baseline nor any channels level recorded a training-sample accuracy: channels
+    # has no row, the others have theirs, with no reference to compare with
+    table = measured({}, artefact=0.2)
+    unmeasured = (table["design_point"] == "baseline") | table["design_point"].str.startswith(
+        "channels=")
+    table.loc[unmeasured, SAMPLE_ACCURACY] = np.nan
+    gaps = generalisation_gaps(table, OFAT)
+    assert "channels" not in set(gaps["factor"])
+    assert set(gaps["factor"]) == set(OFAT.varied) - {"channels"}
+    assert gaps["excess"].isna().all() and not gaps["flagged"].any()
 
 
 def test_a_level_that_is_simply_worse_is_not_flagged() -> None:
