@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from study.stats import replication
 from study.stats.advice import MAX_SEEDS, advised_plan
 from study.stats.fit import ALPHA
 from study.stats.ranking import LIKELY, rank_trials
@@ -40,6 +41,7 @@ def test_a_look_adds_each_undecided_factor_s_advised_seeds_at_its_points() -> No
     look = plan_look(analysis, spec, len(table), 10_000, None, None)
     # three looks, of which the first (one seed per point) cannot claim: two share the 5%
     assert look.look == 1 and look.stop is None and look.alpha == pytest.approx(ALPHA / 2)
+    assert look.trials == len(table) and look.undecided == list(analysis.ranking["factor"])
     for fit in analysis.model.factors.values():
         plan = advised_plan(fit, analysis.practical_effect, analysis.model.alpha)
         for point, seeds in plan.cells.items():  # the baseline is shared: it gets the most
@@ -121,6 +123,12 @@ def test_the_last_planned_look_and_a_decided_study_add_nothing() -> None:
     again = plan_look(analysis, replace(spec, look_log=[{"look": 1, "trials": len(table)}]),
                       len(table), 10_000, None, None)
     assert again.look == 1 and again.added
+    twice = replace(spec, looks=3, look_log=[{"look": 1, "trials": 3},
+                                             {"look": 2, "trials": len(table)}])
+    assert plan_look(analysis, twice, len(table), 10_000, None, None).look == 2
+    decided = replace(analysis, ranking=analysis.ranking.assign(verdict="negligible"))
+    done = plan_look(decided, spec, len(table), 10_000, None, None)
+    assert done.added == {} and done.stop == "every factor is decided" and done.undecided == []
 
 
 def test_every_look_tests_at_its_share_of_the_error_rate() -> None:
@@ -152,3 +160,28 @@ def test_adding_seeds_until_decided_claims_no_more_than_the_rate_under_unequal_n
         claimed.append(analysis.ranking["verdict"].isin(CLAIMS).any())
         looks.append(len(spec.look_log))
     assert np.mean(claimed) <= ALPHA and max(looks) == 4 and np.mean(looks) >= 3
+
+
+def test_factors_are_taken_cheapest_first_in_work_where_their_points_cost_differently(
+        monkeypatch) -> None:
+    spec, table, analysis = _quick_study({"lr=0.1": -0.04}, 0.005)
+    plans = {factor: advised_plan(fit, 0.01, ALPHA / 2).cells
+             for factor, fit in analysis.model.factors.items()}
+    trials = {factor: {p: seeds - len(spec.point_seeds(p)) for p, seeds in plan.items()
+                       if p != "baseline" and seeds > len(spec.point_seeds(p))}
+              for factor, plan in plans.items()}
+    by_trials = sorted(trials, key=lambda f: sum(trials[f].values()))
+    fewer, more, priced_out = by_trials[0], by_trials[-1], by_trials[1]
+    n_fewer, n_more = sum(trials[fewer].values()), sum(trials[more].values())
+    assert 0 < n_fewer < n_more
+    # the factor with more trials has points at a fraction of a baseline trial's cost: less
+    # work than the other, which alone fits the minutes left, and both together do not
+    cheap = 0.5 * n_fewer / n_more
+    costs = {"baseline": 0.0} | {p: cheap for p in trials[more]} | {
+        p: 1.0 for p in trials[fewer]} | {p: 1000.0 for p in trials[priced_out]}
+    monkeypatch.setattr(replication, "point_costs", lambda _: costs)
+    look = plan_look(analysis, spec, len(table), 10_000, 2.0 * n_fewer, 2.0)
+    assert {p: n for p, n in look.added.items() if p != "baseline"} == trials[more]
+    assert set(look.skipped) == {fewer, priced_out}
+    exact = sum(n * cheap for n in trials[more].values())  # minutes for exactly its work
+    assert plan_look(analysis, spec, len(table), 10_000, 2.0 * exact, 2.0).added == look.added
