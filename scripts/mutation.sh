@@ -21,11 +21,13 @@ identity=('study.design.spec.xǁStudySpecǁidentity*' 'study.design.spec.xǁStud
           'study.design.spec.xǁStudySpecǁfrom_dict*' 'study.design.spec.x_spec_for_run*')
 if [ $# -eq 0 ]; then set -- 'study.stats.*' "${identity[@]}"; whole=1; else whole=0; fi
 commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- study tests || echo ' with changes')"
+children=$(nproc)  # before OMP_NUM_THREADS, which nproc honours
 # mutmut forks each mutant's tests from one process: an OpenMP thread pool started before a fork
 # deadlocks the child (it waits for its timeout, and counts as killed)
 export OMP_NUM_THREADS=1
-[ $whole -eq 1 ] && rm -rf mutants  # a whole run starts from nothing: no status kept from before
-mutmut run --max-children "$(nproc)" "$@" > /dev/null
+# a whole run starts from nothing (MUTATION_RESUME=1 goes on with the mutants not yet checked)
+[ $whole -eq 1 ] && [ "${MUTATION_RESUME:-0}" != 1 ] && rm -rf mutants
+mutmut run --max-children "$children" "$@" > /dev/null
 mkdir -p results
 mutmut results --all true | sed 's/^ *//' > results/mutation.txt
 WHOLE=$whole COMMIT=$commit MUTMUT="$(mutmut --version)" python - "$@" <<'PY'
