@@ -314,7 +314,10 @@ def rank_trials(trials: pd.DataFrame, spec: StudySpec,
 def _merge_levels(levels: pd.DataFrame, div: pd.DataFrame) -> pd.DataFrame:
     """Accuracy (converged trials) and divergence (finished trials) per level, in design order:
     a level whose trials all diverged has a divergence row and no accuracy."""
-    merged = div.merge(levels, on=["factor", "level"], how="left")
+    # object levels on both sides: where only numeric factors have an accuracy fit (every
+    # trial of a categorical factor's levels diverged), pandas reads one side's as floats
+    merged = div.astype({"level": object}).merge(levels.astype({"level": object}),
+                                                   on=["factor", "level"], how="left")
     merged["n"] = merged["n"].fillna(0).astype(int)
     return merged[["factor", "level", "baseline", "n", "mean", "ci_low", "ci_high", "diverged",
                    "trials", "rate", "rate_low", "rate_high", "fisher_p"]]

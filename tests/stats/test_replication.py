@@ -7,11 +7,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from study.design.spec import Look
 from study.stats import replication
 from study.stats.advice import MAX_SEEDS, advised_plan
 from study.stats.fit import ALPHA
 from study.stats.ranking import LIKELY, rank_trials
-from study.stats.replication import GROWTH, plan_look, with_added_seeds
+from study.stats.replication import GROWTH, describe, plan_look, with_added_seeds
 from study.stats.synthetic import (
     ofat_spec,
     ofat_table,
@@ -57,6 +58,13 @@ def test_a_look_adds_each_undecided_factor_s_advised_seeds_at_its_points() -> No
     assert grown.point_seeds("baseline")[:6] == list(range(6))
     assert grown.total_trials() == spec.total_trials() + sum(look.added.values())
     assert grown.look_log == [look.to_dict()] and grown.identity() == spec.identity()
+    # a second look's seeds follow the first's at each point; the first's are kept
+    second = replace(look, look=2, added={"lr=0.1": 2})
+    twice = with_added_seeds(grown, second)
+    first = look.added["lr=0.1"]
+    assert twice.added_seeds["lr=0.1"] == list(range(1, first + 3))
+    assert twice.point_seeds("lr=0.1") == list(range(first + 3))
+    assert [entry["look"] for entry in twice.look_log] == [1, 2]
 
 
 def test_a_factor_too_noisy_to_plan_for_grows_by_a_step_and_is_not_left_out() -> None:
@@ -110,6 +118,8 @@ def test_a_look_within_a_budget_takes_the_cheapest_factors_and_says_why_not_the_
     assert timed.added == look.added and "sweep.max_minutes" in next(iter(
         timed.skipped.values()))
     assert plan_look(analysis, spec, len(table), 10_000, 60.0, None).stop is not None  # no rate
+    exactly = plan_look(analysis, spec, len(table), alone[cheapest], None, None)
+    assert exactly.added == look.added  # a factor whose seeds are exactly the trials left
     nothing = plan_look(analysis, spec, len(table), 0, None, None)
     assert nothing.added == {} and nothing.stop.startswith("no undecided factor's seeds fit")
 
@@ -185,3 +195,40 @@ def test_factors_are_taken_cheapest_first_in_work_where_their_points_cost_differ
     assert set(look.skipped) == {fewer, priced_out}
     exact = sum(n * cheap for n in trials[more].values())  # minutes for exactly its work
     assert plan_look(analysis, spec, len(table), 10_000, 2.0 * exact, 2.0).added == look.added
+
+
+def test_the_shared_baseline_keeps_the_most_seeds_any_factor_asked_for(monkeypatch) -> None:
+    spec, table, analysis = _quick_study({"lr=0.1": -0.03, "activation=tanh": -0.02}, 0.005)
+    plans = {factor: advised_plan(fit, 0.01, ALPHA / 2).cells
+             for factor, fit in analysis.model.factors.items()}
+    most = max(plans, key=lambda f: plans[f]["baseline"])
+    # every factor asks the baseline for more than its 6 seeds, the others for fewer than a
+    # look's step (GROWTH times 6) and most
+    assert 6 < max(plan["baseline"] for f, plan in plans.items() if f != most) < GROWTH * 6
+    assert plans[most]["baseline"] > GROWTH * 6
+    # the factor that asks the baseline for the most seeds is the cheapest: it is taken first
+    costs = {p: 0.0 if factor == most else 1.0 for factor, plan in plans.items() for p in plan
+             if p != "baseline"} | {"baseline": 0.0}
+    monkeypatch.setattr(replication, "point_costs", lambda _: costs)
+    look = plan_look(analysis, spec, len(table), 10_000, None, None)
+    assert look.added["baseline"] + 6 == min(plans[most]["baseline"], GROWTH * 6)  # a step
+
+
+def test_a_factor_without_a_comparison_is_left_out_with_its_reason() -> None:
+    # activation's and pooling's one level diverged: no accuracy difference to plan seeds for
+    spec, table, analysis = _quick_study({"lr=0.1": -0.04}, 0.005, diverged={
+        "activation=tanh": [0], "pooling=avg": [0]})
+    assert set(analysis.model.factors) == {"lr"}
+    look = plan_look(analysis, spec, len(table), 10_000, None, None)
+    assert look.skipped == dict.fromkeys(("activation", "pooling"),
+                                         "no accuracy comparison to plan seeds for")
+    assert {"lr=0.01", "lr=0.1"} <= set(look.added)
+
+
+def test_a_look_is_one_log_line_that_says_what_it_adds_or_why_it_stops() -> None:
+    look = Look(2, 40, 0.025, ["lr", "pooling"], added={"lr=0.1": 3, "baseline": 5})
+    assert describe(look) == ("look 2 (40 trials, tested at 0.025): 2 undecided (lr, pooling); "
+                              "adds 8 trials at 2 design points")
+    done = Look(3, 48, 0.025, [], stop="every factor is decided")
+    assert describe(done) == ("look 3 (48 trials, tested at 0.025): 0 undecided (none); stops: "
+                              "every factor is decided")
