@@ -68,6 +68,7 @@ def test_design_table_counts_finished_trials_and_ignores_failed_ones() -> None:
 def test_a_stored_study_reads_back_as_the_table_it_was_made_from() -> None:
     table = ofat_table({}, noise=0.01, seeds=1, diverged={"baseline": [0]})
     table.loc[3, ["state", "outcome", ACCURACY]] = ["FAIL", "failed", None]
+    table[SAMPLE_ACCURACY] = table[ACCURACY] + 0.02  # the network on training images
     curves = {0: [0.4, np.nan, 0.1], 1: [0.5, 0.6]}  # trial 0 untested after epoch 2
     study = study_from_table(table, OFAT, "stored", {n: c for n, c in curves.items()})
     lost = study.ask()  # a worker that died: failed, no reason recorded
@@ -91,6 +92,8 @@ def test_a_stored_study_reads_back_as_the_table_it_was_made_from() -> None:
     finished = table["state"] == "COMPLETE"
     assert trials[ACCURACY].iloc[:made][finished].tolist() == table[ACCURACY][finished].tolist()
     assert trials[ACCURACY].iloc[made:].isna().all() and pd.isna(trials.loc[3, ACCURACY])
+    assert trials[SAMPLE_ACCURACY].iloc[:made][finished].tolist() == pytest.approx(
+        table[SAMPLE_ACCURACY][finished].tolist())
     assert (trials["wall_time_s"].iloc[:made] == 1.0).all()
     assert (trials[["device", "code"]].iloc[:made] == ["table", "test"]).all().all()
     reasons = trials["reason"]

@@ -10,7 +10,7 @@ import pytest
 
 from study.reporting.report import Figures, Findings, report_markdown
 from study.stats.frames import ACCURACY, SAMPLE_ACCURACY, StudyData
-from study.stats.gaps import GAP_FLAG, GAP_Z, generalisation_gaps
+from study.stats.gaps import GAP_FLAG, GAP_Z, gap_std, generalisation_gaps
 from study.stats.ranking import rank_trials
 from study.stats.synthetic import OFAT, ofat_table
 
@@ -114,3 +114,10 @@ def test_the_report_warns_at_the_top_and_names_the_flagged_level() -> None:
     assert "No level is flagged." in _report(measured({}))
     assert "n/a: no trial recorded its accuracy on training images" in _report(
         ofat_table({}, noise=0.01, seeds=2))
+
+
+def test_the_gaps_seed_std_needs_one_point_with_two_trials() -> None:
+    one_pair = pd.DataFrame({"design_point": ["baseline", "baseline", "lr=0.1"],
+                             "gap": [0.02, 0.05, 0.3]})
+    assert gap_std(one_pair) == pytest.approx(0.03 / np.sqrt(2))  # one degree of freedom
+    assert np.isnan(gap_std(one_pair.iloc[1:]))  # single trials: no seed std
