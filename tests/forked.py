@@ -23,9 +23,10 @@ SERVER = r"""
 import json, os, runpy, signal, sys, traceback
 import study.report, study.sweep, study.train
 from omegaconf import OmegaConf
+from study.cli import CONF_DIR
 from study.training.memory import training_bytes
 
-training_bytes(OmegaConf.load("conf/model/cnn.yaml"), 1)  # torch's lazy imports, as a sweep's
+training_bytes(OmegaConf.load(CONF_DIR / "model" / "cnn.yaml"), 1)  # torch's lazy imports
 
 for app in ("report", "sweep", "train"):  # run as __main__, as `python -m` does: not imported
     del sys.modules[f"study.{app}"]
