@@ -35,6 +35,13 @@ def _quick_study(shifts: dict[str, float], sigma: float, seed: int = 0, looks: i
     return spec, table, rank_trials(table, spec)
 
 
+def _advised_cells(analysis) -> dict[str, dict[str, int]]:
+    """Each factor's advised seeds per design point, as a look of the quick study plans them
+    (the 1-point threshold, the error rate of two looks)."""
+    return {factor: advised_plan(fit, 0.01, ALPHA / 2).cells
+            for factor, fit in analysis.model.factors.items()}
+
+
 def test_a_look_adds_each_undecided_factor_s_advised_seeds_at_its_points() -> None:
     spec, table, analysis = _quick_study({"lr=0.1": -0.04}, 0.005)
     verdicts = analysis.ranking.set_index("factor")["verdict"]
@@ -100,8 +107,7 @@ def test_a_look_within_a_budget_takes_the_cheapest_factors_and_says_why_not_the_
     spec, table, analysis = _quick_study({"lr=0.1": -0.04}, 0.005)
     full = plan_look(analysis, spec, len(table), 10_000, None, None)
     # what each factor alone costs, in trials (every point costs one baseline trial here)
-    plans = {factor: advised_plan(fit, 0.01, ALPHA / 2).cells
-             for factor, fit in analysis.model.factors.items()}
+    plans = _advised_cells(analysis)
     alone = {factor: sum(max(0, seeds - len(spec.point_seeds(p))) for p, seeds in plan.items())
              for factor, plan in plans.items()}
     cheapest, dearest = min(alone, key=alone.get), max(alone.values())
@@ -175,8 +181,7 @@ def test_adding_seeds_until_decided_claims_no_more_than_the_rate_under_unequal_n
 def test_factors_are_taken_cheapest_first_in_work_where_their_points_cost_differently(
         monkeypatch) -> None:
     spec, table, analysis = _quick_study({"lr=0.1": -0.04}, 0.005)
-    plans = {factor: advised_plan(fit, 0.01, ALPHA / 2).cells
-             for factor, fit in analysis.model.factors.items()}
+    plans = _advised_cells(analysis)
     trials = {factor: {p: seeds - len(spec.point_seeds(p)) for p, seeds in plan.items()
                        if p != "baseline" and seeds > len(spec.point_seeds(p))}
               for factor, plan in plans.items()}
@@ -199,8 +204,7 @@ def test_factors_are_taken_cheapest_first_in_work_where_their_points_cost_differ
 
 def test_the_shared_baseline_keeps_the_most_seeds_any_factor_asked_for(monkeypatch) -> None:
     spec, table, analysis = _quick_study({"lr=0.1": -0.03, "activation=tanh": -0.02}, 0.005)
-    plans = {factor: advised_plan(fit, 0.01, ALPHA / 2).cells
-             for factor, fit in analysis.model.factors.items()}
+    plans = _advised_cells(analysis)
     most = max(plans, key=lambda f: plans[f]["baseline"])
     # every factor asks the baseline for more than its 6 seeds, the others for fewer than a
     # look's step (GROWTH times 6) and most
